@@ -1,0 +1,250 @@
+"""Independent float64 NumPy references for SPEC sections 2-4, and tests of the references.
+
+Nothing here imports `tandem_keras`: these functions re-implement the equations of
+../shared/SPEC.md so that the library can be checked against them.
+
+- `conv2d_np`: cross-correlation with TensorFlow's "same"/"valid" padding and strides.
+- `bn_fold_np`: W' = W * g, b' = (b - mu) * g + beta, g = gamma / sqrt(var + eps).
+- `if_np`: IF neuron, reset by subtraction, V(0) = 0, spike when V >= theta (Eq. 2-3).
+- `tandem_layer_np`: a whole tandem layer forward (SPEC 3), with BN statistics from the
+  batch (training) or given moving statistics (inference).
+- `encode_np`: the front-loaded encoder of SPEC 2.
+- `quantized_np`: the bounded quantized ANN of Eq. 11, sent as a front-loaded train.
+
+The module is a test file itself (its tests check the references against TensorFlow ops
+and hand-computed values), and the other core test files import it.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+# A neuron whose float64 reference potential comes within this distance of the threshold
+# (at any step) may legitimately spike differently in float32; such neurons are excluded
+# from exact comparisons and their number is asserted to be small.
+NEAR_THRESHOLD_TOL = 1e-4
+
+
+# ----------------------------------------------------------------------------- conv / dense
+def _same_pads(size: int, k: int, s: int) -> tuple[int, int, int]:
+    out = -(-size // s)
+    total = max((out - 1) * s + k - size, 0)
+    return out, total // 2, total - total // 2
+
+
+def conv2d_np(x: np.ndarray, kernel: np.ndarray, strides: int = 1, padding: str = "same"):
+    """x [N,H,W,C], kernel [kh,kw,C,F] -> [N,H',W',F]; TF cross-correlation convention."""
+    x = np.asarray(x, np.float64)
+    kernel = np.asarray(kernel, np.float64)
+    n, h, w, c = x.shape
+    kh, kw, kc, f = kernel.shape
+    assert kc == c
+    s = strides
+    if padding == "same":
+        oh, pt, pb = _same_pads(h, kh, s)
+        ow, pl, pr = _same_pads(w, kw, s)
+        x = np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
+    elif padding == "valid":
+        oh = -(-(h - kh + 1) // s)
+        ow = -(-(w - kw + 1) // s)
+    else:
+        raise ValueError(padding)
+    out = np.zeros((n, oh, ow, f))
+    for i in range(kh):
+        for j in range(kw):
+            patch = x[:, i : i + (oh - 1) * s + 1 : s, j : j + (ow - 1) * s + 1 : s, :]
+            out += patch @ kernel[i, j]
+    return out
+
+
+def linear_np(x: np.ndarray, kernel: np.ndarray, op: dict) -> np.ndarray:
+    """Applies a dense ([.., F] @ [F, U]) or conv op described by `op` to x [N, ...]."""
+    if op["kind"] == "dense":
+        return np.asarray(x, np.float64) @ np.asarray(kernel, np.float64)
+    return conv2d_np(x, kernel, op["strides"], op["padding"])
+
+
+def _reduce_axes(op: dict) -> tuple[int, ...]:
+    return (0,) if op["kind"] == "dense" else (0, 1, 2)
+
+
+# ----------------------------------------------------------------------------- BN folding
+def bn_fold_np(kernel, bias, gamma, beta, mean, var, eps):
+    """BN folded into the weights (SPEC 3): W' = W g, b' = (b - mu) g + beta."""
+    g = np.asarray(gamma, np.float64) / np.sqrt(np.asarray(var, np.float64) + eps)
+    k = np.asarray(kernel, np.float64) * g
+    b = 0.0 if bias is None else np.asarray(bias, np.float64)
+    return k, (b - np.asarray(mean, np.float64)) * g + np.asarray(beta, np.float64)
+
+
+# ----------------------------------------------------------------------------- IF neurons
+def if_np(z: np.ndarray, theta: float):
+    """IF with reset by subtraction over axis 1 (time).
+
+    V(t) = V(t-1) + z(t) - theta * s(t-1), V(0) = 0, s(t) = [V(t) >= theta].
+    Returns (spikes [N,T,...], margin [N,...]) where margin = min_t |V(t) - theta|.
+    """
+    z = np.asarray(z, np.float64)
+    v = np.zeros(z.shape[:1] + z.shape[2:])
+    s_prev = np.zeros_like(v)
+    spikes = np.zeros_like(z)
+    margin = np.full(v.shape, np.inf)
+    for t in range(z.shape[1]):
+        v = v + z[:, t] - theta * s_prev
+        margin = np.minimum(margin, np.abs(v - theta))
+        s_prev = (v >= theta).astype(np.float64)
+        spikes[:, t] = s_prev
+    return spikes, margin
+
+
+def front_loaded_np(count: np.ndarray, time_steps: int) -> np.ndarray:
+    """s[t] = 1 if count >= t + 1: [N, ...] -> [N, T, ...]."""
+    t = np.arange(time_steps).reshape((1, time_steps) + (1,) * (count.ndim - 1))
+    return (np.expand_dims(count, 1) >= t + 1).astype(np.float64)
+
+
+def encode_np(v: np.ndarray, time_steps: int, theta: float = 1.0) -> np.ndarray:
+    """SPEC 2: a0 = min(floor(max(v,0)/theta), T), front-loaded."""
+    a0 = np.minimum(np.floor(np.maximum(np.asarray(v, np.float64), 0.0) / theta), time_steps)
+    return front_loaded_np(a0, time_steps)
+
+
+# ----------------------------------------------------------------------------- tandem layer
+def bn_statistics_np(s_in, kernel, bias, op):
+    """Batch mean / biased variance of W * c_in + b over batch (and space for conv)."""
+    c_in = np.asarray(s_in, np.float64).sum(axis=1)
+    u = linear_np(c_in, kernel, op)
+    if bias is not None:
+        u = u + bias
+    axes = _reduce_axes(op)
+    return u.mean(axis=axes), u.var(axis=axes)
+
+
+def folded_np(s_in, kernel, bias, op, bn=None, training=False):
+    """(W', b') that the SNN runs with. bn: dict gamma, beta, moving_mean, moving_variance, eps."""
+    if bn is None:
+        return np.asarray(kernel, np.float64), (
+            np.zeros(kernel.shape[-1]) if bias is None else np.asarray(bias, np.float64)
+        )
+    if training:
+        mean, var = bn_statistics_np(s_in, kernel, bias, op)
+    else:
+        mean, var = bn["moving_mean"], bn["moving_variance"]
+    return bn_fold_np(kernel, bias, bn["gamma"], bn["beta"], mean, var, bn["eps"])
+
+
+def free_potential_np(s_in, kernel, bias, op, bn=None, training=False):
+    """V_f = BN(W c_in + b) = W' c_in + b' (Eq. 4 with BN)."""
+    k, b = folded_np(s_in, kernel, bias, op, bn, training)
+    return linear_np(np.asarray(s_in, np.float64).sum(axis=1), k, op) + b
+
+
+def tandem_layer_np(s_in, kernel, bias, op, theta=1.0, bn=None, training=False):
+    """SPEC 3 forward: z(t) = W' s_in(t) + b'/T, IF dynamics. Returns (spikes, margin)."""
+    s_in = np.asarray(s_in, np.float64)
+    n, t_steps = s_in.shape[:2]
+    k, b = folded_np(s_in, kernel, bias, op, bn, training)
+    flat = s_in.reshape((n * t_steps,) + s_in.shape[2:])
+    z = linear_np(flat, k, op) + b / t_steps
+    z = z.reshape((n, t_steps) + z.shape[1:])
+    return if_np(z, theta)
+
+
+def quantized_np(s_in, kernel, bias, op, theta=1.0, bn=None, training=False):
+    """Bounded quantized ANN (Eq. 11) as front-loaded spikes; returns (spikes, V_f)."""
+    t_steps = np.asarray(s_in).shape[1]
+    vf = free_potential_np(s_in, kernel, bias, op, bn, training)
+    a = np.minimum(np.floor(np.maximum(vf, 0.0) / theta), t_steps)
+    return front_loaded_np(a, t_steps), vf
+
+
+def assert_spikes_match(actual, expected, margin, max_excluded_fraction=0.01):
+    """Exact equality of spike trains except for neurons whose float64 potential came
+    within NEAR_THRESHOLD_TOL of theta; asserts that such neurons are rare."""
+    actual = np.asarray(actual)
+    assert actual.shape == expected.shape, (actual.shape, expected.shape)
+    assert np.all((actual == 0.0) | (actual == 1.0)), "output is not a 0/1 spike train"
+    near = margin < NEAR_THRESHOLD_TOL  # [N, ...]
+    assert near.mean() <= max_excluded_fraction, f"{near.mean():.4f} neurons near threshold"
+    keep = np.broadcast_to(~np.expand_dims(near, 1), expected.shape)
+    mismatch = (actual != expected) & keep
+    assert not mismatch.any(), (
+        f"{int(mismatch.sum())} spikes differ from the NumPy SNN reference "
+        f"(of {int(keep.sum())} compared; first at {np.argwhere(mismatch)[:3].tolist()})"
+    )
+    return int(near.sum())
+
+
+# ----------------------------------------------------------------------------- self-tests
+@pytest.mark.parametrize("padding", ["same", "valid"])
+@pytest.mark.parametrize("strides", [1, 2])
+@pytest.mark.parametrize("hw", [(7, 7), (6, 5)])
+@pytest.mark.parametrize("ksize", [(3, 3), (2, 3), (1, 1)])
+def test_conv2d_np_matches_tensorflow(padding, strides, hw, ksize):
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2,) + hw + (3,))
+    k = rng.normal(size=ksize + (3, 4))
+    expected = tf.nn.conv2d(x, k, strides=strides, padding=padding.upper()).numpy()
+    np.testing.assert_allclose(conv2d_np(x, k, strides, padding), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_if_np_hand_computed():
+    # theta = 1: z = 0.6 each step -> V: 0.6, 1.2 (spike), 0.8, 1.4 (spike), 1.0 (spike), 0.6
+    z = np.full((1, 6, 1), 0.6)
+    s, margin = if_np(z, 1.0)
+    np.testing.assert_array_equal(s[0, :, 0], [0, 1, 0, 1, 1, 0])
+    assert margin[0, 0] == pytest.approx(0.0, abs=1e-12)  # V(5) == 1.0 up to rounding
+    # reset by subtraction keeps the surplus: z = 2.5 once then 0 -> spikes at t=1,2, V ends 0.5
+    z = np.zeros((1, 4, 1))
+    z[0, 0, 0] = 2.5
+    s, _ = if_np(z, 1.0)
+    np.testing.assert_array_equal(s[0, :, 0], [1, 1, 0, 0])
+    # theta = 2 with negative input: never fires
+    s, _ = if_np(np.full((1, 3, 1), -1.0), 2.0)
+    assert s.sum() == 0
+
+
+def test_encode_np_hand_computed():
+    v = np.array([[-1.0, 0.0, 0.99, 1.0, 2.5, 7.0]])
+    s = encode_np(v, 4, 1.0)
+    np.testing.assert_array_equal(s.sum(axis=1)[0], [0, 0, 0, 1, 2, 4])
+    np.testing.assert_array_equal(s[0, :, 4], [1, 1, 0, 0])
+    s = encode_np(np.array([[1.9, 2.0]]), 3, theta=0.5)
+    np.testing.assert_array_equal(s.sum(axis=1)[0], [3, 3])
+
+
+def test_bn_fold_np_equals_batchnorm_of_linear():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(5, 4))
+    kernel, bias = rng.normal(size=(4, 3)), rng.normal(size=3)
+    gamma, beta = rng.uniform(0.5, 2, 3), rng.normal(size=3)
+    mean, var, eps = rng.normal(size=3), rng.uniform(0.5, 2, 3), 1e-3
+    bn = gamma * (x @ kernel + bias - mean) / np.sqrt(var + eps) + beta
+    k, b = bn_fold_np(kernel, bias, gamma, beta, mean, var, eps)
+    np.testing.assert_allclose(x @ k + b, bn, rtol=1e-12, atol=1e-12)
+
+
+def test_tandem_layer_np_sums_to_free_potential_without_spiking():
+    # With a huge threshold nothing spikes, so V(T) must equal V_f = W' c_in + b' (Eq. 4).
+    rng = np.random.default_rng(2)
+    op = {"kind": "conv", "strides": 2, "padding": "same"}
+    s_in = (rng.random((3, 5, 6, 6, 2)) < 0.4).astype(float)
+    kernel, bias = rng.normal(size=(3, 3, 2, 4)), rng.normal(size=4)
+    bn = dict(gamma=rng.uniform(0.5, 2, 4), beta=rng.normal(size=4),
+              moving_mean=rng.normal(size=4), moving_variance=rng.uniform(0.5, 2, 4), eps=1e-3)
+    for training in (False, True):
+        k, b = folded_np(s_in, kernel, bias, op, bn, training)
+        flat = s_in.reshape((15, 6, 6, 2))
+        z = (linear_np(flat, k, op) + b / 5).reshape((3, 5, 3, 3, 4))
+        vf = free_potential_np(s_in, kernel, bias, op, bn, training)
+        np.testing.assert_allclose(z.sum(axis=1), vf, rtol=1e-10, atol=1e-10)
+        s, _ = tandem_layer_np(s_in, kernel, bias, op, theta=1e9, bn=bn, training=training)
+        assert s.sum() == 0
+    # training statistics: BN output has zero mean and ~unit variance per channel
+    vf = free_potential_np(s_in, kernel, bias, op, dict(bn, gamma=np.ones(4), beta=np.zeros(4)),
+                           training=True)
+    np.testing.assert_allclose(vf.mean(axis=(0, 1, 2)), 0.0, atol=1e-10)
