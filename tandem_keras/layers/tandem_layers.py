@@ -1,0 +1,418 @@
+"""TandemConv2D and TandemDense: spike train in, spike train out (SPEC 3).
+
+Both share :class:`TandemLayer`, which holds the weights, the fused batch
+normalization, the modes and the coupling; a subclass only says how its linear
+map (convolution or matrix product) is applied.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tandem_keras import neurons, tandem
+from tandem_keras._checks import (
+    MODES,
+    check_choice,
+    check_spike_train_shape,
+    check_threshold,
+)
+
+_INIT_KEYS = ("kernel_initializer", "bias_initializer", "gamma_initializer", "beta_initializer",
+              "moving_mean_initializer", "moving_variance_initializer")
+_REG_KEYS = ("kernel_regularizer", "bias_regularizer", "gamma_regularizer", "beta_regularizer")
+_CONSTRAINT_KEYS = ("kernel_constraint", "bias_constraint")
+
+
+class TandemLayer(keras.layers.Layer):
+    """Base of the tandem layers: an IF SNN layer forward, its coupled ANN backward.
+
+    Forward (``mode="tandem"``; SPEC 3, paper Eq. 1-3), with BN folded into the weights
+    (``g = gamma / sqrt(var + eps)``, ``W' = W g``, ``b' = (b - mu) g + beta``; batch
+    statistics in training, moving statistics in inference)::
+
+        z(t) = W' * s_in(t) + b' / T
+        V(t) = V(t-1) + z(t) - theta * s(t-1),   s(t) = [V(t) >= theta]
+
+    Backward (the tandem rule, paper Eq. 4-5, 11), from the coupled ANN only::
+
+        c_in = sum_t s_in(t),  V_f = BN(W * c_in + b),  a = clip(V_f / theta, 0, T)
+        grad_a = sum_t grad_s(t) / T,  grad_s_in(t) = grad_c_in
+
+    Other modes: ``"quantized"`` (Eq. 11 forward as front-loaded spikes,
+    straight-through gradient), ``"ann"`` (ReLU ANN; the output's time axis has
+    length 1 and holds the activation) and ``"bptt"`` (the SNN differentiated through
+    time with a boxcar surrogate, a baseline).
+    """
+
+    # Subclasses set these.
+    _input_rank: int = 0
+    _layout: str = ""
+
+    def __init__(
+        self,
+        threshold: float = 1.0,
+        batch_norm: bool = True,
+        surrogate: str = "bounded_relu",
+        mode: str = "tandem",
+        use_bias: bool = True,
+        momentum: float = 0.99,
+        epsilon: float = 1e-3,
+        kernel_initializer: Any = "glorot_uniform",
+        bias_initializer: Any = "zeros",
+        gamma_initializer: Any = "ones",
+        beta_initializer: Any = "zeros",
+        moving_mean_initializer: Any = "zeros",
+        moving_variance_initializer: Any = "ones",
+        kernel_regularizer: Any = None,
+        bias_regularizer: Any = None,
+        gamma_regularizer: Any = None,
+        beta_regularizer: Any = None,
+        kernel_constraint: Any = None,
+        bias_constraint: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        owner = type(self).__name__
+        self.threshold = check_threshold(threshold, owner)
+        self.batch_norm = bool(batch_norm)
+        self.surrogate = check_choice(surrogate, "surrogate", tandem.SURROGATES, owner)
+        self.mode = mode
+        self.use_bias = bool(use_bias)
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f"{owner}: momentum must be in [0, 1), got {momentum}.")
+        if not epsilon > 0:
+            raise ValueError(f"{owner}: epsilon must be > 0, got {epsilon}.")
+        self.momentum = float(momentum)
+        self.epsilon = float(epsilon)
+        for key in _INIT_KEYS:
+            setattr(self, key, keras.initializers.get(locals()[key]))
+        for key in _REG_KEYS:
+            setattr(self, key, keras.regularizers.get(locals()[key]))
+        for key in _CONSTRAINT_KEYS:
+            setattr(self, key, keras.constraints.get(locals()[key]))
+        self._time_steps: Optional[int] = None
+
+    # ----------------------------------------------------------------- properties
+    @property
+    def mode(self) -> str:
+        """``"tandem"``, ``"ann"``, ``"quantized"`` or ``"bptt"``."""
+        return self._mode
+
+    @mode.setter
+    def mode(self, value: str) -> None:
+        self._mode = check_choice(value, "mode", MODES, type(self).__name__)
+
+    @property
+    def time_steps(self) -> Optional[int]:
+        """T, read from the time axis of the input at build (None before)."""
+        return self._time_steps
+
+    # --------------------------------------------------------- subclass interface
+    def _kernel_shape(self, input_dim: int) -> tuple:
+        raise NotImplementedError
+
+    def _apply_kernel(self, x: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
+        """The linear map ``W * x`` on ``[batch, ...]`` (no bias)."""
+        raise NotImplementedError
+
+    def _shared_apply(self, counts, kernel, summed_products):
+        """``W * counts`` valued as ``summed_products`` (see tandem.shared_*)."""
+        raise NotImplementedError
+
+    def _output_spatial_shape(self, input_shape: tuple) -> tuple:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ building
+    def build(self, input_shape) -> None:
+        check_spike_train_shape(input_shape, self._input_rank, self._layout, type(self).__name__)
+        self._time_steps = int(input_shape[1])
+        input_dim = int(input_shape[-1])
+        self.kernel = self.add_weight(
+            name="kernel", shape=self._kernel_shape(input_dim),
+            initializer=self.kernel_initializer, regularizer=self.kernel_regularizer,
+            constraint=self.kernel_constraint)
+        channels = (self._kernel_shape(input_dim)[-1],)
+        self.bias = None
+        if self.use_bias:
+            self.bias = self.add_weight(
+                name="bias", shape=channels, initializer=self.bias_initializer,
+                regularizer=self.bias_regularizer, constraint=self.bias_constraint, autocast=False)
+        if self.batch_norm:
+            self.gamma = self.add_weight(name="gamma", shape=channels, initializer=self.gamma_initializer,
+                                         regularizer=self.gamma_regularizer, autocast=False)
+            self.beta = self.add_weight(name="beta", shape=channels, initializer=self.beta_initializer,
+                                        regularizer=self.beta_regularizer, autocast=False)
+            self.moving_mean = self.add_weight(name="moving_mean", shape=channels, trainable=False,
+                                               initializer=self.moving_mean_initializer, autocast=False)
+            self.moving_variance = self.add_weight(
+                name="moving_variance", shape=channels, trainable=False,
+                initializer=self.moving_variance_initializer, autocast=False)
+
+    def compute_output_shape(self, input_shape):
+        time_axis = 1 if self.mode == "ann" else input_shape[1]
+        return (input_shape[0], time_axis) + self._output_spatial_shape(tuple(input_shape))
+
+    # ------------------------------------------------------------------ the BN
+    def _normalize(self, preactivation: tf.Tensor, training: bool):
+        """Returns ``(V_f, scale, folded_bias)`` in float32 for ``u = W * c_in``.
+
+        ``V_f = (u + b - mu) * g + beta = u * g + b'``; without BN ``g = 1`` (None).
+        """
+        u = tf.cast(preactivation, tf.float32)
+        bias = tf.cast(self.bias, tf.float32) if self.use_bias else None
+        if bias is not None:
+            u = u + bias
+        if not self.batch_norm:
+            folded_bias = bias if bias is not None else tf.zeros([u.shape[-1]], tf.float32)
+            return u, None, folded_bias
+        axes = list(range(u.shape.rank - 1))
+        if training:
+            mean, variance = tf.nn.moments(u, axes=axes)
+            self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
+            self.moving_variance.assign(
+                self.moving_variance * self.momentum + variance * (1.0 - self.momentum))
+        else:
+            mean = tf.convert_to_tensor(self.moving_mean)
+            variance = tf.convert_to_tensor(self.moving_variance)
+        scale = tf.convert_to_tensor(self.gamma) * tf.math.rsqrt(variance + self.epsilon)
+        v_f = (u - mean) * scale + self.beta
+        bias_term = -mean if bias is None else bias - mean
+        folded_bias = bias_term * scale + self.beta
+        return v_f, scale, folded_bias
+
+    def folded_weights(self, training: bool = False, inputs: Optional[tf.Tensor] = None):
+        """The BN-folded ``(kernel, bias)`` the SNN runs with.
+
+        ``W' = W * g``, ``b' = (b - mu) * g + beta``, ``g = gamma / sqrt(var + eps)``
+        with the moving statistics (``training=False``), or with the batch statistics
+        of ``inputs`` (a spike train) when ``training=True``. Without BN:
+        ``(W, b)``. Reading does not update the moving statistics.
+
+        Example:
+          >>> layer = TandemDense(4)
+          >>> _ = layer(tf.zeros([2, 3, 5]))
+          >>> kernel, bias = layer.folded_weights()
+          >>> tuple(kernel.shape), tuple(bias.shape)
+          ((5, 4), (4,))
+        """
+        if not self.built:
+            raise ValueError(f"{self.name}: the layer is not built yet; call it on a spike train first.")
+        kernel = tf.convert_to_tensor(self.kernel)
+        bias = tf.cast(self.bias, tf.float32) if self.use_bias else tf.zeros([kernel.shape[-1]])
+        if not self.batch_norm:
+            return kernel, bias
+        if training:
+            if inputs is None:
+                raise ValueError(f"{self.name}: folded_weights(training=True) needs the `inputs` "
+                                 "spike train whose batch statistics are folded in.")
+            counts = tf.reduce_sum(tf.cast(inputs, kernel.dtype), axis=1)
+            u = tf.cast(self._apply_kernel(counts, kernel), tf.float32) + bias
+            mean, variance = tf.nn.moments(u, axes=list(range(u.shape.rank - 1)))
+        else:
+            mean, variance = self.moving_mean, self.moving_variance
+        scale = self.gamma * tf.math.rsqrt(variance + self.epsilon)
+        return kernel * scale, (bias - mean) * scale + self.beta
+
+    # ------------------------------------------------------------------ forward
+    def call(self, inputs, training=None):
+        training = bool(training) and self.trainable
+        if self.mode != "ann" and tf.executing_eagerly():
+            self._check_spike_values(inputs)
+        kernel = self.kernel  # cast to the compute dtype by Keras autocasting
+        inputs = tf.cast(inputs, kernel.dtype)
+        if self.mode == "tandem":
+            return self._call_tandem(inputs, kernel, training)
+        if self.mode == "bptt":
+            return self._call_bptt(inputs, kernel, training)
+        counts = tf.reduce_sum(inputs, axis=1)
+        v_f, _, _ = self._normalize(self._apply_kernel(counts, kernel), training)
+        if self.mode == "ann":
+            return tf.cast(tf.expand_dims(tf.nn.relu(v_f / self.threshold), 1), self.compute_dtype)
+        # quantized: Eq. 11 forward as a front-loaded spike train, straight-through gradient
+        activation = neurons.bounded_quantized_relu(v_f, self.threshold, self._time_steps)
+        spikes = neurons.front_loaded_spikes(activation, self._time_steps)
+        return tandem.couple_spikes_to_potential(
+            tf.cast(spikes, self.compute_dtype), v_f, self.threshold, self.surrogate)
+
+    def _per_step_products(self, inputs, kernel):
+        """``W * s(t)`` for every t with one linear op over time folded into batch."""
+        products = self._apply_kernel(tandem.time_to_batch(inputs), kernel)
+        return tandem.batch_to_time(products, self._time_steps)
+
+    def _snn_current(self, products, scale, folded_bias):
+        """``z(t) = W' s(t) + b'/T`` in float32 from the unscaled products ``W s(t)``."""
+        current = tf.cast(products, tf.float32)
+        if scale is not None:
+            current = current * scale
+        return current + folded_bias / float(self._time_steps)
+
+    def _call_tandem(self, inputs, kernel, training):
+        products = self._per_step_products(tf.stop_gradient(inputs), tf.stop_gradient(kernel))
+        counts = tf.reduce_sum(inputs, axis=1)
+        summed = tf.cast(tf.reduce_sum(tf.cast(products, tf.float32), axis=1), products.dtype)
+        preactivation = self._shared_apply(counts, kernel, summed)
+        v_f, scale, folded_bias = self._normalize(preactivation, training)
+        current = self._snn_current(tf.stop_gradient(products), tf.stop_gradient(scale)
+                                    if scale is not None else None, tf.stop_gradient(folded_bias))
+        spikes = neurons.integrate_and_fire(current, self.threshold)
+        return tandem.couple_spikes_to_potential(
+            tf.cast(spikes, self.compute_dtype), v_f, self.threshold, self.surrogate)
+
+    def _call_bptt(self, inputs, kernel, training):
+        products = self._per_step_products(inputs, kernel)
+        preactivation = tf.reduce_sum(tf.cast(products, tf.float32), axis=1)
+        _, scale, folded_bias = self._normalize(preactivation, training)
+        spikes = neurons.integrate_and_fire_bptt(
+            self._snn_current(products, scale, folded_bias), self.threshold)
+        return tf.cast(spikes, self.compute_dtype)
+
+    def _check_spike_values(self, inputs) -> None:
+        values = tf.convert_to_tensor(inputs)
+        if values.dtype.is_floating or values.dtype.is_integer:
+            low = float(tf.reduce_min(values)) if tf.size(values) > 0 else 0.0
+            high = float(tf.reduce_max(values)) if tf.size(values) > 0 else 0.0
+            if low < 0.0 or high > 1.0:
+                raise ValueError(
+                    f"{self.name} ({type(self).__name__}) was fed a tensor with values in "
+                    f"[{low:g}, {high:g}], which is not a spike train (values 0/1). "
+                    "Encode real-valued inputs with tk.SpikeEncoder first.")
+
+    # ------------------------------------------------------------------ config
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(
+            threshold=self.threshold, batch_norm=self.batch_norm, surrogate=self.surrogate,
+            mode=self.mode, use_bias=self.use_bias, momentum=self.momentum, epsilon=self.epsilon)
+        for key in _INIT_KEYS:
+            config[key] = keras.initializers.serialize(getattr(self, key))
+        for key in _REG_KEYS:
+            config[key] = keras.regularizers.serialize(getattr(self, key))
+        for key in _CONSTRAINT_KEYS:
+            config[key] = keras.constraints.serialize(getattr(self, key))
+        return config
+
+
+def _pair(value, name: str, owner: str) -> tuple:
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        value = (int(value), int(value))
+    value = tuple(int(v) for v in value)
+    if len(value) != 2 or min(value) < 1:
+        raise ValueError(f"{owner}: {name} must be a positive int or a pair of them, got {value}.")
+    return value
+
+
+@keras.saving.register_keras_serializable(package="tandem_keras")
+class TandemConv2D(TandemLayer):
+    """2-D convolutional tandem layer: ``[batch, T, H, W, C]`` spikes -> ``[batch, T, H', W', filters]``.
+
+    Takes the arguments of ``keras.layers.Conv2D`` (channels_last), plus
+    ``threshold``, ``batch_norm``, ``surrogate``, ``mode``, ``momentum`` and
+    ``epsilon``. T is read from the time axis of the input. Forward and gradient:
+    see :class:`TandemLayer`; the T convolutions run as one, with time folded
+    into the batch, and the coupled ANN reuses their sum (no extra convolution).
+
+    Example:
+      >>> import keras, tandem_keras as tk
+      >>> model = keras.Sequential([
+      ...     keras.Input((8, 8, 1)),
+      ...     keras.layers.Conv2D(8, 3, padding="same"), keras.layers.BatchNormalization(),
+      ...     tk.SpikeEncoder(time_steps=4),
+      ...     tk.TandemConv2D(16, 3, strides=2),
+      ...     tk.TimeFlatten(), tk.TandemDense(32), tk.SpikeCount(), keras.layers.Dense(10)])
+      >>> model(tf.zeros([2, 8, 8, 1])).shape
+      TensorShape([2, 10])
+    """
+
+    _input_rank = 5
+    _layout = "[batch, time, height, width, channels]"
+
+    def __init__(self, filters: int, kernel_size, strides=1, padding: str = "same",
+                 dilation_rate=1, data_format: Optional[str] = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        owner = type(self).__name__
+        if isinstance(filters, bool) or not isinstance(filters, (int, np.integer)) or filters < 1:
+            raise ValueError(f"{owner}: filters must be a positive integer, got {filters!r}.")
+        if data_format not in (None, "channels_last"):
+            raise ValueError(f"{owner}: only data_format='channels_last' is supported, got {data_format!r}.")
+        self.filters = int(filters)
+        self.kernel_size = _pair(kernel_size, "kernel_size", owner)
+        self.strides = _pair(strides, "strides", owner)
+        self.dilation_rate = _pair(dilation_rate, "dilation_rate", owner)
+        self.padding = check_choice(str(padding).lower(), "padding", ("same", "valid"), owner)
+        if max(self.strides) > 1 and max(self.dilation_rate) > 1:
+            raise ValueError(f"{owner}: strides > 1 together with dilation_rate > 1 is not supported.")
+
+    def _kernel_shape(self, input_dim: int) -> tuple:
+        return self.kernel_size + (input_dim, self.filters)
+
+    def _apply_kernel(self, x, kernel):
+        return tf.nn.conv2d(x, kernel, strides=self.strides, padding=self.padding.upper(),
+                            dilations=self.dilation_rate)
+
+    def _shared_apply(self, counts, kernel, summed_products):
+        return tandem.shared_conv2d(counts, kernel, summed_products, self.strides,
+                                    self.padding, self.dilation_rate)
+
+    def _output_spatial_shape(self, input_shape):
+        spatial = []
+        for size, k, s, d in zip(input_shape[2:4], self.kernel_size, self.strides, self.dilation_rate):
+            if size is None:
+                spatial.append(None)
+            elif self.padding == "same":
+                spatial.append(-(-size // s))
+            else:
+                spatial.append(-(-(size - (k - 1) * d) // s))
+        return tuple(spatial) + (self.filters,)
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(filters=self.filters, kernel_size=self.kernel_size, strides=self.strides,
+                      padding=self.padding, dilation_rate=self.dilation_rate)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="tandem_keras")
+class TandemDense(TandemLayer):
+    """Fully connected tandem layer: ``[batch, T, features]`` spikes -> ``[batch, T, units]``.
+
+    Takes the arguments of ``keras.layers.Dense`` plus ``threshold``,
+    ``batch_norm``, ``surrogate``, ``mode``, ``momentum`` and ``epsilon``. Forward
+    and gradient: see :class:`TandemLayer`. With ``batch_norm=False`` followed by
+    :class:`SpikeCount` it is the spike-count output layer of SPEC 4.
+
+    Example:
+      >>> layer = TandemDense(3, batch_norm=False)
+      >>> spikes = layer(tf.ones([1, 4, 2]))       # batch 1, T = 4, 2 inputs
+      >>> spikes.shape
+      TensorShape([1, 4, 3])
+    """
+
+    _input_rank = 3
+    _layout = "[batch, time, features]"
+
+    def __init__(self, units: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units < 1:
+            raise ValueError(f"{type(self).__name__}: units must be a positive integer, got {units!r}.")
+        self.units = int(units)
+
+    def _kernel_shape(self, input_dim: int) -> tuple:
+        return (input_dim, self.units)
+
+    def _apply_kernel(self, x, kernel):
+        return tf.matmul(x, kernel)
+
+    def _shared_apply(self, counts, kernel, summed_products):
+        return tandem.shared_dense(counts, kernel, summed_products)
+
+    def _output_spatial_shape(self, input_shape):
+        return (self.units,)
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(units=self.units)
+        return config

@@ -1,0 +1,67 @@
+"""Switching a model between tandem, ANN, quantized-ANN and BPTT modes.
+
+All tandem_keras layers take a ``mode`` argument (``tk.MODES``). The paper's
+baselines are the same model in another mode:
+
+* plain ReLU ANN: ``mode="ann"``;
+* bounded quantized ANN (Eq. 11, straight-through): ``mode="quantized"``;
+* constrain-then-train: train in ``"quantized"``, then run the weights as the SNN with
+  ``with_mode(model, "tandem")``;
+* BPTT: ``mode="bptt"`` (gradients through the IF dynamics, surrogate derivative).
+"""
+
+from __future__ import annotations
+
+import keras
+
+from tandem_keras._checks import MODES, check_choice
+
+
+def _has_mode(layer) -> bool:
+    return "mode" in layer.get_config() and getattr(type(layer), "__module__", "").startswith("tandem_keras")
+
+
+def with_mode(model: keras.Model, mode: str) -> keras.Model:
+    """Returns a copy of ``model`` (Sequential or functional) with every tandem_keras
+    layer in ``mode`` and the same weights (moving BN statistics included).
+
+    The copy is uncompiled. Subclassed models cannot be cloned: set ``layer.mode`` on
+    their layers instead (and recompile).
+
+    Example:
+      >>> quantized = build_model(mode="quantized"); quantized.fit(...)   # doctest: +SKIP
+      >>> snn = with_mode(quantized, "tandem")          # constrain-then-train  # doctest: +SKIP
+    """
+    check_choice(mode, "mode", MODES, "with_mode")
+    if not isinstance(model, keras.Model):
+        raise ValueError(f"with_mode expects a keras.Model, got {type(model).__name__}.")
+
+    def clone(layer):
+        config = layer.get_config()
+        if _has_mode(layer):
+            config["mode"] = mode
+        return layer.__class__.from_config(config)
+
+    try:
+        copy = keras.models.clone_model(model, clone_function=clone)
+    except ValueError as error:
+        raise ValueError(
+            f"with_mode can only copy Sequential and functional models ({error}); for a subclassed "
+            "model set `layer.mode` on its tandem_keras layers and recompile.") from error
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def set_mode(model: keras.Model, mode: str) -> keras.Model:
+    """Sets ``mode`` in place on every tandem_keras layer of ``model`` (any kind of model).
+
+    Works for subclassed models too. Recompile afterwards: a compiled train or
+    predict function keeps the graph of the old mode. In ``"ann"`` mode the time axis
+    between layers has length 1, so shapes inside a functional model's graph change:
+    prefer :func:`with_mode` for functional and Sequential models.
+    """
+    check_choice(mode, "mode", MODES, "set_mode")
+    for layer in model._flatten_layers(include_self=False):
+        if _has_mode(layer):
+            layer.mode = mode
+    return model
