@@ -120,22 +120,3 @@ def shared_dense(counts: tf.Tensor, kernel: tf.Tensor, summed_products: tf.Tenso
         return tf.identity(summed_products), grad
 
     return _dense(counts, kernel)
-
-
-def straight_through_quantized(potential: tf.Tensor, threshold: float, time_steps: int) -> tf.Tensor:
-    """Bounded quantized ReLU (Eq. 11) with the straight-through gradient.
-
-    Forward: ``a = min(floor(max(V, 0) / theta), T)``.
-    Backward: ``da/dV = 1/theta`` on ``0 < V < T*theta``, else 0.
-    """
-
-    @tf.custom_gradient
-    def _quantize(v):
-        def grad(upstream):
-            inside = tf.logical_and(v > 0.0, v < float(time_steps) * threshold)
-            return upstream * tf.cast(inside, upstream.dtype) / threshold
-
-        value = tf.minimum(tf.floor(tf.nn.relu(v) / threshold), float(time_steps))
-        return value, grad
-
-    return _quantize(potential)
