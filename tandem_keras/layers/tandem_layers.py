@@ -46,6 +46,11 @@ class TandemLayer(keras.layers.Layer):
     straight-through gradient), ``"ann"`` (ReLU ANN; the output's time axis has
     length 1 and holds the activation) and ``"bptt"`` (the SNN differentiated through
     time with a boxcar surrogate, a baseline).
+
+    The BN moving statistics use ``momentum=0.9`` by default (Tensorpack's and
+    PyTorch's default, which the authors trained with), not Keras's 0.99: the SNN
+    thresholds its potentials, so stale moving statistics after short training cost
+    more accuracy than in an ANN.
     """
 
     # Subclasses set these.
@@ -59,7 +64,7 @@ class TandemLayer(keras.layers.Layer):
         surrogate: str = "bounded_relu",
         mode: str = "tandem",
         use_bias: bool = True,
-        momentum: float = 0.99,
+        momentum: float = 0.9,
         epsilon: float = 1e-3,
         kernel_initializer: Any = "glorot_uniform",
         bias_initializer: Any = "zeros",
