@@ -162,12 +162,14 @@ def quantized_np(s_in, kernel, bias, op, theta=1.0, bn=None, training=False):
 
 def assert_spikes_match(actual, expected, margin, max_excluded_fraction=0.01):
     """Exact equality of spike trains except for neurons whose float64 potential came
-    within NEAR_THRESHOLD_TOL of theta; asserts that such neurons are rare."""
+    within NEAR_THRESHOLD_TOL of theta; asserts that such neurons are rare
+    (at most 2, or `max_excluded_fraction` of the neurons)."""
     actual = np.asarray(actual)
     assert actual.shape == expected.shape, (actual.shape, expected.shape)
     assert np.all((actual == 0.0) | (actual == 1.0)), "output is not a 0/1 spike train"
     near = margin < NEAR_THRESHOLD_TOL  # [N, ...]
-    assert near.mean() <= max_excluded_fraction, f"{near.mean():.4f} neurons near threshold"
+    allowed = max(2, math.ceil(max_excluded_fraction * near.size))
+    assert near.sum() <= allowed, f"{int(near.sum())} of {near.size} neurons near threshold"
     keep = np.broadcast_to(~np.expand_dims(near, 1), expected.shape)
     mismatch = (actual != expected) & keep
     assert not mismatch.any(), (
@@ -248,3 +250,37 @@ def test_tandem_layer_np_sums_to_free_potential_without_spiking():
     vf = free_potential_np(s_in, kernel, bias, op, dict(bn, gamma=np.ones(4), beta=np.zeros(4)),
                            training=True)
     np.testing.assert_allclose(vf.mean(axis=(0, 1, 2)), 0.0, atol=1e-10)
+
+
+# ----------------------------------------------------------------------------- Keras helpers
+def layer_variables(layer) -> dict:
+    """{short name: variable} of a built Keras layer (kernel, bias, gamma, beta, ...)."""
+    out = {}
+    for v in layer.weights:
+        name = v.path.split("/")[-1] if hasattr(v, "path") else v.name.split(":")[0]
+        out[name.split(":")[0]] = v
+    return out
+
+
+def set_layer_weights(layer, **arrays) -> None:
+    """Assigns named weights (kernel=..., bias=..., gamma=...) to a built layer."""
+    variables = layer_variables(layer)
+    for name, value in arrays.items():
+        assert name in variables, f"layer has no weight {name!r}: {sorted(variables)}"
+        variables[name].assign(np.asarray(value, np.float32))
+
+
+def random_bn(rng, units: int, scale: float = 1.0, eps: float = 1e-3) -> dict:
+    """Random BN parameters; float32-representable so the reference sees what the layer sees."""
+    f32 = lambda a: np.asarray(a, np.float32).astype(np.float64)  # noqa: E731
+    return dict(
+        gamma=f32(rng.uniform(0.5, 1.5, units) * scale),
+        beta=f32(rng.normal(0.3, 1.0, units) * scale),
+        moving_mean=f32(rng.normal(0.0, 1.0, units)),
+        moving_variance=f32(rng.uniform(0.5, 2.0, units)),
+        eps=eps,
+    )
+
+
+def bn_weights(bn: dict) -> dict:
+    return {k: bn[k] for k in ("gamma", "beta", "moving_mean", "moving_variance")}
