@@ -258,7 +258,7 @@ class TandemLayer(keras.layers.Layer):
     def _call_tandem(self, inputs, kernel, training):
         products = self._per_step_products(tf.stop_gradient(inputs), tf.stop_gradient(kernel))
         counts = tf.reduce_sum(inputs, axis=1)
-        summed = tf.cast(tf.reduce_sum(tf.cast(products, tf.float32), axis=1), products.dtype)
+        summed = tf.reduce_sum(tf.cast(products, tf.float32), axis=1)  # float32 even in bf16
         preactivation = self._shared_apply(counts, kernel, summed)
         v_f, scale, folded_bias = self._normalize(preactivation, training)
         current = self._snn_current(tf.stop_gradient(products), tf.stop_gradient(scale)
