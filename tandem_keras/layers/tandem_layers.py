@@ -78,10 +78,16 @@ class TandemLayer(keras.layers.Layer):
         beta_regularizer: Any = None,
         kernel_constraint: Any = None,
         bias_constraint: Any = None,
+        activity_regularizer: Any = None,
+        activation: Any = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         owner = type(self).__name__
+        if activation not in (None, "linear"):
+            raise ValueError(
+                f"{owner}: activation={activation!r} is not supported; the activation of a tandem "
+                "layer is its integrate-and-fire neuron (leave activation=None).")
         self.threshold = check_threshold(threshold, owner)
         self.batch_norm = bool(batch_norm)
         self.surrogate = check_choice(surrogate, "surrogate", tandem.SURROGATES, owner)
@@ -336,9 +342,12 @@ class TandemConv2D(TandemLayer):
     _layout = "[batch, time, height, width, channels]"
 
     def __init__(self, filters: int, kernel_size, strides=1, padding: str = "same",
-                 dilation_rate=1, data_format: Optional[str] = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+                 data_format: Optional[str] = None, dilation_rate=1, groups: int = 1,
+                 activation: Any = None, **kwargs: Any) -> None:
+        super().__init__(activation=activation, **kwargs)
         owner = type(self).__name__
+        if groups != 1:
+            raise ValueError(f"{owner}: only groups=1 is supported, got groups={groups!r}.")
         if isinstance(filters, bool) or not isinstance(filters, (int, np.integer)) or filters < 1:
             raise ValueError(f"{owner}: filters must be a positive integer, got {filters!r}.")
         if data_format not in (None, "channels_last"):
@@ -399,8 +408,8 @@ class TandemDense(TandemLayer):
     _input_rank = 3
     _layout = "[batch, time, features]"
 
-    def __init__(self, units: int, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, units: int, activation: Any = None, **kwargs: Any) -> None:
+        super().__init__(activation=activation, **kwargs)
         if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units < 1:
             raise ValueError(f"{type(self).__name__}: units must be a positive integer, got {units!r}.")
         self.units = int(units)
