@@ -1,0 +1,44 @@
+"""CIFARNet (SPEC 7, Fig. 6 of the paper): the authors' CIFAR-10 network."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import keras
+
+from models._builder import Conv, build_classifier
+
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2023, 0.1994, 0.2010)
+
+ENCODER = Conv(128, 3, 1)
+CONVS = (Conv(256, 3, 2), Conv(512, 3, 2), Conv(1024, 3, 1), Conv(512, 3, 1))
+DENSE = (1024,)
+
+
+def cifarnet(
+    input_shape: Sequence[int] = (32, 32, 3),
+    num_classes: int = 10,
+    time_steps: int = 10,
+    decode: str = "membrane",
+    mode: str = "tandem",
+    dropout: float = 0.2,
+    include_preprocessing: bool = True,
+    name: str = "cifarnet",
+) -> keras.Model:
+    """CIFARNet: encoder conv 128; tandem conv 256 s2, 512 s2, 1024, 512; dense 1024; 10.
+
+    All convolutions 3x3 'same' with batch norm, downsampling by stride 2, no pooling;
+    dropout 0.2 on the spike counts of the dense layer. The model takes images with pixel
+    values in ``[0, 255]`` and normalizes them with the CIFAR-10 mean and std (SPEC 8)
+    unless ``include_preprocessing=False``.
+
+    Example:
+      >>> model = cifarnet(time_steps=4, mode="ann")
+      >>> model.output_shape
+      (None, 10)
+    """
+    return build_classifier(
+        name=name, input_shape=input_shape, num_classes=num_classes, time_steps=time_steps,
+        decode=decode, mode=mode, encoder=ENCODER, convs=CONVS, dense=DENSE, dropout=dropout,
+        mean=CIFAR10_MEAN if include_preprocessing else None, std=CIFAR10_STD,
+    )

@@ -1,0 +1,229 @@
+"""Datasets for training and evaluation: TFDS (cifar10, imagenet2012), image folders, digits.
+
+Every dataset is returned as a :class:`Source`: unbatched ``(image, label)`` examples per
+split, with images float32 pixel values in ``[0, 255]`` (``[H, W, C]``; ImageNet images
+keep their own size until the pipeline crops them) and int32 labels. The models normalize
+images themselves (``models``), so the same images feed training, evaluation and the
+exported SavedModel.
+
+Dataset names (``--dataset``):
+
+- ``cifar10``: TFDS ``cifar10``; ``train`` and ``validation`` split the 50k TFDS training
+  images (45k/5k for ``validation_split=0.1``), ``test`` is the TFDS test split.
+- ``imagenet2012``: TFDS ``imagenet2012`` (place the archives in TFDS's manual download
+  directory, ``<data_dir>/downloads/manual``); ``test`` is the TFDS validation split.
+- ``folder:PATH``: a directory with one sub-folder of PNG/JPEG images per class; images are
+  resized to the first image's size (or ``image_size``). No ``test`` split.
+- ``digits``: scikit-learn's bundled 8x8 digits (no download); a fixed stratified 80/20
+  train/test split, the validation part held out of the 80%.
+
+The train/validation partition is fixed (it does not depend on the training seed), so
+``python -m eval --split=validation`` sees exactly the held-out examples.
+
+Example:
+  >>> from train import data
+  >>> source = data.load("digits", validation_split=0.1)
+  >>> source.num_train, source.num_validation, source.image_shape
+  (1293, 144, (8, 8, 1))
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import numpy as np
+import tensorflow as tf
+
+SPLITS = ("train", "validation", "test")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+_SPLIT_SEED = 0  # fixed partition seed, independent of --seed
+
+
+class DatasetError(ValueError):
+    """A dataset that cannot be used; the message says why."""
+
+
+@dataclasses.dataclass
+class Source:
+    """A dataset ready for :mod:`train.pipeline`.
+
+    Attributes:
+      name: the dataset name as given.
+      splits: ``split -> (examples, count)``, unbatched ``(float32 image, int32 label)``.
+      num_classes: number of classes.
+      image_shape: the model's input shape ``(H, W, C)``.
+      augment: augmentation policy for training, ``"cifar"``, ``"imagenet"`` or ``"none"``.
+      cache: whether decoded examples fit in memory (``Dataset.cache()``).
+    """
+
+    name: str
+    splits: dict[str, tuple[tf.data.Dataset, int]]
+    num_classes: int
+    image_shape: tuple[int, int, int]
+    augment: str
+    cache: bool
+
+    @property
+    def num_train(self) -> int:
+        return self.splits["train"][1]
+
+    @property
+    def num_validation(self) -> int:
+        return self.splits["validation"][1] if "validation" in self.splits else 0
+
+    def split(self, name: str) -> tuple[tf.data.Dataset, int]:
+        """Examples and count of a split; ``DatasetError`` if the dataset has no such split."""
+        if name not in self.splits:
+            raise DatasetError(
+                f"dataset {self.name!r} has no split {name!r}; it has {', '.join(self.splits)}"
+            )
+        return self.splits[name]
+
+
+def load(
+    dataset: str,
+    *,
+    data_dir: str | None = None,
+    validation_split: float = 0.1,
+    image_size: int | None = None,
+) -> Source:
+    """Loads ``dataset`` (see the module docstring) with ``validation_split`` held out of train.
+
+    Args:
+      dataset: ``"cifar10"``, ``"imagenet2012"``, ``"folder:PATH"`` or ``"digits"``.
+      data_dir: TFDS data directory (``None``: TFDS default).
+      validation_split: fraction of the training examples held out, in ``[0, 1)``.
+      image_size: square size images are resized to (folders) or cropped to (ImageNet);
+        ``None`` keeps the dataset's own (ImageNet: 224).
+
+    Raises:
+      DatasetError: unknown dataset, empty folder, bad split fraction.
+    """
+    if not 0.0 <= validation_split < 1.0:
+        raise DatasetError(f"validation_split must be in [0, 1), got {validation_split}")
+    if dataset == "digits":
+        return _digits(validation_split)
+    if dataset.startswith("folder:"):
+        return _folder(dataset[len("folder:"):], validation_split, image_size)
+    if dataset in ("cifar10", "imagenet2012"):
+        return _tfds(dataset, data_dir, validation_split, image_size)
+    raise DatasetError(
+        f"unknown dataset {dataset!r}; use cifar10, imagenet2012, digits or folder:PATH"
+    )
+
+
+def _num_held_out(total: int, validation_split: float) -> int:
+    return int(round(total * validation_split))
+
+
+def _from_arrays(images: np.ndarray, labels: np.ndarray) -> tuple[tf.data.Dataset, int]:
+    ds = tf.data.Dataset.from_tensor_slices(
+        (images.astype(np.float32), labels.astype(np.int32))
+    )
+    return ds, len(labels)
+
+
+def _digits(validation_split: float) -> Source:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    bunch = load_digits()
+    images = (bunch.images * (255.0 / 16.0))[..., None]  # 0..16 -> 0..255, [N, 8, 8, 1]
+    x_train, x_test, y_train, y_test = train_test_split(
+        images, bunch.target, test_size=0.2, random_state=_SPLIT_SEED, stratify=bunch.target
+    )
+    n_val = _num_held_out(len(y_train), validation_split)
+    order = np.random.default_rng(_SPLIT_SEED).permutation(len(y_train))
+    train_idx, val_idx = order[: len(order) - n_val], order[len(order) - n_val:]
+    splits = {"train": _from_arrays(x_train[train_idx], y_train[train_idx])}
+    if n_val:
+        splits["validation"] = _from_arrays(x_train[val_idx], y_train[val_idx])
+    splits["test"] = _from_arrays(x_test, y_test)
+    return Source("digits", splits, 10, (8, 8, 1), augment="none", cache=True)
+
+
+def _list_folder(path: str) -> tuple[list[str], list[int], list[str]]:
+    if not os.path.isdir(path):
+        raise DatasetError(f"folder {path!r} does not exist or is not a directory")
+    classes, files, labels = [], [], []
+    for entry in sorted(os.listdir(path)):
+        class_dir = os.path.join(path, entry)
+        if not os.path.isdir(class_dir):
+            continue
+        images = sorted(
+            os.path.join(root, f)
+            for root, _, names in os.walk(class_dir, followlinks=True)
+            for f in names
+            if f.lower().endswith(IMAGE_EXTENSIONS)
+        )
+        if images:
+            files += images
+            labels += [len(classes)] * len(images)
+            classes.append(entry)
+    if not files:
+        raise DatasetError(
+            f"folder {path!r} has no PNG or JPEG images in class sub-folders (PATH/<class>/*.png)"
+        )
+    return files, labels, classes
+
+
+def _folder(path: str, validation_split: float, image_size: int | None) -> Source:
+    files, labels, classes = _list_folder(path)
+    first = tf.io.decode_image(tf.io.read_file(files[0]), channels=3, expand_animations=False)
+    height, width = (image_size, image_size) if image_size else tuple(first.shape[:2])
+
+    def decode(file: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        image = tf.io.decode_image(tf.io.read_file(file), channels=3, expand_animations=False)
+        image = tf.image.resize(image, (height, width))  # float32, identity if same size
+        return tf.ensure_shape(image, (height, width, 3)), label
+
+    order = np.random.default_rng(_SPLIT_SEED).permutation(len(files))
+    n_val = _num_held_out(len(files), validation_split)
+    parts = {"train": order[: len(order) - n_val], "validation": order[len(order) - n_val:]}
+    splits = {}
+    for split, idx in parts.items():
+        if len(idx) == 0:
+            continue
+        ds = tf.data.Dataset.from_tensor_slices(
+            (np.asarray(files)[idx], np.asarray(labels, np.int32)[idx])
+        ).map(decode, num_parallel_calls=tf.data.AUTOTUNE)
+        splits[split] = (ds, len(idx))
+    fits_in_memory = len(files) * height * width * 3 * 4 < 2 * 1024**3
+    return Source(f"folder:{path}", splits, len(classes), (height, width, 3),
+                  augment="cifar", cache=fits_in_memory)
+
+
+def _tfds(name: str, data_dir: str | None, validation_split: float,
+          image_size: int | None) -> Source:
+    import tensorflow_datasets as tfds
+
+    builder = tfds.builder(name, data_dir=data_dir)
+    builder.download_and_prepare()
+    info = builder.info
+    if "train" in info.splits:
+        total = info.splits["train"].num_examples
+    else:  # no recorded split sizes (e.g. tfds.testing.mock_data): count the examples
+        total = int(builder.as_dataset(split="train").cardinality())
+    n_val = _num_held_out(total, validation_split)
+    split_names = {"train": f"train[:{total - n_val}]"}
+    if n_val:
+        split_names["validation"] = f"train[{total - n_val}:]"
+    split_names["test"] = "test" if name == "cifar10" else "validation"
+
+    def cast(image: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        return tf.cast(image, tf.float32), tf.cast(label, tf.int32)
+
+    splits = {}
+    for split, tfds_split in split_names.items():
+        ds = builder.as_dataset(split=tfds_split, as_supervised=True, shuffle_files=False)
+        count = int(ds.cardinality())
+        if count < 0:  # unknown cardinality: trust the dataset info
+            count = info.splits[tfds_split].num_examples
+        if count == 0:
+            raise DatasetError(f"TFDS {name!r} split {tfds_split!r} is empty")
+        splits[split] = (ds.map(cast, num_parallel_calls=tf.data.AUTOTUNE), count)
+    num_classes = info.features["label"].num_classes
+    if name == "cifar10":
+        return Source(name, splits, num_classes, (32, 32, 3), augment="cifar", cache=True)
+    size = image_size or 224
+    return Source(name, splits, num_classes, (size, size, 3), augment="imagenet", cache=False)

@@ -1,0 +1,96 @@
+"""Command-line flags of ``python -m train`` and their checks.
+
+The defaults reproduce the authors' CIFAR-10 recipe (SPEC 8): CIFARNet, T=10, Adam at
+1e-3 divided by 10 every 50 epochs, 150 epochs, global batch 256, no weight decay,
+45k/5k train/validation split, pad-4 random crop and horizontal flip.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from absl import flags
+
+import models
+import tandem_keras as tk
+from train.distribute import STRATEGIES
+
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+
+flags.DEFINE_string("model", "cifarnet", f"Model: one of {', '.join(sorted(models.BUILDERS))}.")
+flags.DEFINE_string(
+    "dataset", "cifar10",
+    "cifar10, imagenet2012 (TFDS; ImageNet from TFDS's manual download directory), "
+    "digits (scikit-learn, no download) or folder:PATH (one sub-folder of images per class).")
+flags.DEFINE_string("data_dir", None, "TFDS data directory (default: TFDS's).")
+flags.DEFINE_integer("image_size", None,
+                     "Square input size: folder images are resized, ImageNet crops are taken at it.")
+flags.DEFINE_integer("time_steps", 10, "Encoding window T (time steps of every spike train).")
+flags.DEFINE_enum("decode", "membrane", ["membrane", "spike_count"], "Output decoding (SPEC 4).")
+flags.DEFINE_enum("mode", "tandem", list(tk.MODES), "Training mode of every tandem layer.")
+flags.DEFINE_enum("export_mode", None, list(tk.MODES),
+                  "Mode of the exported model (default: --mode). --mode=quantized "
+                  "--export_mode=tandem is constrain-then-train.")
+flags.DEFINE_integer("epochs", 150, "Number of epochs.")
+flags.DEFINE_integer("batch_size", 256, "Global batch size, split evenly across replicas.")
+flags.DEFINE_float("learning_rate", 1e-3, "Initial Adam learning rate.")
+flags.DEFINE_enum("lr_schedule", "step", ["step", "cosine", "constant"],
+                  "step: x --lr_step_factor every --lr_step_epochs; cosine: to 0 at the end.")
+flags.DEFINE_integer("lr_step_epochs", 50, "Epochs between learning-rate steps (--lr_schedule=step).")
+flags.DEFINE_float("lr_step_factor", 0.1, "Learning-rate factor per step (--lr_schedule=step).")
+flags.DEFINE_float("weight_decay", 0.0, "Decoupled weight decay of Adam (0: none).")
+flags.DEFINE_float("validation_split", 0.1, "Fraction of the training split held out for validation.")
+flags.DEFINE_enum("augment", "auto", ["auto", "cifar", "imagenet", "none"],
+                  "Training augmentation; auto: the dataset's (SPEC 8; none for digits).")
+flags.DEFINE_enum("strategy", "auto", list(STRATEGIES), "tf.distribute strategy.")
+flags.DEFINE_string("tpu", "", "TPU name or address for --strategy=tpu.")
+flags.DEFINE_integer("cpu_devices", 0,
+                     "Split the CPU into this many logical devices (--strategy=mirrored without GPUs).")
+flags.DEFINE_enum("mixed_precision", "float32", list(PRECISIONS), "Keras dtype policy.")
+flags.DEFINE_boolean("jit_compile", False, "Compile the train step with XLA.")
+flags.DEFINE_integer("seed", 0, "Seed of initialization, shuffling, augmentation and dropout.")
+flags.DEFINE_boolean("deterministic", False,
+                     "Enable TensorFlow op determinism (bit-identical reruns, slower on GPU).")
+flags.DEFINE_string("model_dir", None,
+                    "Checkpoints (resume), TensorBoard logs, history.csv and flags.txt.")
+flags.DEFINE_string("export_dir", None, "SavedModel and model.keras at the end (default: MODEL_DIR/export).")
+
+flags.mark_flag_as_required("model_dir")
+
+
+class FlagError(ValueError):
+    """A bad flag value; ``str()`` is the one-line message, naming the flag."""
+
+    def __init__(self, flag: str, value: Any, problem: str):
+        super().__init__(f"--{flag}={value}: {problem}")
+        self.flag = flag
+
+
+def check(values: Any) -> None:
+    """Checks flag values that do not need TensorFlow; raises :class:`FlagError`.
+
+    ``values`` is ``absl.flags.FLAGS`` or any object with the same attributes.
+    """
+    if values.model not in models.BUILDERS:
+        raise FlagError("model", values.model,
+                        f"unknown model; choose one of {', '.join(sorted(models.BUILDERS))}")
+    dataset = values.dataset
+    if dataset not in ("cifar10", "imagenet2012", "digits") and not (
+        dataset.startswith("folder:") and len(dataset) > len("folder:")
+    ):
+        raise FlagError("dataset", dataset,
+                        "unknown dataset; use cifar10, imagenet2012, digits or folder:PATH")
+    positive = {"time_steps": values.time_steps, "epochs": values.epochs,
+                "batch_size": values.batch_size, "lr_step_epochs": values.lr_step_epochs}
+    for name, value in positive.items():
+        if value < 1:
+            raise FlagError(name, value, "must be an integer >= 1")
+    if values.image_size is not None and values.image_size < 1:
+        raise FlagError("image_size", values.image_size, "must be an integer >= 1")
+    if not values.learning_rate > 0:
+        raise FlagError("learning_rate", values.learning_rate, "must be > 0")
+    if values.weight_decay < 0:
+        raise FlagError("weight_decay", values.weight_decay, "must be >= 0")
+    if not 0 <= values.validation_split < 1:
+        raise FlagError("validation_split", values.validation_split, "must be in [0, 1)")
+    if values.cpu_devices < 0:
+        raise FlagError("cpu_devices", values.cpu_devices, "must be >= 0")

@@ -1,0 +1,162 @@
+"""One training run: strategy, data, model, optimizer, callbacks, ``fit``, export.
+
+``run(values)`` takes ``absl.flags.FLAGS`` (or any object with the same attributes, see
+``train.flags``) and returns the trained model. The model directory receives:
+
+- ``flags.txt``: the flags of the run (one ``--name=value`` a line, re-usable with
+  ``--flagfile``);
+- ``backup/``: ``keras.callbacks.BackupAndRestore`` state (weights, optimizer state, epoch)
+  written at every epoch end; rerunning with the same ``--model_dir`` resumes from it;
+- ``logs/``: TensorBoard (loss, top-1, top-5, learning rate; spike counts per layer when
+  ``tk.callbacks.ActivityLogger`` is available);
+- ``history.csv``: one row of metrics per epoch (appended on resume).
+
+In a multi-worker cluster only the chief writes these; the other workers keep their own
+backup and logs under ``workers/<task>/``.
+"""
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import tempfile
+from typing import Any
+
+import keras
+import tensorflow as tf
+from absl import logging
+
+import models
+import tandem_keras as tk
+from train import callbacks as train_callbacks
+from train import data, pipeline
+from train.distribute import make_strategy, worker_role
+from train.export import export
+from train.flags import FlagError
+
+
+def learning_rate(values: Any, steps_per_epoch: int) -> float | keras.optimizers.schedules.LearningRateSchedule:
+    """The learning rate of ``--lr_schedule`` as a function of the optimizer step.
+
+    ``step``: ``lr * factor ** floor(epoch / lr_step_epochs)``; ``cosine``:
+    ``lr * (1 + cos(pi * step / total_steps)) / 2``; ``constant``: ``lr``.
+    """
+    lr = values.learning_rate
+    total = values.epochs * steps_per_epoch
+    if values.lr_schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(lr, decay_steps=total)
+    if values.lr_schedule == "step":
+        boundaries = list(range(values.lr_step_epochs * steps_per_epoch, total,
+                                values.lr_step_epochs * steps_per_epoch))
+        if boundaries:
+            rates = [lr * values.lr_step_factor**k for k in range(len(boundaries) + 1)]
+            return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, rates)
+    return lr
+
+
+def _flags_text(values: Any) -> str:
+    if hasattr(values, "flags_into_string"):
+        return values.flags_into_string()
+    return "".join(f"--{k}={v}\n" for k, v in sorted(vars(values).items()))
+
+
+def _activity_callback(log_dir: str, source: data.Source, values: Any) -> list[keras.callbacks.Callback]:
+    logger = getattr(getattr(tk, "callbacks", None), "ActivityLogger", None)
+    if logger is None:
+        logging.warning("tk.callbacks.ActivityLogger is not available: no spike counts in TensorBoard")
+        return []
+    sample = pipeline.eval_batches(source, "validation" if source.num_validation else "train",
+                                   batch_size=min(values.batch_size, 64)).take(1)
+    images, _ = next(iter(sample))
+    return [logger(log_dir=log_dir, data=images)]
+
+
+def run(values: Any) -> keras.Model:
+    """Trains ``values.model`` on ``values.dataset`` as the flags say; returns the model.
+
+    Raises:
+      FlagError: a flag value that turns out to be unusable (empty folder, batch size not
+        divisible by the replicas, batch larger than the training split).
+    """
+    keras.utils.set_random_seed(values.seed)
+    if values.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    keras.mixed_precision.set_global_policy(values.mixed_precision)
+
+    strategy = make_strategy(values.strategy, values.tpu)
+    replicas = strategy.num_replicas_in_sync
+    if values.batch_size % replicas:
+        raise FlagError("batch_size", values.batch_size,
+                        f"not divisible by the {replicas} replicas of --strategy={values.strategy}")
+    is_chief, task = worker_role(strategy)
+
+    try:
+        source = data.load(values.dataset, data_dir=values.data_dir,
+                           validation_split=values.validation_split, image_size=values.image_size)
+    except data.DatasetError as e:
+        raise FlagError("dataset", values.dataset, str(e)) from None
+    if values.batch_size > source.num_train:
+        raise FlagError("batch_size", values.batch_size,
+                        f"larger than the {source.num_train} training examples")
+    steps_per_epoch = source.num_train // values.batch_size
+
+    work_dir = values.model_dir if is_chief else os.path.join(values.model_dir, "workers", task)
+    os.makedirs(work_dir, exist_ok=True)
+    if is_chief:
+        with open(os.path.join(work_dir, "flags.txt"), "w", encoding="utf-8") as f:
+            f.write(_flags_text(values))
+    backup_dir = os.path.join(work_dir, "backup")
+    log_dir = os.path.join(work_dir, "logs")
+
+    with strategy.scope():
+        model = models.build(values.model, input_shape=source.image_shape,
+                             num_classes=source.num_classes, time_steps=values.time_steps,
+                             decode=values.decode, mode=values.mode)
+        optimizer = keras.optimizers.Adam(learning_rate(values, steps_per_epoch),
+                                          weight_decay=values.weight_decay or None)
+        top_k = min(5, source.num_classes)
+        model.compile(
+            optimizer=optimizer,
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=[keras.metrics.SparseCategoricalAccuracy(name="top1"),
+                     keras.metrics.SparseTopKCategoricalAccuracy(k=top_k, name=f"top{top_k}")],
+            jit_compile=values.jit_compile,
+        )
+
+    start_epoch = min(train_callbacks.resume_epoch(backup_dir), values.epochs)
+    augment = None if values.augment == "auto" else values.augment
+    # A finished run restarted with the same --model_dir trains no more: fit only restores.
+    train_ds = pipeline.train_batches(source, batch_size=values.batch_size, seed=values.seed,
+                                      start_epoch=min(start_epoch, values.epochs - 1),
+                                      epochs=values.epochs,
+                                      augment=augment)
+    val_ds = (pipeline.eval_batches(source, "validation", batch_size=values.batch_size)
+              if source.num_validation else None)
+
+    callbacks = [
+        # First: the backup is restored before, and written before, anything else runs.
+        keras.callbacks.BackupAndRestore(backup_dir, double_checkpoint=True, delete_checkpoint=False),
+        keras.callbacks.TensorBoard(log_dir=log_dir),
+        *_activity_callback(log_dir, source, values),
+        keras.callbacks.CSVLogger(os.path.join(work_dir, "history.csv"), append=True),
+        train_callbacks.EpochSummary(values.epochs),
+    ]
+    logging.info("training %s on %s: %d train / %d validation examples, %d steps of %d "
+                 "(%d per replica x %d replicas) per epoch, epochs %d..%d",
+                 values.model, values.dataset, source.num_train, source.num_validation,
+                 steps_per_epoch, values.batch_size, values.batch_size // replicas, replicas,
+                 start_epoch + 1, values.epochs)
+    model.fit(train_ds, epochs=values.epochs, steps_per_epoch=steps_per_epoch,
+              validation_data=val_ds, callbacks=callbacks, shuffle=False,  # shuffled by pipeline
+              verbose=1 if is_chief else 0)
+
+    export_mode = values.export_mode if values.export_mode != values.mode else None
+    export_dir = values.export_dir or os.path.join(values.model_dir, "export")
+    if is_chief:
+        export(model, export_dir, export_mode)
+        logging.info("exported the SavedModel and %s to %s", "model.keras", export_dir)
+    else:  # every worker takes part in saving; only the chief's copy is kept
+        scratch = tempfile.mkdtemp(prefix=f"export_{task}_")
+        export(model, scratch, export_mode)
+        shutil.rmtree(scratch, ignore_errors=True)
+    return model
