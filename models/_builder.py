@@ -86,8 +86,9 @@ def build_classifier(
       convs: the ``TandemConv2D`` layers, in order.
       dense: units of the hidden ``TandemDense`` layers, in order.
       dropout: rate of the dropout on the last hidden layer's spike counts (0 disables).
-      mean, std: per-channel normalization of images in ``[0, 1]`` scale; the model takes
-        pixel values in ``[0, 255]``. ``None`` leaves the images as they are.
+      mean, std: per-channel normalization of images in ``[0, 1]`` scale (one value: the
+        same for every channel); the model takes pixel values in ``[0, 255]``. ``mean=None``
+        leaves the images as they are.
 
     Returns:
       A functional ``keras.Model`` whose output ``logits`` is float32 ``[batch, num_classes]``.
@@ -99,7 +100,12 @@ def build_classifier(
     images = keras.Input(shape, name="images")
     x = images
     if mean is not None:
-        # Pixel values in [0, 255] -> (x / 255 - mean) / std, one Normalization layer.
+        # Pixel values in [0, 255] -> (x / 255 - mean) / std, one Normalization layer;
+        # one-channel statistics apply to every channel.
+        channels = shape[-1]
+        mean, std = (list(v) * channels if len(v) == 1 else list(v) for v in (mean, std))
+        if len(mean) != channels or len(std) != channels:
+            raise ValueError(f"{name}: normalization has {len(mean)} channels, images have {channels}")
         x = layers.Normalization(
             mean=[255.0 * m for m in mean],
             variance=[(255.0 * s) ** 2 for s in std],
