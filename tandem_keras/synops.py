@@ -583,7 +583,8 @@ class ActivityAccumulator:
         ``synops_snn`` counts accumulates of spikes (Eq. 13); the encoder's analog MACs
         (its convolution on the image, computed once) are ``encoder_macs``, not in
         ``synops_snn``; ``synops_ann`` is Eq. 14 over all layers, encoder included;
-        ``synops_ratio = synops_snn / synops_ann``.
+        ``synops_ratio = synops_snn / synops_ann`` (and ``synops_ratio_with_encoder =
+        (synops_snn + encoder_macs) / synops_ann``, counting the encoder's MACs as SNN work).
         ``energy_snn_joules = 0.9 pJ * synops_snn + 4.6 pJ * encoder_macs``,
         ``energy_ann_joules = 4.6 pJ * synops_ann``.
         """
@@ -612,6 +613,7 @@ class ActivityAccumulator:
             "synops_ann": ann,
             "synops_ratio": snn / ann if ann else float("nan"),
             "encoder_macs": encoder,
+            "synops_ratio_with_encoder": (snn + encoder) / ann if ann else float("nan"),
             "energy_snn_joules": energy_joules(snn, encoder),
             "energy_ann_joules": energy_joules(0.0, ann),
             "layers": layers,

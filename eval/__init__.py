@@ -1,0 +1,1 @@
+"""``python -m eval``: accuracy, SynOps and spiking activity of an exported tandem SNN."""

@@ -1,0 +1,62 @@
+"""``python -m eval``: evaluate an exported tandem SNN from its SavedModel directory alone.
+
+Prints top-1/top-5 error, time steps (encoding window and inference steps), SynOps of
+the SNN against the ANN MACs of the same architecture, their ratio, energy estimates and
+a per-layer table; writes the same as JSON (``--output_json``) and PNG figures
+(``--plots_dir``). See ``eval.report``.
+
+Examples:
+  python -m eval --saved_model=/tmp/digits/export --dataset=digits --split=test \\
+      --output_json=/tmp/digits/eval.json --plots_dir=/tmp/digits/plots
+  python -m eval --saved_model=/tmp/t5/export,/tmp/t10/export --dataset=cifar10 \\
+      --plots_dir=/tmp/plots      # several models: also error vs time steps (Fig. 8B)
+
+Bad input ends the program with exit status 2 and one line on stderr naming it; a
+SavedModel without the activity endpoint is evaluated for accuracy with a warning.
+"""
+from __future__ import annotations
+
+import sys
+
+from absl import app, flags
+
+flags.DEFINE_list("saved_model", None, "SavedModel directory (several: comma-separated).")
+flags.DEFINE_string("dataset", "cifar10", "Dataset: cifar10, imagenet2012, digits or folder:PATH.")
+flags.DEFINE_enum("split", "test", ["train", "validation", "test"], "Split to evaluate.")
+flags.DEFINE_string("data_dir", None, "TFDS data directory (default: TFDS's).")
+flags.DEFINE_integer("batch_size", 256, "Evaluation batch size.")
+flags.DEFINE_float("validation_split", 0.1,
+                   "Fraction held out of the training split (as given to python -m train).")
+flags.DEFINE_integer("max_examples", None, "Evaluate at most this many examples.")
+flags.DEFINE_string("output_json", None, "Write the report as JSON here.")
+flags.DEFINE_string("plots_dir", None, "Write PNG figures here.")
+flags.DEFINE_boolean("analysis", True,
+                     "Fig. 7C / Fig. 9 analyses on the first batch when SAVED_MODEL/model.keras exists.")
+
+FLAGS = flags.FLAGS
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        _fail(f"unexpected arguments {' '.join(argv[1:])!r} (flags look like --name=value)")
+    if not FLAGS.saved_model:
+        _fail("--saved_model is required")
+    from eval.report import EvalError, evaluate_models  # imports TensorFlow
+
+    try:
+        evaluate_models(FLAGS.saved_model, FLAGS.dataset, split=FLAGS.split,
+                        batch_size=FLAGS.batch_size, data_dir=FLAGS.data_dir,
+                        validation_split=FLAGS.validation_split,
+                        max_examples=FLAGS.max_examples, plots_dir=FLAGS.plots_dir,
+                        output_json=FLAGS.output_json, analysis=FLAGS.analysis)
+    except EvalError as error:
+        _fail(str(error))
+
+
+def _fail(message: str) -> None:
+    print(f"eval: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,266 @@
+"""Evaluation of an exported tandem SNN: accuracy, SynOps, activity, plots.
+
+Everything is computed from the SavedModel directory written by ``tk.export_model``:
+the ``serve_activity`` endpoint gives logits and every spiking layer's spike counts,
+``assets/tandem_keras.json`` the fan-out specs and ANN MACs (``tandem_keras.synops``).
+A SavedModel without them (e.g. a plain ``model.export``) is evaluated for accuracy only.
+If the export directory also holds ``model.keras`` (``python -m train`` writes it), the
+Fig. 7C / Fig. 9 analyses run on the first batch.
+
+Example:
+    >>> reports = evaluate_models(["/tmp/export"], dataset="digits",   # doctest: +SKIP
+    ...                           split="test", batch_size=128)
+    >>> print(format_summary(reports[0]))                              # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any, Iterable, Optional, Sequence
+
+import numpy as np
+
+from tandem_keras import export, plots, synops
+
+#: Keras model file saved beside the SavedModel by ``python -m train``.
+KERAS_FILE = "model.keras"
+
+ENCODER_NOTE = (
+    "synops_snn counts accumulates of spikes (Eq. 13), every spiking layer (encoder "
+    "included) into the layers its spikes reach; encoder_macs are the analog MACs of the "
+    "encoding layer's convolution on the image (computed once per example), not in "
+    "synops_snn but in synops_ann (Eq. 14, all layers) and in energy_snn_joules at "
+    "4.6 pJ/MAC; synops_ratio_with_encoder counts them as SNN work.")
+TIME_STEPS_NOTE = (
+    "inference_time_steps = time_steps + spiking_depth, the number of spiking layers "
+    "(encoder and tandem layers) on the longest path (SPEC 5).")
+
+
+class EvalError(ValueError):
+    """Bad input to evaluation; the message (one line) says what is wrong."""
+
+
+def warn(message: str) -> None:
+    """One warning line on stderr."""
+    print(f"eval: warning: {message}", file=sys.stderr)
+
+
+def open_model(path: str) -> export.LoadedModel:
+    """Opens a SavedModel; ``EvalError`` if ``path`` is not one."""
+    if not os.path.isdir(path):
+        raise EvalError(f"--saved_model {path!r} is not a directory")
+    try:
+        return export.LoadedModel(path)
+    except ValueError as error:
+        raise EvalError(str(error)) from None
+
+
+def load_batches(dataset: str, split: str, batch_size: int, input_shape: Optional[Sequence[int]],
+                 data_dir: Optional[str] = None, validation_split: float = 0.1):
+    """``(tf.data batches of (images, labels), number of examples, number of classes)``.
+
+    Uses ``train.data`` / ``train.pipeline`` (images as float32 pixel values, the models
+    normalize them). ``EvalError`` if the images do not have the model's input shape.
+    """
+    try:
+        from train import data, pipeline
+    except ImportError as error:
+        raise EvalError(f"loading datasets needs the train package (train/data.py): {error}") from None
+    image_size = None
+    if input_shape is not None and dataset == "imagenet2012":
+        image_size = int(input_shape[0])
+    try:
+        source = data.load(dataset, data_dir=data_dir, validation_split=validation_split,
+                           image_size=image_size)
+        _, count = source.split(split)
+    except data.DatasetError as error:
+        raise EvalError(str(error)) from None
+    if input_shape is not None and tuple(source.image_shape) != tuple(input_shape):
+        raise EvalError(f"dataset {dataset!r} has images of shape {tuple(source.image_shape)} but "
+                        f"the model expects {tuple(input_shape)}")
+    return pipeline.eval_batches(source, split, batch_size=batch_size), count, source.num_classes
+
+
+def evaluate(model: export.LoadedModel, batches: Iterable, max_examples: Optional[int] = None,
+             keep: int = 64) -> tuple[dict, dict]:
+    """Runs ``model`` over ``batches`` of ``(images, labels)``.
+
+    Returns ``(report, sample)``: the report holds ``examples``, ``top1_error``,
+    ``top5_error`` (percent; top-k with k = min(5, classes)) and, when the SavedModel
+    has the activity endpoint, the SynOps report of
+    :meth:`tandem_keras.synops.ActivityAccumulator.report` averaged over the examples;
+    ``sample`` keeps the first ``keep`` images and labels (for plots and analysis).
+    """
+    accumulator = synops.ActivityAccumulator(model.metadata) if model.has_activity else None
+    n = top1 = top5 = 0
+    sample: dict = {}
+    for images, labels in batches:
+        images, labels = np.asarray(images), np.asarray(labels).reshape(-1)
+        if max_examples is not None:
+            images, labels = images[:max_examples - n], labels[:max_examples - n]
+        if len(labels) == 0:
+            break
+        if "images" not in sample:
+            sample = {"images": images[:keep], "labels": labels[:keep]}
+        if accumulator is not None:
+            outputs = {k: np.asarray(v) for k, v in model.activity(images).items()}
+            logits = outputs.pop("logits")
+            accumulator.update(outputs)
+        else:
+            logits = np.asarray(model.logits(images))
+        if logits.ndim != 2 or logits.shape[0] != len(labels):
+            raise EvalError(f"the model returned logits of shape {logits.shape} for "
+                            f"{len(labels)} images; expected [batch, classes]")
+        k = min(5, logits.shape[1])
+        top = np.argsort(-logits, axis=1, kind="stable")[:, :k]
+        top1 += int(np.sum(top[:, 0] == labels))
+        top5 += int(np.sum(np.any(top == labels[:, None], axis=1)))
+        n += len(labels)
+        if max_examples is not None and n >= max_examples:
+            break
+    if n == 0:
+        raise EvalError("the evaluation split has no examples")
+    report: dict = {"saved_model": model.export_dir, "examples": n,
+                    "top1_error": 100.0 * (1 - top1 / n), "top5_error": 100.0 * (1 - top5 / n)}
+    if accumulator is not None:
+        report.update(accumulator.report())
+        report["examples"] = n
+        report["spiking_depth"] = model.metadata["spiking_depth"]
+        report["notes"] = {"encoder": ENCODER_NOTE, "inference_time_steps": TIME_STEPS_NOTE}
+        report["synops_available"] = True
+    else:
+        meta = model.metadata or {}
+        report.update({"time_steps": meta.get("time_steps"),
+                       "inference_time_steps": meta.get("inference_time_steps"),
+                       "synops_available": False})
+    return report, sample
+
+
+def format_summary(report: dict) -> str:
+    """Accuracy lines and, if available, the per-layer SynOps table."""
+    lines = [f"SavedModel: {report['saved_model']}",
+             f"examples: {report['examples']}   top-1 error: {report['top1_error']:.2f}%   "
+             f"top-5 error: {report['top5_error']:.2f}%",
+             f"time steps: {report.get('time_steps')}   inference time steps: "
+             f"{report.get('inference_time_steps')}"]
+    if report.get("synops_available"):
+        lines.append(synops.format_report(report))
+    else:
+        lines.append("SynOps: unavailable (no serve_activity endpoint / tandem_keras metadata)")
+    return "\n".join(lines)
+
+
+def _analysis(export_dir: str, images: np.ndarray) -> Optional[tuple[dict, list]]:
+    path = os.path.join(export_dir, KERAS_FILE)
+    if not os.path.isfile(path):
+        return None
+    import keras
+
+    import tandem_keras  # noqa: F401 - registers the layers for deserialization
+    from tandem_keras import analysis
+
+    model = keras.models.load_model(path, compile=False)
+    return analysis.direction_preservation(model, images), analysis.representation_error(model, images)
+
+
+def write_plots(reports: Sequence[dict], models: Sequence[export.LoadedModel],
+                samples: Sequence[dict], plots_dir: str, analyses: Sequence[Any]) -> list[str]:
+    """Writes the PNG figures for the evaluated models into ``plots_dir``; returns the paths."""
+    written = []
+    several = len(reports) > 1
+    for i, (report, model, sample, extra) in enumerate(zip(reports, models, samples, analyses)):
+        prefix = f"model{i}_" if several else ""
+        if report.get("synops_available"):
+            written.append(plots.plot_spike_counts(
+                report, os.path.join(plots_dir, f"{prefix}spike_counts.png")))
+        if model.has_spikes and "images" in sample:
+            trains = {k: np.asarray(v)[0] for k, v in model.spikes(sample["images"][:1]).items()
+                      if k != "logits"}
+            written.append(plots.plot_spike_raster(
+                trains, os.path.join(plots_dir, f"{prefix}spike_raster.png")))
+            counts = {k: v.sum(0) for k, v in trains.items()}
+            ann = None
+            if extra is not None:
+                ann = {k: v["ann_counts"][0] for k, v in extra[0].items()}
+            if any(v.ndim == 3 for v in counts.values()):
+                written.append(plots.plot_count_maps(
+                    counts, os.path.join(plots_dir, f"{prefix}spike_count_maps.png"),
+                    ann_counts=ann, time_steps=report.get("time_steps")))
+        if extra is not None:
+            written.append(plots.plot_direction_preservation(
+                extra[0], os.path.join(plots_dir, f"{prefix}direction_preservation.png")))
+            written.append(plots.plot_representation_error(
+                extra[1], os.path.join(plots_dir, f"{prefix}representation_error.png")))
+    steps = [r.get("time_steps") for r in reports]
+    if several and all(s is not None for s in steps):
+        written.append(plots.plot_error_vs_time_steps(
+            steps, [r["top1_error"] for r in reports],
+            os.path.join(plots_dir, "error_vs_time_steps.png"), ylabel="top-1 error (%)"))
+    return written
+
+
+def evaluate_models(saved_models: Sequence[str], dataset: str, split: str = "test",
+                    batch_size: int = 256, data_dir: Optional[str] = None,
+                    validation_split: float = 0.1, max_examples: Optional[int] = None,
+                    plots_dir: Optional[str] = None, output_json: Optional[str] = None,
+                    analysis: bool = True, quiet: bool = False) -> list[dict]:
+    """Evaluates each SavedModel on ``dataset``/``split``; prints, writes JSON and plots.
+
+    The JSON is the report of the single model, or ``{"models": [reports]}`` for several.
+    """
+    if not saved_models:
+        raise EvalError("--saved_model is required")
+    if batch_size < 1:
+        raise EvalError(f"--batch_size must be >= 1, got {batch_size}")
+    if max_examples is not None and max_examples < 1:
+        raise EvalError(f"--max_examples must be >= 1, got {max_examples}")
+    reports, models, samples, analyses = [], [], [], []
+    for path in saved_models:
+        model = open_model(path)
+        if not model.has_activity:
+            warn(f"{path}: no '{export.SERVE_ACTIVITY}' endpoint or tandem_keras metadata: "
+                 "evaluating accuracy only, SynOps and spike counts are unavailable")
+        batches, _, num_classes = load_batches(dataset, split, batch_size, model.input_shape,
+                                               data_dir, validation_split)
+        if model.metadata is not None and model.metadata["num_classes"] != num_classes:
+            raise EvalError(f"dataset {dataset!r} has {num_classes} classes but the model "
+                            f"{path!r} outputs {model.metadata['num_classes']}")
+        report, sample = evaluate(model, batches, max_examples)
+        report.update(dataset=dataset, split=split)
+        extra = None
+        if analysis and plots_dir is not None or analysis and output_json is not None:
+            extra = _analysis(path, sample["images"])
+            if extra is not None:
+                from tandem_keras.analysis import summarize
+
+                report["analysis"] = {"examples": int(len(sample["images"])),
+                                      "direction_preservation": summarize(extra[0]),
+                                      "representation_error": extra[1]}
+        reports.append(report)
+        models.append(model)
+        samples.append(sample)
+        analyses.append(extra)
+        if not quiet:
+            print(format_summary(report))
+    if plots_dir is not None:
+        for path in write_plots(reports, models, samples, plots_dir, analyses):
+            if not quiet:
+                print(f"wrote {path}")
+    if output_json is not None:
+        directory = os.path.dirname(os.path.abspath(output_json))
+        os.makedirs(directory, exist_ok=True)
+        with open(output_json, "w") as f:
+            json.dump(reports[0] if len(reports) == 1 else {"models": reports}, f, indent=1,
+                      default=_json_default)
+        if not quiet:
+            print(f"wrote {output_json}")
+    return reports
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")
