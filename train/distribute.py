@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 
+import keras
 import tensorflow as tf
 
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
@@ -48,7 +49,9 @@ def make_strategy(name: str, tpu: str = "") -> tf.distribute.Strategy:
     """
     if name not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {name!r}")
-    gpus = tf.config.list_logical_devices("GPU")
+    # Physical, not logical, devices: listing logical ones starts the runtime, after which
+    # multi-worker collectives can no longer be configured.
+    gpus = tf.config.list_physical_devices("GPU")
     if name == "auto":
         if _cluster_size() > 1:
             name = "multi_worker"
@@ -57,7 +60,7 @@ def make_strategy(name: str, tpu: str = "") -> tf.distribute.Strategy:
         else:
             name = "one_device"
     if name == "one_device":
-        return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
+        return tf.distribute.OneDeviceStrategy("/gpu:0" if gpus else "/cpu:0")
     if name == "mirrored":
         if gpus:
             return tf.distribute.MirroredStrategy()
@@ -84,3 +87,28 @@ def worker_role(strategy: tf.distribute.Strategy) -> tuple[bool, str]:
     has_chief = "chief" in resolver.cluster_spec().as_dict()
     is_chief = task_type == "chief" or (task_type == "worker" and task_id == 0 and not has_chief)
     return is_chief, f"{task_type}_{task_id}"
+
+
+def patch_for_multi_worker(model: keras.Model) -> None:
+    """Works around two Keras 3 bugs that stop ``fit`` under ``MultiWorkerMirroredStrategy``.
+
+    (keras-team/keras#20585.) Call it inside ``strategy.scope()`` and run ``fit`` there too.
+
+    1. ``fit`` pre-builds a distributed model by reducing a ``PerReplica`` data batch
+       eagerly, which fails across workers. Without the recorded strategy, Keras builds
+       at trace time instead and takes the strategy from the enclosing scope.
+    2. Each step's metric values are scalars, which Keras reduces across workers with
+       ``strategy.reduce("MEAN", v, axis=0)``, invalid for a scalar. The steps here return
+       them with shape ``[1]``; the reduction gives back the scalar mean. (The epoch logs
+       read the metric variables, which are summed over all replicas.)
+    """
+    model._distribute_strategy = None
+
+    def with_axis(step):
+        def wrapped(data):
+            return {k: tf.reshape(v, [1]) for k, v in step(data).items()}
+
+        return wrapped
+
+    model.train_step = with_axis(model.train_step)
+    model.test_step = with_axis(model.test_step)

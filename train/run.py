@@ -30,7 +30,7 @@ import models
 import tandem_keras as tk
 from train import callbacks as train_callbacks
 from train import data, pipeline
-from train.distribute import make_strategy, worker_role
+from train.distribute import make_strategy, patch_for_multi_worker, worker_role
 from train.export import export
 from train.flags import FlagError
 
@@ -46,8 +46,10 @@ def learning_rate(values: Any, steps_per_epoch: int) -> float | keras.optimizers
     if values.lr_schedule == "cosine":
         return keras.optimizers.schedules.CosineDecay(lr, decay_steps=total)
     if values.lr_schedule == "step":
-        boundaries = list(range(values.lr_step_epochs * steps_per_epoch, total,
-                                values.lr_step_epochs * steps_per_epoch))
+        # PiecewiseConstantDecay switches after step x > boundary: the first step of epoch
+        # k * lr_step_epochs (x = k * lr_step_epochs * steps_per_epoch) has the new rate.
+        every = values.lr_step_epochs * steps_per_epoch
+        boundaries = [b - 1 for b in range(every, total, every)]
         if boundaries:
             rates = [lr * values.lr_step_factor**k for k in range(len(boundaries) + 1)]
             return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, rates)
@@ -78,12 +80,12 @@ def run(values: Any) -> keras.Model:
       FlagError: a flag value that turns out to be unusable (empty folder, batch size not
         divisible by the replicas, batch larger than the training split).
     """
+    # The strategy first: multi-worker collectives must be configured before TF runs anything.
+    strategy = make_strategy(values.strategy, values.tpu)
     keras.utils.set_random_seed(values.seed)
     if values.deterministic:
         tf.config.experimental.enable_op_determinism()
     keras.mixed_precision.set_global_policy(values.mixed_precision)
-
-    strategy = make_strategy(values.strategy, values.tpu)
     replicas = strategy.num_replicas_in_sync
     if values.batch_size % replicas:
         raise FlagError("batch_size", values.batch_size,
@@ -146,9 +148,13 @@ def run(values: Any) -> keras.Model:
                  values.model, values.dataset, source.num_train, source.num_validation,
                  steps_per_epoch, values.batch_size, values.batch_size // replicas, replicas,
                  start_epoch + 1, values.epochs)
-    model.fit(train_ds, epochs=values.epochs, steps_per_epoch=steps_per_epoch,
-              validation_data=val_ds, callbacks=callbacks, shuffle=False,  # shuffled by pipeline
-              verbose=1 if is_chief else 0)
+    with strategy.scope():
+        if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            patch_for_multi_worker(model)
+        model.fit(train_ds, epochs=values.epochs, steps_per_epoch=steps_per_epoch,
+                  validation_data=val_ds, callbacks=callbacks,
+                  shuffle=False,  # the pipeline shuffles
+                  verbose=1 if is_chief else 0)
 
     export_mode = values.export_mode if values.export_mode != values.mode else None
     export_dir = values.export_dir or os.path.join(values.model_dir, "export")
