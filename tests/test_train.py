@@ -1,0 +1,131 @@
+"""``train.run`` in-process: TFDS mock data, image folders, mirrored CPUs, exports, bad flags."""
+import os
+import types
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+from absl import flags
+
+from tests._train_helpers import check_export, tensorboard_tags
+from train import flags as train_flags
+from train.run import learning_rate, run
+
+FLAGS = flags.FLAGS
+
+
+def parse(tmp_path, **overrides):
+    values = dict(model="digits", dataset="digits", time_steps=2, epochs=1, batch_size=32,
+                  lr_schedule="constant", model_dir=str(tmp_path / "model"))
+    values.update(overrides)
+    FLAGS.unparse_flags()
+    FLAGS(["train"] + [f"--{k}={v}" for k, v in values.items()])
+    return FLAGS
+
+
+def _images(shape, n=4, seed=0):
+    return np.random.default_rng(seed).uniform(0, 255, (n, *shape)).astype("float32")
+
+
+def _spiking_counts_are_integers(activity, time_steps):
+    for name in ("encoder", "tandem_conv1", "tandem_dense1"):
+        counts = np.asarray(activity[name])
+        assert np.array_equal(counts, np.round(counts)) and counts.min() >= 0
+        assert counts.max() <= time_steps
+
+
+@pytest.mark.parametrize("dataset, shape, classes", [("cifar10", (32, 32, 3), 10),
+                                                     ("imagenet2012", (16, 16, 3), 1000)])
+def test_tfds_mock_end_to_end(tmp_path, dataset, shape, classes):
+    values = parse(tmp_path, dataset=dataset, batch_size=4, image_size=16,
+                   export_dir=str(tmp_path / "export"))
+    with tfds.testing.mock_data(num_examples=8):
+        model = run(values)
+    assert model.input_shape == (None, *shape) and model.output_shape == (None, classes)
+    _, activity = check_export(str(tmp_path / "export"), _images(shape), model)
+    _spiking_counts_are_integers(activity, 2)
+
+
+def test_folder_end_to_end(tmp_path):
+    rng = np.random.default_rng(0)
+    for c in range(3):
+        os.makedirs(tmp_path / "images" / f"c{c}")
+        for i in range(6):
+            pixels = rng.integers(0, 256, (10, 10, 3), dtype=np.uint8)
+            tf.io.write_file(str(tmp_path / "images" / f"c{c}" / f"{i}.png"), tf.io.encode_png(pixels))
+    values = parse(tmp_path, dataset=f"folder:{tmp_path / 'images'}", batch_size=4,
+                   validation_split=0.2, epochs=2)
+    model = run(values)
+    assert model.output_shape == (None, 3)
+    check_export(str(tmp_path / "model" / "export"), _images((10, 10, 3)), model)
+    with open(tmp_path / "model" / "history.csv") as f:
+        assert len(f.read().strip().splitlines()) == 1 + 2  # header + one row per epoch
+
+
+def test_mirrored_on_two_cpus(tmp_path):
+    if len(tf.config.list_logical_devices("CPU")) < 2:
+        pytest.skip("two logical CPUs are not available")
+    values = parse(tmp_path, strategy="mirrored", batch_size=32)
+    model = run(values)
+    assert model.distribute_strategy.num_replicas_in_sync == 2
+    check_export(str(tmp_path / "model" / "export"), _images((8, 8, 1)), model)
+    tags = tensorboard_tags(str(tmp_path / "model" / "logs"))
+    assert {"epoch_loss", "epoch_top1", "epoch_top5"} <= tags
+
+
+def test_batch_not_divisible_by_replicas(tmp_path):
+    if len(tf.config.list_logical_devices("CPU")) < 2:
+        pytest.skip("two logical CPUs are not available")
+    with pytest.raises(train_flags.FlagError,
+                       match=r"^--batch_size=33: not divisible by the 2 replicas"):
+        run(parse(tmp_path, strategy="mirrored", batch_size=33))
+
+
+def test_folder_without_images(tmp_path):
+    os.makedirs(tmp_path / "empty" / "class_a")
+    with pytest.raises(train_flags.FlagError, match=r"^--dataset=folder:.*no PNG or JPEG images"):
+        run(parse(tmp_path, dataset=f"folder:{tmp_path / 'empty'}"))
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("model", "resnet", "unknown model; choose one of alexnet_cifar, alexnet_imagenet, cifarnet"),
+    ("dataset", "mnist", "unknown dataset"),
+    ("dataset", "folder:", "unknown dataset"),
+    ("time_steps", 0, "must be an integer >= 1"),
+    ("batch_size", 0, "must be an integer >= 1"),
+    ("validation_split", 1.0, "must be in [0, 1)"),
+    ("learning_rate", 0.0, "must be > 0"),
+])
+def test_bad_flag_values(tmp_path, flag, value, message):
+    values = parse(tmp_path, **{flag: value})
+    with pytest.raises(train_flags.FlagError) as info:
+        train_flags.check(values)
+    assert str(info.value).startswith(f"--{flag}={value}: ")
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_default_flags_are_the_authors_recipe(tmp_path):
+    FLAGS.unparse_flags()
+    FLAGS(["train", f"--model_dir={tmp_path}"])
+    assert (FLAGS.model, FLAGS.dataset, FLAGS.time_steps, FLAGS.epochs, FLAGS.batch_size,
+            FLAGS.learning_rate, FLAGS.lr_schedule, FLAGS.lr_step_epochs, FLAGS.lr_step_factor,
+            FLAGS.weight_decay, FLAGS.validation_split) == (
+        "cifarnet", "cifar10", 10, 150, 256, 1e-3, "step", 50, 0.1, 0.0, 0.1)  # SPEC 8
+
+
+def test_learning_rate_schedules():
+    values = types.SimpleNamespace(learning_rate=1e-3, epochs=150, lr_schedule="step",
+                                   lr_step_epochs=50, lr_step_factor=0.1)
+    steps = 10  # per epoch
+    schedule = learning_rate(values, steps)
+    # x0.1 at the first step of epochs 50 and 100 (SPEC 8).
+    expected = {0: 1e-3, 499: 1e-3, 500: 1e-4, 999: 1e-4, 1000: 1e-5, 1499: 1e-5}
+    for step, lr in expected.items():
+        assert float(schedule(step)) == pytest.approx(lr, rel=1e-6), step
+    values.lr_schedule = "cosine"
+    schedule = learning_rate(values, steps)
+    assert float(schedule(0)) == pytest.approx(1e-3)
+    assert float(schedule(750)) == pytest.approx(0.5e-3, rel=1e-5)  # (1 + cos(pi/2)) / 2
+    values.lr_schedule, values.epochs = "step", 50
+    assert learning_rate(values, steps) == 1e-3  # no step inside 50 epochs: constant
