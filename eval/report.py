@@ -148,6 +148,15 @@ def format_summary(report: dict) -> str:
         lines.append(synops.format_report(report))
     else:
         lines.append("SynOps: unavailable (no serve_activity endpoint / tandem_keras metadata)")
+    if "analysis" in report:
+        result = report["analysis"]
+        lines.append(f"ANN vs SNN on {result['examples']} examples (Fig. 9: angle between c and "
+                     "a, PCC of W c and W a; Fig. 7C: mean |c - a| against the quantized ANN):")
+        error = {r["name"]: r["mean_abs_diff"] for r in result["representation_error"]}
+        for row in result["direction_preservation"]:
+            pcc = "-" if row["pcc"] is None else f"{row['pcc']:.3f}"
+            lines.append(f"  {row['name']:<20} angle {row['angle_deg']:6.2f} deg   PCC {pcc:>6}   "
+                         f"|c - a| {error.get(row['name'], float('nan')):.4f}")
     return "\n".join(lines)
 
 
@@ -229,8 +238,12 @@ def evaluate_models(saved_models: Sequence[str], dataset: str, split: str = "tes
         report, sample = evaluate(model, batches, max_examples)
         report.update(dataset=dataset, split=split)
         extra = None
-        if analysis and plots_dir is not None or analysis and output_json is not None:
-            extra = _analysis(path, sample["images"])
+        if analysis:
+            try:
+                extra = _analysis(path, sample["images"])
+            except Exception as error:  # noqa: BLE001 - the analyses are optional
+                warn(f"{path}: Fig. 7C / Fig. 9 analyses skipped: "
+                     f"{str(error).splitlines()[0] if str(error) else type(error).__name__}")
             if extra is not None:
                 from tandem_keras.analysis import summarize
 
@@ -251,11 +264,22 @@ def evaluate_models(saved_models: Sequence[str], dataset: str, split: str = "tes
         directory = os.path.dirname(os.path.abspath(output_json))
         os.makedirs(directory, exist_ok=True)
         with open(output_json, "w") as f:
-            json.dump(reports[0] if len(reports) == 1 else {"models": reports}, f, indent=1,
-                      default=_json_default)
+            json.dump(_strict(reports[0] if len(reports) == 1 else {"models": reports}), f,
+                      indent=1, default=_json_default, allow_nan=False)
         if not quiet:
             print(f"wrote {output_json}")
     return reports
+
+
+def _strict(value: Any) -> Any:
+    """NaN / infinity (e.g. the angle of a silent layer) -> None, so the JSON is strict."""
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(v) for v in value]
+    if isinstance(value, (float, np.floating)) and not np.isfinite(value):
+        return None
+    return value
 
 
 def _json_default(value: Any) -> Any:

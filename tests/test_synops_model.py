@@ -143,3 +143,22 @@ def test_unsupported_graphs():
         synops.describe_model(plain)
     with pytest.raises(ValueError, match="expected a keras.Model"):
         synops.describe_model("model")
+
+
+def test_time_distributed_flatten_and_unbuilt_model():
+    # SPEC 1: TimeDistributed(Flatten) between conv and dense tandem layers is shape-only.
+    m = keras.Sequential([
+        keras.Input((4, 4, 1)),
+        tk.SpikeEncoder(2, name="enc"),
+        tk.TandemConv2D(2, 3, padding="valid", name="conv"),
+        keras.layers.TimeDistributed(keras.layers.Flatten()),
+        tk.TandemDense(3, name="fc"),
+        tk.SpikeCount(),
+    ])
+    rows = {r["name"]: r for r in synops.describe_model(m)["layers"]}
+    np.testing.assert_array_equal(synops.row_fanout(rows["conv"]), np.full((2, 2, 2), 3))
+    # valid 3x3 on 4x4: corner inputs feed 1 output position, the centre 2x2 feed 4.
+    enc_fan = synops.row_fanout(rows["enc"])[:, :, 0]
+    np.testing.assert_array_equal(enc_fan, 2 * np.outer([1, 2, 2, 1], [1, 2, 2, 1]))
+    with pytest.raises(ValueError, match="no symbolic graph"):
+        synops.describe_model(keras.Sequential([tk.SpikeEncoder(2), tk.SpikeCount()]))
