@@ -125,11 +125,16 @@ def direction_preservation(model: keras.Model, x: Any, batch_size: int = 64) -> 
     "angle_deg": [batch], "pcc": [batch] or None}}`` for every tandem layer, where
     ``a = clip((W' c_in + b') / theta, 0, T)`` from the SNN input counts ``c_in``
     (inference BN statistics) and ``pcc`` correlates ``W_next c`` with ``W_next a`` for
-    the weighted layer(s) the spikes reach (None for an output layer).
+    the weighted layer(s) the spikes reach (None for an output layer). A model in another
+    mode (e.g. trained ``"quantized"``) is analysed as ``tk.with_mode(model, "tandem")``.
     """
     from tandem_keras.layers import TandemLayer
+    from tandem_keras.modes import with_mode
 
     x = np.asarray(x)
+    if any(getattr(layer, "mode", "tandem") != "tandem" for layer in model.layers
+           if synops._is_spiking(layer)):
+        model = with_mode(model, "tandem")  # c must be the SNN's spike counts
     description = synops.describe_model(model)
     nodes, _ = synops._walk(model)
     tandem_nodes = [n for n in nodes if isinstance(n.operation, TandemLayer)]

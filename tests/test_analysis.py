@@ -106,3 +106,9 @@ def test_helpers_and_bad_input():
     plain = keras.Sequential([keras.Input((4,)), tk.SpikeEncoder(2), tk.SpikeCount()])
     with pytest.raises(ValueError, match="no tandem layer"):
         analysis.direction_preservation(plain, np.ones((1, 4), "float32"))
+
+
+def test_direction_preservation_runs_the_snn_whatever_the_mode():
+    quantized = tk.with_mode(_model(), "quantized")
+    h = analysis.direction_preservation(quantized, X)["hidden"]
+    np.testing.assert_array_equal(h["snn_counts"], [[1, 2, 1]])  # SNN counts, not [1, 2, 0]
