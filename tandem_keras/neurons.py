@@ -38,16 +38,17 @@ def integrate_and_fire(current: tf.Tensor, threshold: float = 1.0) -> tf.Tensor:
     if time_steps is None:
         raise ValueError("integrate_and_fire needs a static time axis (axis 1).")
     out_dtype = current.dtype
-    z = tf.cast(current, tf.float32)
-    theta = tf.constant(threshold, tf.float32)
-    potential = tf.zeros_like(z[:, 0])
-    spikes = []
-    for t in range(time_steps):
-        potential = potential + z[:, t]
-        spike = tf.cast(potential >= theta, tf.float32)
-        potential = potential - theta * spike
-        spikes.append(spike)
-    return tf.cast(tf.stack(spikes, axis=1), out_dtype)
+    with tf.name_scope("integrate_and_fire"):
+        z = tf.cast(current, tf.float32)
+        theta = tf.constant(threshold, tf.float32)
+        potential = tf.zeros_like(z[:, 0])
+        spikes = []
+        for t in range(time_steps):
+            potential = potential + z[:, t]
+            spike = tf.cast(potential >= theta, tf.float32)
+            potential = potential - theta * spike
+            spikes.append(spike)
+        return tf.cast(tf.stack(spikes, axis=1), out_dtype)
 
 
 def front_loaded_spikes(count: tf.Tensor, time_steps: int) -> tf.Tensor:

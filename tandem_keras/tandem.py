@@ -47,12 +47,13 @@ def couple_spikes_to_potential(
     @tf.custom_gradient
     def _couple(spike_train, v_f):
         def grad(upstream):
-            rate_grad = tf.reduce_sum(tf.cast(upstream, tf.float32), axis=1) / time_steps
-            inside = v_f > 0.0
-            if upper is not None:
-                inside = tf.logical_and(inside, v_f < upper)
-            grad_v = rate_grad * tf.cast(inside, tf.float32) / threshold
-            return None, tf.cast(grad_v, v_f.dtype)
+            with tf.name_scope("coupling_backward"):
+                rate_grad = tf.reduce_sum(tf.cast(upstream, tf.float32), axis=1) / time_steps
+                inside = v_f > 0.0
+                if upper is not None:
+                    inside = tf.logical_and(inside, v_f < upper)
+                grad_v = rate_grad * tf.cast(inside, tf.float32) / threshold
+                return None, tf.cast(grad_v, v_f.dtype)
 
         return tf.identity(spike_train), grad
 
@@ -93,14 +94,15 @@ def shared_conv2d(
     @tf.custom_gradient
     def _conv(c_in, w):
         def grad(upstream):
-            upstream = tf.cast(upstream, c_in.dtype)
-            grad_c = tf.raw_ops.Conv2DBackpropInput(
-                input_sizes=tf.shape(c_in), filter=w, out_backprop=upstream,
-                strides=strides4, padding=pad, dilations=dilations4)
-            grad_w = tf.raw_ops.Conv2DBackpropFilter(
-                input=c_in, filter_sizes=tf.shape(w), out_backprop=upstream,
-                strides=strides4, padding=pad, dilations=dilations4)
-            return grad_c, grad_w
+            with tf.name_scope("coupled_ann_backward"):
+                upstream = tf.cast(upstream, c_in.dtype)
+                grad_c = tf.raw_ops.Conv2DBackpropInput(
+                    input_sizes=tf.shape(c_in), filter=w, out_backprop=upstream,
+                    strides=strides4, padding=pad, dilations=dilations4)
+                grad_w = tf.raw_ops.Conv2DBackpropFilter(
+                    input=c_in, filter_sizes=tf.shape(w), out_backprop=upstream,
+                    strides=strides4, padding=pad, dilations=dilations4)
+                return grad_c, grad_w
 
         return tf.identity(summed_products), grad
 
@@ -113,9 +115,10 @@ def shared_dense(counts: tf.Tensor, kernel: tf.Tensor, summed_products: tf.Tenso
     @tf.custom_gradient
     def _dense(c_in, w):
         def grad(upstream):
-            upstream = tf.cast(upstream, c_in.dtype)
-            return (tf.matmul(upstream, w, transpose_b=True),
-                    tf.matmul(c_in, upstream, transpose_a=True))
+            with tf.name_scope("coupled_ann_backward"):
+                upstream = tf.cast(upstream, c_in.dtype)
+                return (tf.matmul(upstream, w, transpose_b=True),
+                        tf.matmul(c_in, upstream, transpose_a=True))
 
         return tf.identity(summed_products), grad
 

@@ -262,13 +262,16 @@ class TandemLayer(keras.layers.Layer):
         return current + folded_bias / float(self._time_steps)
 
     def _call_tandem(self, inputs, kernel, training):
-        products = self._per_step_products(tf.stop_gradient(inputs), tf.stop_gradient(kernel))
-        counts = tf.reduce_sum(inputs, axis=1)
-        summed = tf.reduce_sum(tf.cast(products, tf.float32), axis=1)  # float32 even in bf16
+        with tf.name_scope("per_step_products"):
+            products = self._per_step_products(tf.stop_gradient(inputs), tf.stop_gradient(kernel))
+        with tf.name_scope("time_sums"):
+            counts = tf.reduce_sum(inputs, axis=1)
+            summed = tf.reduce_sum(tf.cast(products, tf.float32), axis=1)  # float32 even in bf16
         preactivation = self._shared_apply(counts, kernel, summed)
-        v_f, scale, folded_bias = self._normalize(preactivation, training)
-        current = self._snn_current(tf.stop_gradient(products), tf.stop_gradient(scale)
-                                    if scale is not None else None, tf.stop_gradient(folded_bias))
+        with tf.name_scope("batch_norm_fold"):
+            v_f, scale, folded_bias = self._normalize(preactivation, training)
+            current = self._snn_current(tf.stop_gradient(products), tf.stop_gradient(scale)
+                                        if scale is not None else None, tf.stop_gradient(folded_bias))
         spikes = neurons.integrate_and_fire(current, self.threshold)
         return tandem.couple_spikes_to_potential(
             tf.cast(spikes, self.compute_dtype), v_f, self.threshold, self.surrogate)
