@@ -135,19 +135,29 @@ def compile_for_training(model: keras.Model, jit_compile: bool) -> keras.Model:
     return model
 
 
-def interleaved_timing(steps: Dict[str, Callable[[], None]], repeats: int) -> Dict[str, List[float]]:
+def interleaved_timing(steps: Dict[str, Callable[[], None]], repeats: int,
+                       cpu_times: Dict[str, List[float]] = None) -> Dict[str, List[float]]:
     """Runs every callable ``repeats`` times, round-robin, and returns the wall times.
 
     Round-robin keeps a slow drift of the machine's load (other jobs on the shared
-    cores) out of the ratios between the entries.
+    cores) out of the ratios between the entries. If ``cpu_times`` is given, the
+    process CPU time (user + system, all threads) of every call is appended to it.
     """
     times = {key: [] for key in steps}
     for _ in range(repeats):
         for key, step in steps.items():
+            cpu = time.process_time()
             start = time.perf_counter()
             step()
             times[key].append(time.perf_counter() - start)
+            if cpu_times is not None:
+                cpu_times.setdefault(key, []).append(time.process_time() - cpu)
     return times
+
+
+def median(values: Sequence[float]) -> float:
+    """The median (upper median for an even count)."""
+    return sorted(values)[len(values) // 2]
 
 
 def machine() -> Dict[str, str]:

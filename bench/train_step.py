@@ -50,10 +50,11 @@ def time_group(network: str, policy: str, jit: bool, time_steps: int, modes, bat
             steps[mode] = (lambda m=model: m.train_on_batch(images, labels))
         except Exception as error:  # noqa: BLE001 -- record and go on (e.g. XLA refusing an op)
             errors[mode] = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
-    times = _common.interleaved_timing(steps, repeats)
+    cpu = {}
+    times = _common.interleaved_timing(steps, repeats, cpu)
     keras.mixed_precision.set_global_policy("float32")
     bounds = _common.compute_bounds(macs, time_steps) if macs else {}
-    ann_median = sorted(times["ann"])[len(times["ann"]) // 2] if "ann" in times else None
+    ann_median = _common.median(times["ann"]) if "ann" in times else None
     rows = []
     for mode in modes:
         row = {"network": network, "policy": policy, "jit": jit, "T": time_steps, "mode": mode,
@@ -61,9 +62,12 @@ def time_group(network: str, policy: str, jit: bool, time_steps: int, modes, bat
         if mode in errors:
             row["error"] = errors[mode]
         else:
-            median = sorted(times[mode])[len(times[mode]) // 2]
+            median = _common.median(times[mode])
             row.update(step_s=times[mode], median_s=median, images_per_s=batch / median,
-                       ratio_to_ann=median / ann_median if ann_median else None)
+                       ratio_to_ann=median / ann_median if ann_median else None,
+                       cpu_s=cpu[mode], median_cpu_s=_common.median(cpu[mode]),
+                       cpu_ratio_to_ann=(_common.median(cpu[mode]) / _common.median(cpu["ann"])
+                                         if "ann" in cpu else None))
         rows.append(row)
     del steps
     gc.collect()
@@ -73,17 +77,18 @@ def time_group(network: str, policy: str, jit: bool, time_steps: int, modes, bat
 def markdown(rows) -> str:
     """The result table, one line per configuration and mode."""
     lines = ["| network | policy | jit | T | mode | img/s | step s (median) | time / ANN | "
-             "bound (issue) | bound (shared conv) | bound BPTT |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "CPU s / ANN | bound (issue) | bound (shared conv) | bound BPTT |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if "error" in r:
             lines.append(f"| {r['network']} | {r['policy']} | {int(r['jit'])} | {r['T']} | {r['mode']} | "
-                         f"error: {r['error']} | | | | | |")
+                         f"error: {r['error']} | | | | | | |")
             continue
         ratio = f"{r['ratio_to_ann']:.2f}" if r.get("ratio_to_ann") else ""
+        cpu_ratio = f"{r['cpu_ratio_to_ann']:.2f}" if r.get("cpu_ratio_to_ann") else ""
         lines.append(
             f"| {r['network']} | {r['policy']} | {int(r['jit'])} | {r['T']} | {r['mode']} | "
-            f"{r['images_per_s']:.1f} | {r['median_s']:.3f} | {ratio} | {r['bound_issue']:.2f} | "
+            f"{r['images_per_s']:.1f} | {r['median_s']:.3f} | {ratio} | {cpu_ratio} | {r['bound_issue']:.2f} | "
             f"{r['bound_shared']:.2f} | {r['bound_bptt']:.2f} |")
     return "\n".join(lines)
 
