@@ -115,9 +115,9 @@ class LoadedModel:
     """A SavedModel opened for evaluation: logits, and spike counts if exported.
 
     ``logits(images)``: the ``serve`` endpoint (or the ``serving_default`` signature of
-    any SavedModel with a single output). ``activity(images)``: ``serve_activity``
-    (None-returning ``has_activity`` False when absent). ``spikes(images)``:
-    ``serve_spikes``.
+    any SavedModel with a single output). ``activity(images)``: ``serve_activity``, and
+    ``spikes(images)``: ``serve_spikes``; ``has_activity`` / ``has_spikes`` say whether
+    they exist (a plain ``model.export()`` has neither, nor the metadata).
 
     Example:
         >>> lm = LoadedModel(path)                                   # doctest: +SKIP
