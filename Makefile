@@ -6,6 +6,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= demo_out
 PYTEST_ARGS ?=
+# Keep TensorFlow's C++ start-up chatter out of the output.
+export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .PHONY: venv demo test bench clean
 
