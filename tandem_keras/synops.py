@@ -623,6 +623,9 @@ class ActivityAccumulator:
 def count_synops(model: Any, x: Any, batch_size: int = 64) -> dict:
     """SynOps of ``model`` on inputs ``x`` (per example), walking the Keras graph.
 
+    ``x``: an array of inputs (run in batches of ``batch_size``) or a ``tf.data.Dataset``
+    of input batches or ``(inputs, labels)`` batches.
+
     ``SynOps_SNN = sum_l sum_j fanout_j^l c_j^l`` averaged over the examples of ``x``
     (Eq. 13), against ``SynOps_ANN = sum_l fanin^l N^l`` (Eq. 14); see
     :meth:`ActivityAccumulator.report` for the keys.
@@ -639,10 +642,16 @@ def count_synops(model: Any, x: Any, batch_size: int = 64) -> dict:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     accumulator = ActivityAccumulator(describe_model(model))
     act = activity_model(model)
-    x = np.asarray(x)
-    for start in range(0, len(x), int(batch_size)):
-        outputs = act(x[start:start + int(batch_size)], training=False)
+    if hasattr(x, "as_numpy_iterator"):  # a tf.data.Dataset of batches (or (x, y) batches)
+        batches = (b[0] if isinstance(b, (tuple, list)) else b for b in x.as_numpy_iterator())
+    else:
+        x = np.asarray(x)
+        batches = (x[i:i + int(batch_size)] for i in range(0, len(x), int(batch_size)))
+    for batch in batches:
+        outputs = act(batch, training=False)
         accumulator.update({k: np.asarray(v) for k, v in outputs.items() if k != "logits"})
+    if accumulator.num_examples == 0:
+        raise ValueError("count_synops got no examples")
     return accumulator.report()
 
 

@@ -162,3 +162,13 @@ def test_time_distributed_flatten_and_unbuilt_model():
     np.testing.assert_array_equal(enc_fan, 2 * np.outer([1, 2, 2, 1], [1, 2, 2, 1]))
     with pytest.raises(ValueError, match="no symbolic graph"):
         synops.describe_model(keras.Sequential([tk.SpikeEncoder(2), tk.SpikeCount()]))
+
+
+def test_count_synops_on_a_dataset():
+    import tensorflow as tf
+
+    x = np.array([[2.0, 0.0, 1.0, 5.0], [0.0, 0.0, 0.0, 0.0]], "float32")
+    ds = tf.data.Dataset.from_tensor_slices((x, np.zeros(2))).batch(1)
+    assert synops.count_synops(_dense_net(), ds)["synops_snn"] == pytest.approx(21 / 2)
+    with pytest.raises(ValueError, match="no examples"):
+        synops.count_synops(_dense_net(), np.zeros((0, 4), "float32"))
