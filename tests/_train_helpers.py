@@ -8,6 +8,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+import tandem_keras  # noqa: F401  (registers the layers for keras.models.load_model)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
