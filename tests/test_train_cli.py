@@ -26,7 +26,10 @@ def test_digits_end_to_end(tmp_path):
         rows = list(csv.DictReader(f))
     assert [row["epoch"] for row in rows] == ["0", "1"]
     assert {"loss", "top1", "top5", "val_loss", "val_top1", "val_top5"} <= set(rows[0])
-    assert {"epoch_loss", "epoch_top1", "epoch_top5"} <= tensorboard_tags(str(model_dir / "logs"))
+    tags = tensorboard_tags(str(model_dir / "logs"))
+    assert {"epoch_loss", "epoch_top1", "epoch_top5"} <= tags
+    for layer in ("encoder", "tandem_conv1", "tandem_dense1"):  # activity per spiking layer
+        assert f"spike_count/{layer}" in tags and f"synops/{layer}" in tags
     assert os.path.exists(model_dir / "backup" / "latest.weights.h5")
     images = np.random.default_rng(0).uniform(0, 255, (5, 8, 8, 1)).astype("float32")
     keras_model, activity = check_export(str(tmp_path / "export"), images)

@@ -42,8 +42,7 @@ def _epoch_seed(seed: int, epoch: int) -> int:
 
 def augment_cifar(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     """Pad by H/8 with zeros, random-crop back to H x W, random horizontal flip (stateless)."""
-    height, width = image.shape[0], image.shape[1]
-    pad = max(height // 8, 1)
+    pad = max(image.shape[0] // 8, 1)
     padded = tf.pad(image, [[pad, pad], [pad, pad], [0, 0]])
     seeds = tf.random.experimental.stateless_split(seed, 2)
     image = tf.image.stateless_random_crop(padded, tf.shape(image), seed=seeds[0])

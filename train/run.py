@@ -7,8 +7,9 @@
   ``--flagfile``);
 - ``backup/``: ``keras.callbacks.BackupAndRestore`` state (weights, optimizer state, epoch)
   written at every epoch end; rerunning with the same ``--model_dir`` resumes from it;
-- ``logs/``: TensorBoard (loss, top-1, top-5, learning rate; spike counts per layer when
-  ``tk.callbacks.ActivityLogger`` is available);
+- ``logs/``: TensorBoard: loss, top-1, top-5 (``train/``, ``validation/``), and per layer
+  the average spike count, firing rate and SynOps on a fixed batch
+  (``activity/``, ``tandem_keras.callbacks.ActivityLogger``);
 - ``history.csv``: one row of metrics per epoch (appended on resume).
 
 In a multi-worker cluster only the chief writes these; the other workers keep their own
@@ -16,7 +17,6 @@ backup and logs under ``workers/<task>/``.
 """
 from __future__ import annotations
 
-import math
 import os
 import shutil
 import tempfile
@@ -27,7 +27,7 @@ import tensorflow as tf
 from absl import logging
 
 import models
-import tandem_keras as tk
+from tandem_keras.callbacks import ActivityLogger
 from train import callbacks as train_callbacks
 from train import data, pipeline
 from train.distribute import make_strategy, patch_for_multi_worker, worker_role
@@ -62,15 +62,11 @@ def _flags_text(values: Any) -> str:
     return "".join(f"--{k}={v}\n" for k, v in sorted(vars(values).items()))
 
 
-def _activity_callback(log_dir: str, source: data.Source, values: Any) -> list[keras.callbacks.Callback]:
-    logger = getattr(getattr(tk, "callbacks", None), "ActivityLogger", None)
-    if logger is None:
-        logging.warning("tk.callbacks.ActivityLogger is not available: no spike counts in TensorBoard")
-        return []
-    sample = pipeline.eval_batches(source, "validation" if source.num_validation else "train",
-                                   batch_size=min(values.batch_size, 64)).take(1)
-    images, _ = next(iter(sample))
-    return [logger(log_dir=log_dir, data=images)]
+def _activity_callback(log_dir: str, source: data.Source, batch_size: int) -> ActivityLogger:
+    """Per-layer average spike counts and SynOps in TensorBoard, on one fixed batch."""
+    split = "validation" if source.num_validation else "train"
+    images, _ = next(iter(pipeline.eval_batches(source, split, batch_size=min(batch_size, 64))))
+    return ActivityLogger(log_dir=log_dir, data=images)
 
 
 def run(values: Any) -> keras.Model:
@@ -139,7 +135,7 @@ def run(values: Any) -> keras.Model:
         # First: the backup is restored before, and written before, anything else runs.
         keras.callbacks.BackupAndRestore(backup_dir, double_checkpoint=True, delete_checkpoint=False),
         keras.callbacks.TensorBoard(log_dir=log_dir),
-        *_activity_callback(log_dir, source, values),
+        *([_activity_callback(log_dir, source, values.batch_size)] if is_chief else []),
         keras.callbacks.CSVLogger(os.path.join(work_dir, "history.csv"), append=True),
         train_callbacks.EpochSummary(values.epochs),
     ]
