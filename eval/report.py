@@ -184,8 +184,10 @@ def write_plots(reports: Sequence[dict], models: Sequence[export.LoadedModel],
             written.append(plots.plot_spike_counts(
                 report, os.path.join(plots_dir, f"{prefix}spike_counts.png")))
         if model.has_spikes and "images" in sample:
-            trains = {k: np.asarray(v)[0] for k, v in model.spikes(sample["images"][:1]).items()
-                      if k != "logits"}
+            raw = model.spikes(sample["images"][:1])
+            order = [layer["name"] for layer in (model.metadata or {}).get("layers", [])]
+            names = [n for n in order if n in raw and n != "logits"] + sorted(set(raw) - set(order) - {"logits"})
+            trains = {k: np.asarray(raw[k])[0] for k in names}  # network order, not a-z
             written.append(plots.plot_spike_raster(
                 trains, os.path.join(plots_dir, f"{prefix}spike_raster.png")))
             counts = {k: v.sum(0) for k, v in trains.items()}

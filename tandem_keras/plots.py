@@ -51,13 +51,15 @@ def plot_spike_counts(reports: Mapping[str, Any] | Sequence[Mapping[str, Any]], 
 
     ``reports``: one SynOps report (``tandem_keras.synops.ActivityAccumulator.report()``
     or the eval JSON) or several (grouped bars, e.g. T=5 and T=10); ``labels`` default
-    to ``"T = <inference_time_steps>"``.
+    to ``"T = <time_steps> (<inference_time_steps> inference steps)"``.
     """
     plt = _pyplot()
     reports = [reports] if isinstance(reports, Mapping) else list(reports)
     if not reports:
         raise ValueError("plot_spike_counts needs at least one report")
-    labels = list(labels) if labels else [f"T = {r.get('inference_time_steps', '?')}" for r in reports]
+    labels = list(labels) if labels else [
+        f"T = {r.get('time_steps', '?')} ({r.get('inference_time_steps', '?')} inference steps)"
+        for r in reports]
     names = [e["name"] for e in reports[0]["layers"] if e.get("avg_spike_count") is not None]
     if not names:
         raise ValueError("the report has no spiking layer")
