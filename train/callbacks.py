@@ -1,4 +1,4 @@
-"""Training callbacks: resume from a backup, and a one-line summary per epoch in the log."""
+"""Training callbacks: resume from a backup, per-epoch random streams, one log line per epoch."""
 from __future__ import annotations
 
 import json
@@ -48,3 +48,24 @@ class EpochSummary(keras.callbacks.Callback):
         lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         logging.info("epoch %d/%d: %s lr=%.3g (%.1fs)", epoch + 1, self.epochs, items, lr,
                      time.time() - self._start)
+
+
+class EpochSeeds(keras.callbacks.Callback):
+    """Makes the random layers' streams (``Dropout``) a function of the epoch.
+
+    Keras keeps each ``SeedGenerator``'s counter outside the saved weights, so a run
+    resumed from ``BackupAndRestore`` would replay epoch 0's dropout masks. At the start
+    of epoch ``e`` every generator's counter is set to ``e * 2**20`` (its seed is kept),
+    so a resumed epoch draws exactly the masks of the uninterrupted run.
+    """
+
+    STRIDE = 2**20  # random draws per layer and epoch before two epochs' streams overlap
+
+    def on_epoch_begin(self, epoch, logs=None):
+        for layer in self.model.layers:
+            for value in vars(layer).values():
+                if isinstance(value, keras.random.SeedGenerator):
+                    state = value.state
+                    seed = keras.ops.convert_to_numpy(state)[0]
+                    state.assign(keras.ops.convert_to_tensor([seed, epoch * self.STRIDE],
+                                                             dtype=state.dtype))

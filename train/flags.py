@@ -30,6 +30,8 @@ flags.DEFINE_enum("mode", "tandem", list(tk.MODES), "Training mode of every tand
 flags.DEFINE_enum("export_mode", None, list(tk.MODES),
                   "Mode of the exported model (default: --mode). --mode=quantized "
                   "--export_mode=tandem is constrain-then-train.")
+flags.DEFINE_float("dropout", None,
+                   "Dropout rate on the last hidden layer's spike counts (default: the model's).")
 flags.DEFINE_integer("epochs", 150, "Number of epochs.")
 flags.DEFINE_integer("batch_size", 256, "Global batch size, split evenly across replicas.")
 flags.DEFINE_float("learning_rate", 1e-3, "Initial Adam learning rate.")
@@ -86,6 +88,8 @@ def check(values: Any) -> None:
             raise FlagError(name, value, "must be an integer >= 1")
     if values.image_size is not None and values.image_size < 1:
         raise FlagError("image_size", values.image_size, "must be an integer >= 1")
+    if values.dropout is not None and not 0 <= values.dropout < 1:
+        raise FlagError("dropout", values.dropout, "must be in [0, 1)")
     if not values.learning_rate > 0:
         raise FlagError("learning_rate", values.learning_rate, "must be > 0")
     if values.weight_decay < 0:

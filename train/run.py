@@ -109,7 +109,8 @@ def run(values: Any) -> keras.Model:
     with strategy.scope():
         model = models.build(values.model, input_shape=source.image_shape,
                              num_classes=source.num_classes, time_steps=values.time_steps,
-                             decode=values.decode, mode=values.mode)
+                             decode=values.decode, mode=values.mode,
+                             **({} if values.dropout is None else {"dropout": values.dropout}))
         optimizer = keras.optimizers.Adam(learning_rate(values, steps_per_epoch),
                                           weight_decay=values.weight_decay or None)
         top_k = min(5, source.num_classes)
@@ -137,6 +138,7 @@ def run(values: Any) -> keras.Model:
         keras.callbacks.TensorBoard(log_dir=log_dir),
         *([_activity_callback(log_dir, source, values.batch_size)] if is_chief else []),
         keras.callbacks.CSVLogger(os.path.join(work_dir, "history.csv"), append=True),
+        train_callbacks.EpochSeeds(),
         train_callbacks.EpochSummary(values.epochs),
     ]
     logging.info("training %s on %s: %d train / %d validation examples, %d steps of %d "
