@@ -80,6 +80,40 @@ def test_if_dynamics_match_numpy(op, bn_mode, time_steps):
         assert (expected.sum(axis=1) >= 2).any()
 
 
+@pytest.mark.parametrize("time_steps", [1, 2, 4, 16])
+@pytest.mark.parametrize("op", [DENSE, CONVS[2], CONVS[1]], ids=["dense", "conv-s2-same", "conv-s1-valid"])
+def test_if_dynamics_exact_with_dyadic_weights(op, time_steps):
+    """Weights k/4 and biases k*T/8 (so b/T = k/8) make every potential exact in float32:
+    V(t) lands exactly on theta = 1 for many neurons, which checks `V >= theta` (Eq. 3)
+    and the reset by subtraction bit for bit, with no neuron excluded."""
+    rng = np.random.default_rng(time_steps)
+    if op["kind"] == "dense":
+        x = (rng.random((6, time_steps, 10)) < 0.5).astype(np.float32)
+        kernel = rng.integers(-2, 4, (10, 5)) / 4.0
+        layer = tk.TandemDense(5, batch_norm=False)
+    else:
+        x = (rng.random((4, time_steps, 6, 6, 2)) < 0.5).astype(np.float32)
+        kernel = rng.integers(-2, 4, (3, 3, 2, 5)) / 4.0
+        layer = tk.TandemConv2D(5, 3, strides=op["strides"], padding=op["padding"], batch_norm=False)
+    bias = rng.integers(-2, 5, 5) * time_steps / 8.0
+    layer(x)
+    set_layer_weights(layer, kernel=kernel, bias=bias)
+    out = np.asarray(layer(x))
+    expected, margin = tandem_layer_np(x, kernel, bias, op, 1.0)
+    assert (margin == 0).any()  # exact ties with the threshold occur
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_potential_equal_to_threshold_fires():
+    """Eq. 3: Theta(V - theta) with Theta(0) = 1. z = 0.5 per step, theta = 1: V(2) == 1.0
+    fires, the reset leaves 0, V(4) == 1.0 fires again."""
+    layer = tk.TandemDense(1, batch_norm=False, use_bias=False)
+    x = np.ones((1, 5, 1), np.float32)
+    layer(x)
+    set_layer_weights(layer, kernel=[[0.5]])
+    np.testing.assert_array_equal(np.asarray(layer(x))[0, :, 0], [0, 1, 0, 1, 0])
+
+
 def test_time_steps_read_from_input():
     layer = tk.TandemDense(3)
     layer(np.zeros((2, 7, 4), np.float32))
