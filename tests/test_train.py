@@ -66,7 +66,7 @@ def test_folder_end_to_end(tmp_path):
 def test_mirrored_on_two_cpus(tmp_path):
     if len(tf.config.list_logical_devices("CPU")) < 2:
         pytest.skip("two logical CPUs are not available")
-    values = parse(tmp_path, strategy="mirrored", batch_size=32)
+    values = parse(tmp_path, strategy="mirrored", batch_size=128)
     model = run(values)
     assert model.distribute_strategy.num_replicas_in_sync == 2
     check_export(str(tmp_path / "model" / "export"), _images((8, 8, 1)), model)
