@@ -306,3 +306,73 @@ def test_with_mode_switches_every_layer_and_keeps_weights():
     ann = tk.with_mode(model, "ann")
     assert all(getattr(l, "mode", "ann") == "ann" for l in ann.layers)
     assert np.asarray(ann.predict(x, verbose=0)).shape == (16, 3)
+
+
+# ----------------------------------------------------------------------------- odds and ends
+def test_non_spike_input_rejected():
+    layer = tk.TandemDense(3)
+    with pytest.raises(ValueError, match="spike"):
+        layer(np.full((2, 4, 5), 2.5, np.float32))
+
+
+def test_folded_weights_with_batch_statistics():
+    layer, x, kernel, bias, bn, op = conv_case(8)
+    k, b = layer.folded_weights(training=True, inputs=x)
+    from test_neurons_reference import folded_np
+    ek, eb = folded_np(x, kernel, bias, op, bn, training=True)
+    np.testing.assert_allclose(np.asarray(k), ek, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(b), eb, rtol=1e-4, atol=1e-5)
+
+
+def test_time_distributed_flatten_between_layers_equals_time_flatten():
+    """SPEC 1: any Keras layer that keeps axis 1 works between tandem layers."""
+    rng = np.random.default_rng(13)
+    x = (rng.random((3, 4, 5, 5, 2)) < 0.5).astype(np.float32)
+    conv = tk.TandemConv2D(3, 3, strides=2, batch_norm=False)
+    dense = tk.TandemDense(4, batch_norm=False)
+    s = conv(x)
+    a = np.asarray(dense(tk.TimeFlatten()(s)))
+    b = np.asarray(dense(keras.layers.TimeDistributed(keras.layers.Flatten())(s)))
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(np.asarray(tk.TimeFlatten()(s)), np.asarray(s).reshape(3, 4, -1))
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16", "mixed_float16"])
+def test_mixed_precision_forward_exact_and_gradient_close(policy):
+    """Under a mixed policy (AutoCastVariable kernels) the SNN is unchanged: with dyadic
+    weights every product is exact in 16 bits, so spikes equal the float64 reference bit
+    for bit; gradients still reach the float32 variables and match the coupled ANN to
+    16-bit precision."""
+    rng = np.random.default_rng(14)
+    t_steps = 4
+    x = (rng.random((6, t_steps, 6, 6, 2)) < 0.5).astype(np.float32)
+    layer = tk.TandemConv2D(4, 3, strides=1, batch_norm=False, dtype=policy)
+    layer(x)
+    kernel = rng.integers(-2, 4, (3, 3, 2, 4)) / 4.0
+    bias = (2 * rng.integers(-2, 5, 4) + 1) / 16.0  # b/T = odd/64: no V_f on 0 or T
+    set_layer_weights(layer, kernel=kernel, bias=bias)
+    op = {"kind": "conv", "strides": 1, "padding": "same"}
+    expected, _ = tandem_layer_np(x, kernel, bias, op, 1.0)
+    assert 0 < expected.mean() < 1
+    x_t = tf.constant(x)
+    r = rng.normal(size=expected.shape).astype(np.float32)
+    with tf.GradientTape() as tape:
+        tape.watch(x_t)
+        out = layer(x_t, training=True)
+        loss = tf.reduce_sum(tf.cast(out, tf.float32) * r)
+    np.testing.assert_array_equal(np.asarray(tf.cast(out, tf.float32)), expected)
+    g_k, g_b = tape.gradient(loss, [layer_variables(layer)["kernel"], layer_variables(layer)["bias"]])
+    assert g_k.dtype == tf.float32
+    # coupled ANN gradient (no BN): grad_a = mean_t r, mask 0 < V_f < T
+    vf = free_potential_np(x, kernel, bias, op)
+    grad_v = r.mean(axis=1) * ((vf > 0) & (vf < t_steps))
+    assert not np.any(np.isin(vf, [0.0, float(t_steps)]))  # no kinks hit exactly
+    c_in = x.sum(axis=1).astype(np.float64)
+    ek = np.zeros_like(kernel)  # d/dW of sum(grad_v * conv(c_in, W)), "same" 3x3 stride 1
+    pad = np.pad(c_in, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    for i in range(3):
+        for j in range(3):
+            ek[i, j] = np.einsum("nhwc,nhwf->cf", pad[:, i:i + 6, j:j + 6], grad_v)
+    np.testing.assert_allclose(np.asarray(g_k), ek, rtol=2e-2, atol=2e-2 * np.abs(ek).max())
+    np.testing.assert_allclose(np.asarray(g_b), grad_v.sum(axis=(0, 1, 2)), rtol=2e-2,
+                               atol=2e-2 * np.abs(grad_v.sum(axis=(0, 1, 2))).max())
