@@ -62,6 +62,27 @@ def _flags_text(values: Any) -> str:
     return "".join(f"--{k}={v}\n" for k, v in sorted(vars(values).items()))
 
 
+def compiled_model(values: Any, source: data.Source, steps_per_epoch: int) -> keras.Model:
+    """The model of ``--model`` for ``source``, compiled with Adam, cross-entropy, top-1/top-5.
+
+    Call inside ``strategy.scope()``. Top-5 becomes top-k for fewer than 5 classes.
+    """
+    model = models.build(values.model, input_shape=source.image_shape,
+                         num_classes=source.num_classes, time_steps=values.time_steps,
+                         decode=values.decode, mode=values.mode,
+                         **({} if values.dropout is None else {"dropout": values.dropout}))
+    top_k = min(5, source.num_classes)
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate(values, steps_per_epoch),
+                                        weight_decay=values.weight_decay or None),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="top1"),
+                 keras.metrics.SparseTopKCategoricalAccuracy(k=top_k, name=f"top{top_k}")],
+        jit_compile=values.jit_compile,
+    )
+    return model
+
+
 def _activity_callback(log_dir: str, source: data.Source, batch_size: int) -> ActivityLogger:
     """Per-layer average spike counts and SynOps in TensorBoard, on one fixed batch."""
     split = "validation" if source.num_validation else "train"
@@ -107,20 +128,7 @@ def run(values: Any) -> keras.Model:
     log_dir = os.path.join(work_dir, "logs")
 
     with strategy.scope():
-        model = models.build(values.model, input_shape=source.image_shape,
-                             num_classes=source.num_classes, time_steps=values.time_steps,
-                             decode=values.decode, mode=values.mode,
-                             **({} if values.dropout is None else {"dropout": values.dropout}))
-        optimizer = keras.optimizers.Adam(learning_rate(values, steps_per_epoch),
-                                          weight_decay=values.weight_decay or None)
-        top_k = min(5, source.num_classes)
-        model.compile(
-            optimizer=optimizer,
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            metrics=[keras.metrics.SparseCategoricalAccuracy(name="top1"),
-                     keras.metrics.SparseTopKCategoricalAccuracy(k=top_k, name=f"top{top_k}")],
-            jit_compile=values.jit_compile,
-        )
+        model = compiled_model(values, source, steps_per_epoch)
 
     start_epoch = min(train_callbacks.resume_epoch(backup_dir), values.epochs)
     augment = None if values.augment == "auto" else values.augment
