@@ -254,3 +254,35 @@ def test_spike_count_sums_time_axis():
     s = (rng.random((3, 6, 4, 2)) < 0.5).astype(np.float32)
     np.testing.assert_array_equal(np.asarray(tk.SpikeCount()(s)), s.sum(axis=1))
     np.testing.assert_array_equal(np.asarray(tk.TimeFlatten()(s)), s.reshape(3, 6, 8))
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_if_dynamics_in_compiled_graph(jit_compile):
+    """The same dynamics inside tf.function (graph) and under XLA, BN in training mode."""
+    op = CONVS[1]  # strides 1, valid
+    layer, x, kernel, bias, bn = make_case(op, 5, "training", 1.0, seed=77)
+    fn = tf.function(lambda s: layer(s, training=True), jit_compile=jit_compile)
+    out = np.asarray(fn(tf.constant(x)))
+    expected, margin = tandem_layer_np(x, kernel, bias, op, 1.0, bn, training=True)
+    assert_spikes_match(out, expected, margin)
+
+
+def test_current_encoding_feeds_first_if_layer():
+    """encoding="current": the first IF layer integrates W' * (a0/T) + b'/T at every step,
+    a0 = clip(v/theta, 0, T) (SPEC 2, Rueckauer et al.)."""
+    rng = np.random.default_rng(15)
+    t_steps, theta = 5, 0.5
+    v = rng.normal(0.8, 1.5, (6, 9)).astype(np.float32)
+    enc = tk.SpikeEncoder(t_steps, threshold=theta, encoding="current")
+    layer = tk.TandemDense(4, batch_norm=False)
+    current = enc(v)
+    layer(current)
+    kernel = rng.normal(0, 0.8, (9, 4)).astype(np.float32).astype(np.float64)
+    bias = rng.normal(0, 0.5, 4).astype(np.float32).astype(np.float64)
+    set_layer_weights(layer, kernel=kernel, bias=bias)
+    out = np.asarray(layer(current))
+    a0 = np.clip(v.astype(np.float64) / theta, 0, t_steps)
+    s_in = np.repeat((a0 / t_steps)[:, None], t_steps, axis=1)
+    expected, margin = tandem_layer_np(s_in, kernel, bias, DENSE, 1.0)
+    assert_spikes_match(out, expected, margin)
+    assert 0 < expected.mean() < 1
