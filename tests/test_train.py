@@ -129,3 +129,27 @@ def test_learning_rate_schedules():
     assert float(schedule(750)) == pytest.approx(0.5e-3, rel=1e-5)  # (1 + cos(pi/2)) / 2
     values.lr_schedule, values.epochs = "step", 50
     assert learning_rate(values, steps) == 1e-3  # no step inside 50 epochs: constant
+
+
+def test_constrain_then_train_exports_the_snn(tmp_path):
+    """--mode=quantized --export_mode=tandem: the SavedModel runs the quantized ANN's weights
+    as the SNN; model.keras keeps the quantized model for further training."""
+    import keras
+
+    import tandem_keras as tk
+
+    from train import data
+
+    model = run(parse(tmp_path, mode="quantized", export_mode="tandem", batch_size=64, epochs=2,
+                      time_steps=4))
+    export_dir = str(tmp_path / "model" / "export")
+    images = next(iter(data.load("digits").split("test")[0].batch(64)))[0].numpy()
+    snn = tk.with_mode(model, "tandem")
+    # The two modes differ on these images, so the comparison below tells them apart.
+    assert not np.allclose(np.asarray(model(images, training=False)),
+                           np.asarray(snn(images, training=False)), atol=1e-4)
+    loaded = tf.saved_model.load(export_dir)
+    np.testing.assert_allclose(np.asarray(loaded.serve(images)),
+                               np.asarray(snn(images, training=False)), rtol=1e-5, atol=1e-5)
+    saved = keras.models.load_model(os.path.join(export_dir, "model.keras"))
+    assert saved.get_layer("tandem_conv1").mode == "quantized"
