@@ -37,18 +37,62 @@ def integrate_and_fire(current: tf.Tensor, threshold: float = 1.0) -> tf.Tensor:
     time_steps = current.shape[1]
     if time_steps is None:
         raise ValueError("integrate_and_fire needs a static time axis (axis 1).")
-    out_dtype = current.dtype
     with tf.name_scope("integrate_and_fire"):
-        z = tf.cast(current, tf.float32)
-        theta = tf.constant(threshold, tf.float32)
-        potential = tf.zeros_like(z[:, 0])
-        spikes = []
-        for t in range(time_steps):
-            potential = potential + z[:, t]
-            spike = tf.cast(potential >= theta, tf.float32)
-            potential = potential - theta * spike
-            spikes.append(spike)
-        return tf.cast(tf.stack(spikes, axis=1), out_dtype)
+        return _if_recurrence(lambda t: tf.cast(current[:, t], tf.float32), time_steps,
+                              threshold, current.dtype)
+
+
+def integrate_and_fire_affine(products: tf.Tensor, scale, bias, threshold: float = 1.0,
+                              out_dtype=None) -> tf.Tensor:
+    """:func:`integrate_and_fire` on the current ``z(t) = products(t) * scale + bias``.
+
+    Same values as ``integrate_and_fire(cast(products, float32) * scale + bias)``
+    (the same float32 operations per element), but the current is formed one time
+    step at a time, so no ``[batch, T, ...]`` float32 current is materialized: the
+    forward's peak memory drops by about two spike-train-sized tensors per layer.
+
+    Args:
+      products: ``[batch, T, ...]`` per-step products ``W s(t)`` (any float dtype).
+      scale: ``[channels]`` float32 multiplier (BN scale ``g``), or None for 1.
+      bias: ``[channels]`` float32 per-step bias (``b' / T``).
+      threshold: firing threshold (> 0).
+      out_dtype: dtype of the returned spike train (default: that of ``products``).
+
+    Example:
+      >>> p = tf.constant([[[1.0], [1.0], [1.0]]])
+      >>> integrate_and_fire_affine(p, tf.constant([0.5]), tf.constant([0.1]))[0, :, 0].numpy().tolist()
+      [0.0, 1.0, 0.0]
+    """
+    time_steps = products.shape[1]
+    if time_steps is None:
+        raise ValueError("integrate_and_fire_affine needs a static time axis (axis 1).")
+
+    def current(t):
+        z = tf.cast(products[:, t], tf.float32)
+        if scale is not None:
+            z = z * scale
+        return z + bias
+
+    with tf.name_scope("integrate_and_fire"):
+        return _if_recurrence(current, time_steps, threshold, out_dtype or products.dtype)
+
+
+def _if_recurrence(current_at, time_steps: int, threshold: float, out_dtype) -> tf.Tensor:
+    """The unrolled IF loop; ``current_at(t)`` gives the float32 ``z(t)``.
+
+    Spikes are kept as booleans until the end (a quarter of the float32 memory) and
+    the reset ``V - theta * s`` is written ``where(s, V - theta, V)`` (identical values).
+    """
+    theta = tf.constant(threshold, tf.float32)
+    potential = None
+    spikes = []
+    for t in range(time_steps):
+        z = current_at(t)
+        potential = z if potential is None else potential + z
+        spike = potential >= theta
+        potential = tf.where(spike, potential - theta, potential)
+        spikes.append(spike)
+    return _bool_to_spikes(tf.stack(spikes, axis=1), out_dtype)
 
 
 def front_loaded_spikes(count: tf.Tensor, time_steps: int) -> tf.Tensor:
@@ -71,7 +115,18 @@ def front_loaded_spikes(count: tf.Tensor, time_steps: int) -> tf.Tensor:
     rank = count.shape.rank
     steps = tf.range(1, time_steps + 1, dtype=count.dtype)
     steps = tf.reshape(steps, [1, time_steps] + [1] * (rank - 1))
-    return tf.cast(tf.expand_dims(count, 1) >= steps, count.dtype)
+    return _bool_to_spikes(tf.expand_dims(count, 1) >= steps, count.dtype)
+
+
+def _bool_to_spikes(fired: tf.Tensor, dtype) -> tf.Tensor:
+    """Boolean tensor -> 0.0 / 1.0 in ``dtype``.
+
+    Written as a select, not a ``Cast``: grappler's ReorderCastLikeAndValuePreserving
+    pass moves a bool->float ``Cast`` behind a following ``Reshape`` and, when the
+    spike train has a second consumer (the count), keeps both casts: two float copies
+    of the whole ``[batch, T, ...]`` train (seen in the memory profile).
+    """
+    return tf.where(fired, tf.ones((), dtype), tf.zeros((), dtype))
 
 
 def bounded_quantized_relu(potential: tf.Tensor, threshold: float, time_steps: int) -> tf.Tensor:

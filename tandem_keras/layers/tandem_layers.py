@@ -270,11 +270,12 @@ class TandemLayer(keras.layers.Layer):
         preactivation = self._shared_apply(counts, kernel, summed)
         with tf.name_scope("batch_norm_fold"):
             v_f, scale, folded_bias = self._normalize(preactivation, training)
-            current = self._snn_current(tf.stop_gradient(products), tf.stop_gradient(scale)
-                                        if scale is not None else None, tf.stop_gradient(folded_bias))
-        spikes = neurons.integrate_and_fire(current, self.threshold)
-        return tandem.couple_spikes_to_potential(
-            tf.cast(spikes, self.compute_dtype), v_f, self.threshold, self.surrogate)
+            scale = tf.stop_gradient(scale) if scale is not None else None
+            step_bias = tf.stop_gradient(folded_bias) / float(self._time_steps)
+        # z(t) = W' s(t) + b'/T = (W s(t)) g + b'/T, formed step by step (as _snn_current).
+        spikes = neurons.integrate_and_fire_affine(
+            tf.stop_gradient(products), scale, step_bias, self.threshold, self.compute_dtype)
+        return tandem.couple_spikes_to_potential(spikes, v_f, self.threshold, self.surrogate)
 
     def _call_bptt(self, inputs, kernel, training):
         products = self._per_step_products(inputs, kernel)
