@@ -192,10 +192,12 @@ def current_rss_mib() -> float:
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def run_subprocess(module: str, args: Sequence[str]) -> Dict:
-    """Runs ``python -m module args`` in a fresh process; returns its last stdout line as JSON."""
+def run_subprocess(module: str, args: Sequence[str], env: Dict[str, str] = None) -> Dict:
+    """Runs ``python -m module args`` in a fresh process (``env`` added to the environment);
+    returns its last stdout line as JSON."""
     command = [sys.executable, "-m", module, *args]
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    env = dict(os.environ, **(env or {}))
+    result = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
     lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
     if result.returncode != 0 or not lines:
         raise RuntimeError(f"{' '.join(command)} failed ({result.returncode}):\n{result.stderr[-2000:]}")

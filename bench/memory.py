@@ -18,6 +18,7 @@ Writes ``bench/results/memory_<UTC time>.json`` and prints a Markdown table.
 from __future__ import annotations
 
 import json
+import os
 import time
 
 from absl import app, flags
@@ -38,6 +39,12 @@ flags.DEFINE_integer("T", 1, "Internal (with --child): T.")
 flags.DEFINE_string("out", "", "JSON path (default bench/results/memory_<time>.json).")
 
 
+# With TF_CPU_ALLOCATOR_USE_BFC=true (set by the parent for every child) TensorFlow's CPU
+# allocator counts its bytes, and get_memory_info("CPU:0") gives the exact peak of the
+# tensors of one step (without it, it reports zeros).
+_BFC = os.environ.get("TF_CPU_ALLOCATOR_USE_BFC", "").lower() == "true"
+
+
 def measure_child() -> dict:
     """Builds one model in this process and measures its training steps' peak RSS."""
     import keras
@@ -46,29 +53,44 @@ def measure_child() -> dict:
     images, labels = _common.synthetic_batch(FLAGS.batch)
     model = _common.compile_for_training(_common.build_network(FLAGS.network, FLAGS.T, FLAGS.mode),
                                          FLAGS.jit)
+    import tensorflow as tf
+
     before = _common.current_rss_mib()
     peak_before = _common.peak_rss_mib()
     model.train_on_batch(images, labels)
     peak_first = _common.peak_rss_mib()
+    allocator = {}
     for _ in range(FLAGS.steps - 1):
+        if _BFC:
+            tf.config.experimental.reset_memory_stats("CPU:0")
+            allocator_before = tf.config.experimental.get_memory_info("CPU:0")["current"]
         model.train_on_batch(images, labels)
+        if _BFC:
+            info = tf.config.experimental.get_memory_info("CPU:0")
+            allocator = {"allocator_before_step_mib": allocator_before / 2**20,
+                         "allocator_step_peak_mib": info["peak"] / 2**20,
+                         "allocator_step_peak_above_before_mib": (info["peak"] - allocator_before) / 2**20}
     peak = _common.peak_rss_mib()
     return {"network": FLAGS.network, "mode": FLAGS.mode, "T": FLAGS.T, "policy": FLAGS.policy,
             "batch": FLAGS.batch, "jit": FLAGS.jit, "rss_before_step_mib": before,
             "peak_before_step_mib": peak_before, "peak_after_first_step_mib": peak_first,
-            "peak_mib": peak, "step_peak_above_before_mib": peak - before}
+            "peak_mib": peak, "step_peak_above_before_mib": peak - before, **allocator}
 
 
 def markdown(rows) -> str:
     """Table of peak RSS per (mode, T) and the growth from the smallest T."""
-    lines = ["| network | mode | T | peak RSS MiB | step peak above pre-step RSS MiB | growth from first T MiB |",
-             "|---|---|---|---|---|---|"]
-    first = {}
+    lines = ["| network | mode | T | peak RSS MiB | RSS: step peak above pre-step MiB | RSS growth from first T MiB "
+             "| allocator: step peak above pre-step MiB | allocator growth from first T MiB |",
+             "|---|---|---|---|---|---|---|---|"]
+    first, first_alloc = {}, {}
     for r in rows:
         first.setdefault(r["mode"], r["step_peak_above_before_mib"])
+        alloc = r.get("allocator_step_peak_above_before_mib", float("nan"))
+        first_alloc.setdefault(r["mode"], alloc)
         lines.append(f"| {r['network']} | {r['mode']} | {r['T']} | {r['peak_mib']:.0f} | "
                      f"{r['step_peak_above_before_mib']:.0f} | "
-                     f"{r['step_peak_above_before_mib'] - first[r['mode']]:.0f} |")
+                     f"{r['step_peak_above_before_mib'] - first[r['mode']]:.0f} | {alloc:.0f} | "
+                     f"{alloc - first_alloc[r['mode']]:.0f} |")
     return "\n".join(lines)
 
 
@@ -83,14 +105,19 @@ def main(argv) -> None:
             args = [f"--child", f"--network={FLAGS.network}", f"--mode={mode}", f"--T={time_steps}",
                     f"--policy={FLAGS.policy}", f"--batch={FLAGS.batch}", f"--steps={FLAGS.steps}",
                     f"--jit={FLAGS.jit}"]
-            rows.append(_common.run_subprocess("bench.memory", args))
+            rows.append(_common.run_subprocess("bench.memory", args,
+                                               env={"TF_CPU_ALLOCATOR_USE_BFC": "true"}))
             print(markdown(rows).splitlines()[-1], flush=True)
     summary = {}
-    for mode in FLAGS.modes:
-        mine = [r for r in rows if r["mode"] == mode]
-        summary[mode] = mine[-1]["step_peak_above_before_mib"] - mine[0]["step_peak_above_before_mib"]
-    if "tandem" in summary and "bptt" in summary and summary["bptt"] > 0:
-        summary["tandem_growth_over_bptt_growth"] = summary["tandem"] / summary["bptt"]
+    for key, label in (("step_peak_above_before_mib", "rss"),
+                       ("allocator_step_peak_above_before_mib", "allocator")):
+        for mode in FLAGS.modes:
+            mine = [r for r in rows if r["mode"] == mode and key in r]
+            if mine:
+                summary[f"{label}_{mode}"] = mine[-1][key] - mine[0][key]
+        if summary.get(f"{label}_bptt"):
+            summary[f"{label}_tandem_growth_over_bptt_growth"] = (
+                summary.get(f"{label}_tandem", float("nan")) / summary[f"{label}_bptt"])
     print(markdown(rows))
     print("growth first->last T (MiB):", json.dumps(summary))
     out = FLAGS.out or f"bench/results/memory_{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}.json"
