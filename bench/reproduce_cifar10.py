@@ -330,6 +330,7 @@ def plot_fig8a(curves: dict[str, list[float]], path: str) -> str:
     fig, ax = plt.subplots(figsize=(5.2, 3.4))
     for key, errors in curves.items():
         ax.plot(np.arange(1, len(errors) + 1), 100 * np.asarray(errors), "o-", label=LABELS[key])
+    ax.set_xticks(np.arange(1, max(len(e) for e in curves.values()) + 1))
     ax.set_xlabel("epoch")
     ax.set_ylabel("validation error (%)")
     ax.grid(alpha=0.3)
