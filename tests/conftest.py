@@ -16,15 +16,26 @@ except RuntimeError:  # already initialized by an earlier import
     pass
 
 
+_MIRRORED = []
+
+
+def mirrored_strategy():
+    """The process's one two-CPU MirroredStrategy (a second instance in the same process
+    collides with the first one's collective keys: "Shape mismatch in the collective")."""
+    if not _MIRRORED:
+        devices = [d.name for d in tf.config.list_logical_devices("CPU")][:2]
+        if len(devices) < 2:
+            pytest.skip("two logical CPUs are not available")
+        _MIRRORED.append(tf.distribute.MirroredStrategy(devices))
+    return _MIRRORED[0]
+
+
 @pytest.fixture(params=["default", "mirrored"])
 def strategy(request):
     """Runs a test once without and once under a two-CPU MirroredStrategy."""
     if request.param == "default":
         return tf.distribute.get_strategy()
-    devices = [d.name for d in tf.config.list_logical_devices("CPU")][:2]
-    if len(devices) < 2:
-        pytest.skip("two logical CPUs are not available")
-    return tf.distribute.MirroredStrategy(devices)
+    return mirrored_strategy()
 
 
 SHARED_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "shared")

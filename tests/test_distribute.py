@@ -20,25 +20,6 @@ N = 8
 LR = 0.05
 
 
-_MIRRORED = {}
-
-
-@pytest.fixture
-def strategy(strategy):
-    """tests/conftest.py's `strategy`, but one MirroredStrategy per process.
-
-    A second MirroredStrategy instance in the same process aborts its collectives
-    ("Shape mismatch in the collective instance 100"), with plain keras layers too, so
-    the instance is reused here. Remove once the conftest fixture caches its strategy.
-    """
-    if strategy.num_replicas_in_sync == 1:
-        return strategy
-    devices = tuple(sorted(strategy.extended.worker_devices))
-    if devices not in _MIRRORED:
-        _MIRRORED[devices] = strategy
-    return _MIRRORED[devices]
-
-
 def skip_unsupported(strategy, jit_compile):
     """XLA cannot compile a MirroredStrategy step whose replicas are logical CPUs of one
     host (TF known issue "tf.Variable on a different device"); a plain keras Dense

@@ -233,7 +233,9 @@ class TandemLayer(keras.layers.Layer):
         training = bool(training) and self.trainable
         if self.mode != "ann" and tf.executing_eagerly():
             self._check_spike_values(inputs)
-        kernel = self.kernel  # cast to the compute dtype by Keras autocasting
+        # A tensor, read inside Keras's autocast scope (compute dtype): the custom gradients
+        # capture it, and a captured variable would be re-read outside that scope.
+        kernel = tf.convert_to_tensor(self.kernel)
         inputs = tf.cast(inputs, kernel.dtype)
         if self.mode == "tandem":
             return self._call_tandem(inputs, kernel, training)
