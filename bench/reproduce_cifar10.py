@@ -279,7 +279,7 @@ def train_one(config: Config, data: dict, mode: str, time_steps: int, decode: st
     monitor = EpochMonitor(data["x_val"], data["y_val"], config.eval_batch_size, fig9_x) if curve else None
     start = time.time()
     history = model.fit(train_dataset(config, data["x_train"], data["y_train"], data["image_shape"]),
-                        epochs=config.epochs, steps_per_epoch=steps, verbose=0,
+                        epochs=config.epochs, steps_per_epoch=steps, verbose=0, shuffle=False,
                         callbacks=[monitor] if monitor else [])
     train_seconds = time.time() - start
     record = {"mode": mode, "time_steps": time_steps, "decode": decode,

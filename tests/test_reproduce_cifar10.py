@@ -37,15 +37,17 @@ def _macs_width32_16px():
 
 def test_tiny_run_writes_consistent_results(tmp_path):
     train_dir = _image_folder(tmp_path / "images")
-    config = rep.make_config("tiny", train_dir, out_dir=str(tmp_path / "out"),
+    config = rep.make_config("tiny", train_dir, out_dir=str(tmp_path / "out"), test_dir=train_dir,
                              sweep_time_steps=[2], synops_time_steps=[2])
     results = rep.run(config)
 
     # 60 images, train.data holds out round(0.1 * 60) = 6; the budget takes 48 of the other 54.
     assert results["data"]["train"] == 48 and results["data"]["validation"] == 6
+    assert results["data"]["test"] == 16  # --test_dir: all 60 images, the budget takes 16
     assert set(results["runs"]) == {"ann", "quantized_T2", "tandem_T2", "tandem_spike_T2"}
     for run in results["runs"].values():
         assert run["val_error"] * 6 == pytest.approx(round(run["val_error"] * 6))
+        assert run["test_error"] * 16 == pytest.approx(round(run["test_error"] * 16))
     assert len(results["runs"]["tandem_T2"]["val_error_per_epoch"]) == config.epochs
 
     report = results["synops"]["2"]
