@@ -6,7 +6,8 @@ round-robin (so the shared machine's load drift hits all three alike). Reported:
 images/s (median), the tandem/ANN and BPTT/ANN time ratios, and the compute bounds of
 ``bench._common.compute_bounds`` from the layers' MACs.
 
-    python -m bench.train_step                       # quick: CIFARNet/4 width, all T, both dtypes, jit on/off
+    python -m bench.train_step                       # quick: CIFARNet/4 width, all T, both dtypes, no XLA
+    python -m bench.train_step --full                # + full CIFARNet, + jit_compile=True (hours here)
     python -m bench.train_step --networks=cifarnet --time_steps=10 --policies=float32 --jit=0
 
 Writes ``bench/results/train_step_<UTC time>.json`` and prints a Markdown table.
@@ -26,7 +27,8 @@ flags.DEFINE_list("networks", ["cifarnet_w4"], "cifarnet and/or cifarnet_wK (wid
 flags.DEFINE_list("modes", ["tandem", "ann", "bptt"], "Modes timed side by side.")
 flags.DEFINE_list("time_steps", ["1", "4", "10", "16"], "Values of T.")
 flags.DEFINE_list("policies", ["float32", "mixed_bfloat16"], "Keras dtype policies.")
-flags.DEFINE_list("jit", ["0", "1"], "jit_compile settings (0/1).")
+flags.DEFINE_list("jit", ["0"], "jit_compile settings (0/1).")
+flags.DEFINE_bool("full", False, "Every configuration: networks cifarnet_w4,cifarnet and jit 0,1.")
 flags.DEFINE_integer("batch", 32, "Batch size.")
 flags.DEFINE_integer("repeats", 3, "Timed steps per mode (after 2 warm-up steps).")
 flags.DEFINE_string("out", "", "JSON path (default bench/results/train_step_<time>.json).")
@@ -95,6 +97,8 @@ def markdown(rows) -> str:
 
 def main(argv) -> None:
     del argv
+    if FLAGS.full:
+        FLAGS.networks, FLAGS.jit = ["cifarnet_w4", "cifarnet"], ["0", "1"]
     images, labels = _common.synthetic_batch(FLAGS.batch)
     rows = []
     for network in FLAGS.networks:
