@@ -1,0 +1,29 @@
+"""The benchmarks' MAC counts and compute bounds against hand-computed values."""
+
+import pytest
+
+from bench import _common
+
+
+def test_layer_macs_and_bounds_hand_computed():
+    model = _common.reduced_cifarnet(64, time_steps=2, mode="tandem")  # widths 2, 4, 8, 16, 8; dense 16
+    rows = {r["layer"]: r for r in _common.layer_macs(model)}
+    expected = {
+        "encoder_conv": 32 * 32 * 9 * 3 * 2,     # 32x32 out, 3x3x3 -> 2
+        "tandem_conv1": 16 * 16 * 9 * 2 * 4,     # stride 2
+        "tandem_conv2": 8 * 8 * 9 * 4 * 8,       # stride 2
+        "tandem_conv3": 8 * 8 * 9 * 8 * 16,
+        "tandem_conv4": 8 * 8 * 9 * 16 * 8,
+        "tandem_dense1": 8 * 8 * 8 * 16,
+        "logits": 16 * 10,
+    }
+    assert {k: r["macs"] for k, r in rows.items()} == expected
+    assert [k for k, r in rows.items() if r["spiking"]] == [
+        "tandem_conv1", "tandem_conv2", "tandem_conv3", "tandem_conv4", "tandem_dense1"]
+    total, spiking = 247968, 192512
+    backward = 2 * total - 55296
+    bounds = _common.compute_bounds(_common.layer_macs(model), 2)
+    assert bounds["macs_forward"] == total and bounds["macs_spiking"] == spiking
+    assert bounds["bound_issue"] == pytest.approx((total + 2 * spiking + backward) / (total + backward))
+    assert bounds["bound_shared"] == pytest.approx(881120 / 688608)
+    assert _common.compute_bounds(_common.layer_macs(model), 1)["bound_shared"] == pytest.approx(1.0)
