@@ -6,13 +6,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
-from absl import flags
-
 from tests._train_helpers import check_export, tensorboard_tags
 from train import flags as train_flags
 from train.run import learning_rate, run
 
-FLAGS = flags.FLAGS
+FLAGS = train_flags.FLAGS
 
 
 def parse(tmp_path, **overrides):
@@ -153,3 +151,9 @@ def test_constrain_then_train_exports_the_snn(tmp_path):
                                np.asarray(snn(images, training=False)), rtol=1e-5, atol=1e-5)
     saved = keras.models.load_model(os.path.join(export_dir, "model.keras"))
     assert saved.get_layer("tandem_conv1").mode == "quantized"
+
+
+def test_importing_train_leaves_the_global_flags_alone():
+    from absl import flags
+
+    assert "time_steps" not in flags.FLAGS and "model_dir" not in flags.FLAGS

@@ -18,7 +18,17 @@ from absl import app, flags
 from train import flags as train_flags
 from train.distribute import configure_cpu_devices
 
-FLAGS = flags.FLAGS
+FLAGS = train_flags.FLAGS
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """Parses argv with absl's flags plus train's (``--helpshort`` lists train's)."""
+    flags.FLAGS.append_flag_values(FLAGS)
+    for name in FLAGS:  # owned by the main module, for --helpshort
+        flags.FLAGS.register_flag_by_module(sys.argv[0], FLAGS[name])
+    rest = app.parse_flags_with_usage(argv)
+    FLAGS.mark_as_parsed()
+    return rest
 
 
 def main(argv: list[str]) -> None:
@@ -40,4 +50,4 @@ def _fail(message: str) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

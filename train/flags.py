@@ -6,6 +6,7 @@ The defaults reproduce the authors' CIFAR-10 recipe (SPEC 8): CIFARNet, T=10, Ad
 """
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from absl import flags
@@ -16,47 +17,53 @@ from train.distribute import STRATEGIES
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 
-flags.DEFINE_string("model", "cifarnet", f"Model: one of {', '.join(sorted(models.BUILDERS))}.")
-flags.DEFINE_string(
-    "dataset", "cifar10",
-    "cifar10, imagenet2012 (TFDS; ImageNet from TFDS's manual download directory), "
-    "digits (scikit-learn, no download) or folder:PATH (one sub-folder of images per class).")
-flags.DEFINE_string("data_dir", None, "TFDS data directory (default: TFDS's).")
-flags.DEFINE_integer("image_size", None,
-                     "Square input size: folder images are resized, ImageNet crops are taken at it.")
-flags.DEFINE_integer("time_steps", 10, "Encoding window T (time steps of every spike train).")
-flags.DEFINE_enum("decode", "membrane", ["membrane", "spike_count"], "Output decoding (SPEC 4).")
-flags.DEFINE_enum("mode", "tandem", list(tk.MODES), "Training mode of every tandem layer.")
-flags.DEFINE_enum("export_mode", None, list(tk.MODES),
-                  "Mode of the exported model (default: --mode). --mode=quantized "
-                  "--export_mode=tandem is constrain-then-train.")
-flags.DEFINE_float("dropout", None,
-                   "Dropout rate on the last hidden layer's spike counts (default: the model's).")
-flags.DEFINE_integer("epochs", 150, "Number of epochs.")
-flags.DEFINE_integer("batch_size", 256, "Global batch size, split evenly across replicas.")
-flags.DEFINE_float("learning_rate", 1e-3, "Initial Adam learning rate.")
-flags.DEFINE_enum("lr_schedule", "step", ["step", "cosine", "constant"],
-                  "step: x --lr_step_factor every --lr_step_epochs; cosine: to 0 at the end.")
-flags.DEFINE_integer("lr_step_epochs", 50, "Epochs between learning-rate steps (--lr_schedule=step).")
-flags.DEFINE_float("lr_step_factor", 0.1, "Learning-rate factor per step (--lr_schedule=step).")
-flags.DEFINE_float("weight_decay", 0.0, "Decoupled weight decay of Adam (0: none).")
-flags.DEFINE_float("validation_split", 0.1, "Fraction of the training split held out for validation.")
-flags.DEFINE_enum("augment", "auto", ["auto", "cifar", "imagenet", "none"],
-                  "Training augmentation; auto: the dataset's (SPEC 8; none for digits).")
-flags.DEFINE_enum("strategy", "auto", list(STRATEGIES), "tf.distribute strategy.")
-flags.DEFINE_string("tpu", "", "TPU name or address for --strategy=tpu.")
-flags.DEFINE_integer("cpu_devices", 0,
-                     "Split the CPU into this many logical devices (--strategy=mirrored without GPUs).")
-flags.DEFINE_enum("mixed_precision", "float32", list(PRECISIONS), "Keras dtype policy.")
-flags.DEFINE_boolean("jit_compile", False, "Compile the train step with XLA.")
-flags.DEFINE_integer("seed", 0, "Seed of initialization, shuffling, augmentation and dropout.")
-flags.DEFINE_boolean("deterministic", False,
-                     "Enable TensorFlow op determinism (bit-identical reruns, slower on GPU).")
-flags.DEFINE_string("model_dir", None,
-                    "Checkpoints (resume), TensorBoard logs, history.csv and flags.txt.")
-flags.DEFINE_string("export_dir", None, "SavedModel and model.keras at the end (default: MODEL_DIR/export).")
+# The flags live in their own registry, not absl's global one: importing train (eval and the
+# tests do) must not collide with other programs' flags of the same names (--epochs,
+# --batch_size, ...). `python -m train` adds them to the global registry to parse argv.
+FLAGS = flags.FlagValues()
+_string, _integer, _float, _enum, _boolean = (
+    functools.partial(define, flag_values=FLAGS)
+    for define in (flags.DEFINE_string, flags.DEFINE_integer, flags.DEFINE_float,
+                   flags.DEFINE_enum, flags.DEFINE_boolean))
 
-flags.mark_flag_as_required("model_dir")
+_string("model", "cifarnet", f"Model: one of {', '.join(sorted(models.BUILDERS))}.")
+_string("dataset", "cifar10",
+        "cifar10, imagenet2012 (TFDS; ImageNet from TFDS's manual download directory), "
+        "digits (scikit-learn, no download) or folder:PATH (one sub-folder of images per class).")
+_string("data_dir", None, "TFDS data directory (default: TFDS's).")
+_integer("image_size", None,
+         "Square input size: folder images are resized, ImageNet crops are taken at it.")
+_integer("time_steps", 10, "Encoding window T (time steps of every spike train).")
+_enum("decode", "membrane", ["membrane", "spike_count"], "Output decoding (SPEC 4).")
+_enum("mode", "tandem", list(tk.MODES), "Training mode of every tandem layer.")
+_enum("export_mode", None, list(tk.MODES),
+      "Mode of the exported model (default: --mode). --mode=quantized "
+      "--export_mode=tandem is constrain-then-train.")
+_float("dropout", None,
+       "Dropout rate on the last hidden layer's spike counts (default: the model's).")
+_integer("epochs", 150, "Number of epochs.")
+_integer("batch_size", 256, "Global batch size, split evenly across replicas.")
+_float("learning_rate", 1e-3, "Initial Adam learning rate.")
+_enum("lr_schedule", "step", ["step", "cosine", "constant"],
+      "step: x --lr_step_factor every --lr_step_epochs; cosine: to 0 at the end.")
+_integer("lr_step_epochs", 50, "Epochs between learning-rate steps (--lr_schedule=step).")
+_float("lr_step_factor", 0.1, "Learning-rate factor per step (--lr_schedule=step).")
+_float("weight_decay", 0.0, "Decoupled weight decay of Adam (0: none).")
+_float("validation_split", 0.1, "Fraction of the training split held out for validation.")
+_enum("augment", "auto", ["auto", "cifar", "imagenet", "none"],
+      "Training augmentation; auto: the dataset's (SPEC 8; none for digits).")
+_enum("strategy", "auto", list(STRATEGIES), "tf.distribute strategy.")
+_string("tpu", "", "TPU name or address for --strategy=tpu.")
+_integer("cpu_devices", 0,
+         "Split the CPU into this many logical devices (--strategy=mirrored without GPUs).")
+_enum("mixed_precision", "float32", list(PRECISIONS), "Keras dtype policy.")
+_boolean("jit_compile", False, "Compile the train step with XLA.")
+_integer("seed", 0, "Seed of initialization, shuffling, augmentation and dropout.")
+_boolean("deterministic", False,
+         "Enable TensorFlow op determinism (bit-identical reruns, slower on GPU).")
+_string("model_dir", None, "Checkpoints (resume), TensorBoard logs, history.csv and flags.txt.")
+_string("export_dir", None, "SavedModel and model.keras at the end (default: MODEL_DIR/export).")
+flags.mark_flag_as_required("model_dir", flag_values=FLAGS)
 
 
 class FlagError(ValueError):
@@ -70,7 +77,7 @@ class FlagError(ValueError):
 def check(values: Any) -> None:
     """Checks flag values that do not need TensorFlow; raises :class:`FlagError`.
 
-    ``values`` is ``absl.flags.FLAGS`` or any object with the same attributes.
+    ``values`` is :data:`FLAGS` (parsed) or any object with the same attributes.
     """
     if values.model not in models.BUILDERS:
         raise FlagError("model", values.model,
