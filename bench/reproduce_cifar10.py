@@ -231,23 +231,26 @@ def build_model(config: Config, image_shape, num_classes: int, mode: str, time_s
         mean=cifarnet_module.CIFAR10_MEAN, std=cifarnet_module.CIFAR10_STD)
 
 
-def tie_fraction(model: keras.Model, x: np.ndarray, batch_size: int) -> float:
+def predict_logits(model: keras.Model, x: np.ndarray, batch_size: int) -> np.ndarray:
+    """``model(x)`` in inference mode, batch by batch, as one NumPy array."""
+    return np.concatenate([np.asarray(model(x[i:i + batch_size], training=False))
+                           for i in range(0, len(x), batch_size)])
+
+
+def tie_fraction(logits: np.ndarray) -> float:
     """Fraction of examples whose largest logit is shared by several classes (integer
-    spike-count logits tie often; ``argmax`` then picks the first class)."""
-    ties = 0
-    for start in range(0, len(x), batch_size):
-        logits = np.asarray(model(x[start:start + batch_size], training=False))
-        ties += int(np.sum(np.sum(logits == logits.max(axis=1, keepdims=True), axis=1) > 1))
-    return ties / len(x)
+    spike-count logits tie often; ``argmax`` then picks the first class).
+
+    Example:
+      >>> tie_fraction(np.array([[2.0, 2.0, 0.0], [1.0, 3.0, 0.0]]))
+      0.5
+    """
+    return float(np.mean(np.sum(logits == logits.max(axis=1, keepdims=True), axis=1) > 1))
 
 
 def error_rate(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int) -> float:
     """Top-1 error (fraction) of ``argmax(model(x))`` (inference mode; ties: first class)."""
-    wrong = 0
-    for start in range(0, len(x), batch_size):
-        logits = np.asarray(model(x[start:start + batch_size], training=False))
-        wrong += int(np.sum(np.argmax(logits, axis=1) != y[start:start + batch_size]))
-    return wrong / len(x)
+    return float(np.mean(np.argmax(predict_logits(model, x, batch_size), axis=1) != y))
 
 
 class EpochMonitor(keras.callbacks.Callback):
@@ -258,9 +261,11 @@ class EpochMonitor(keras.callbacks.Callback):
         self.x, self.y, self.batch_size, self.analysis_x = x, y, batch_size, analysis_x
         self.errors: list[float] = []
         self.fig9: list[list[dict]] = []
+        self.last_logits: Optional[np.ndarray] = None
 
     def on_epoch_end(self, epoch, logs=None):
-        self.errors.append(error_rate(self.model, self.x, self.y, self.batch_size))
+        self.last_logits = predict_logits(self.model, self.x, self.batch_size)
+        self.errors.append(float(np.mean(np.argmax(self.last_logits, axis=1) != self.y)))
         if self.analysis_x is not None:
             found = analysis.direction_preservation(self.model, self.analysis_x,
                                                     batch_size=self.batch_size)
@@ -287,14 +292,15 @@ def train_one(config: Config, data: dict, mode: str, time_steps: int, decode: st
               "train_seconds": round(train_seconds, 1),
               "train_loss": [float(v) for v in history.history["loss"]]}
     start = time.time()
-    record["val_error"] = (monitor.errors[-1] if monitor else
-                           error_rate(model, data["x_val"], data["y_val"], config.eval_batch_size))
+    val_logits = (monitor.last_logits if monitor else
+                  predict_logits(model, data["x_val"], config.eval_batch_size))
+    record["val_error"] = float(np.mean(np.argmax(val_logits, axis=1) != data["y_val"]))
     if monitor:
         record["val_error_per_epoch"] = monitor.errors
         if fig9_x is not None:
             record["fig9_per_epoch"] = monitor.fig9
     if decode == "spike_count":
-        record["val_tie_fraction"] = tie_fraction(model, data["x_val"], config.eval_batch_size)
+        record["val_tie_fraction"] = tie_fraction(val_logits)
     if "x_test" in data:
         record["test_error"] = error_rate(model, data["x_test"], data["y_test"], config.eval_batch_size)
     record["eval_seconds"] = round(time.time() - start, 1)
