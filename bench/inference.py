@@ -62,18 +62,25 @@ def main(argv) -> None:
             calls = {k: (lambda f=f: f(images).numpy()) for k, f in serves.items()}
             for call in calls.values():
                 call(), call()
-            times = _common.interleaved_timing(calls, FLAGS.repeats)
-            medians = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
+            cpu = {}
+            times = _common.interleaved_timing(calls, FLAGS.repeats, cpu)
+            medians = {k: _common.median(v) for k, v in times.items()}
+            cpu_medians = {k: _common.median(v) for k, v in cpu.items()}
             for kind in ("snn", "ann"):
                 rows.append({"network": FLAGS.network, "T": time_steps, "model": kind,
                              "batch": FLAGS.batch, "policy": FLAGS.policy, "call_s": times[kind],
-                             "median_s": medians[kind], "images_per_s": FLAGS.batch / medians[kind],
-                             "time_over_ann": medians[kind] / medians["ann"]})
+                             "cpu_s": cpu[kind], "median_s": medians[kind],
+                             "median_cpu_s": cpu_medians[kind],
+                             "images_per_s": FLAGS.batch / medians[kind],
+                             "time_over_ann": medians[kind] / medians["ann"],
+                             "cpu_over_ann": cpu_medians[kind] / cpu_medians["ann"]})
             print(rows[-2:], flush=True)
-    lines = ["| network | T | model | img/s | call s (median) | time / ANN |", "|---|---|---|---|---|---|"]
+    lines = ["| network | T | model | img/s | call s (median) | CPU s (median) | time / ANN | CPU / ANN |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['network']} | {r['T']} | {r['model']} | {r['images_per_s']:.1f} | "
-                     f"{r['median_s']:.3f} | {r['time_over_ann']:.2f} |")
+                     f"{r['median_s']:.3f} | {r['median_cpu_s']:.3f} | {r['time_over_ann']:.2f} | "
+                     f"{r['cpu_over_ann']:.2f} |")
     print("\n".join(lines))
     out = FLAGS.out or f"bench/results/inference_{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}.json"
     _common.write_json(out, {"machine": _common.machine(), "rows": rows})
