@@ -18,6 +18,7 @@ setup(
         "tensorflow-datasets>=4.9",
         "numpy",
         "absl-py",
+        "tensorboard",
     ],
     extras_require={
         "test": ["pytest>=7", "pytest-xdist", "scikit-learn", "matplotlib", "psutil"],

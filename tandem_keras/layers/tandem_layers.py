@@ -230,9 +230,11 @@ class TandemLayer(keras.layers.Layer):
 
     # ------------------------------------------------------------------ forward
     def call(self, inputs, training=None):
-        training = bool(training) and self.trainable
-        if self.mode != "ann" and tf.executing_eagerly():
+        # In training, inverted dropout between layers scales spikes to 1/(1-rate): only
+        # inference inputs are checked (eagerly; traced calls cannot look at values).
+        if self.mode != "ann" and not training and tf.executing_eagerly():
             self._check_spike_values(inputs)
+        training = bool(training) and self.trainable
         # A tensor, read inside Keras's autocast scope (compute dtype): the custom gradients
         # capture it, and a captured variable would be re-read outside that scope.
         kernel = tf.convert_to_tensor(self.kernel)
