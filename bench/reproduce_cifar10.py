@@ -60,16 +60,11 @@ import numpy as np  # noqa: E402
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-import importlib  # noqa: E402
-
 import tandem_keras as tk  # noqa: E402
 from tandem_keras import analysis, plots, synops  # noqa: E402
-from models._builder import Conv, build_classifier  # noqa: E402
+from models import cifarnet  # noqa: E402
 from train import data as train_data  # noqa: E402
 from train import pipeline  # noqa: E402
-
-# models/__init__ re-exports the builder function under the module's name.
-cifarnet_module = importlib.import_module("models.cifarnet")
 
 # --------------------------------------------------------------------------- budgets
 
@@ -213,22 +208,11 @@ def learning_rate(config: Config, steps_per_epoch: int):
 
 def build_model(config: Config, image_shape, num_classes: int, mode: str, time_steps: int,
                 decode: str = "membrane") -> keras.Model:
-    """CIFARNet (SPEC 7) with every width divided by ``config.width_divisor``.
-
-    Same layer table, BN, dropout and preprocessing as ``models.cifarnet``; built with
-    ``models._builder.build_classifier`` because the public builder has no width option.
-    """
-    d = config.width_divisor
-
-    def narrow(conv: Conv) -> Conv:
-        return Conv(max(conv.filters // d, 1), conv.kernel_size, conv.strides)
-
-    return build_classifier(
-        name=f"cifarnet_w{d}_{mode}_T{time_steps}_{decode}", input_shape=tuple(image_shape),
-        num_classes=num_classes, time_steps=time_steps, decode=decode, mode=mode,
-        encoder=narrow(cifarnet_module.ENCODER), convs=[narrow(c) for c in cifarnet_module.CONVS],
-        dense=[max(u // d, 1) for u in cifarnet_module.DENSE], dropout=config.dropout,
-        mean=cifarnet_module.CIFAR10_MEAN, std=cifarnet_module.CIFAR10_STD)
+    """CIFARNet (SPEC 7) with every width divided by ``config.width_divisor``."""
+    return cifarnet(
+        input_shape=tuple(image_shape), num_classes=num_classes, time_steps=time_steps,
+        decode=decode, mode=mode, dropout=config.dropout, width_divisor=config.width_divisor,
+        name=f"cifarnet_w{config.width_divisor}_{mode}_T{time_steps}_{decode}")
 
 
 def predict_logits(model: keras.Model, x: np.ndarray, batch_size: int) -> np.ndarray:

@@ -23,6 +23,7 @@ def cifarnet(
     mode: str = "tandem",
     dropout: float = 0.2,
     include_preprocessing: bool = True,
+    width_divisor: int = 1,
     name: str = "cifarnet",
 ) -> keras.Model:
     """CIFARNet: encoder conv 128; tandem conv 256 s2, 512 s2, 1024, 512; dense 1024; 10.
@@ -30,15 +31,23 @@ def cifarnet(
     All convolutions 3x3 'same' with batch norm, downsampling by stride 2, no pooling;
     dropout 0.2 on the spike counts of the dense layer. The model takes images with pixel
     values in ``[0, 255]`` and normalizes them with the CIFAR-10 mean and std (SPEC 8)
-    unless ``include_preprocessing=False``.
+    unless ``include_preprocessing=False``. ``width_divisor=K`` divides every layer's width
+    by K (the same layers otherwise): the width-reduced CIFARNet of the CPU benchmarks.
 
     Example:
       >>> model = cifarnet(time_steps=4, mode="ann")
       >>> model.output_shape
       (None, 10)
     """
+    if isinstance(width_divisor, bool) or not isinstance(width_divisor, int) or width_divisor < 1:
+        raise ValueError(f"width_divisor must be a positive int, got {width_divisor!r}")
+
+    def narrow(conv: Conv) -> Conv:
+        return Conv(max(conv.filters // width_divisor, 1), conv.kernel_size, conv.strides)
+
     return build_classifier(
         name=name, input_shape=input_shape, num_classes=num_classes, time_steps=time_steps,
-        decode=decode, mode=mode, encoder=ENCODER, convs=CONVS, dense=DENSE, dropout=dropout,
+        decode=decode, mode=mode, encoder=narrow(ENCODER), convs=[narrow(c) for c in CONVS],
+        dense=[max(units // width_divisor, 1) for units in DENSE], dropout=dropout,
         mean=CIFAR10_MEAN if include_preprocessing else None, std=CIFAR10_STD,
     )
