@@ -1,11 +1,8 @@
 """Shared pieces of the benchmarks: the networks, their MAC counts, the compute bound,
 timing and the machine description.
 
-The full CIFARNet comes from ``models.cifarnet`` (the project's builder). The
-width-reduced CIFARNet (every layer's channels times ``width``) is built here from the
-public ``tandem_keras`` layers with the same layer table and order as
-``models._builder.build_classifier`` (normalize, analog encoder conv + BN, SpikeEncoder,
-tandem convs, TimeFlatten, tandem dense, SpikeCount, dropout, Dense logits).
+The full and the width-reduced CIFARNet both come from ``models.cifarnet``
+(``width_divisor``).
 """
 
 from __future__ import annotations
@@ -27,49 +24,22 @@ import tensorflow as tf  # noqa: E402
 
 import tandem_keras as tk  # noqa: E402
 
-CIFARNET_CONVS = ((256, 2), (512, 2), (1024, 1), (512, 1))
-CIFARNET_ENCODER = 128
-CIFARNET_DENSE = 1024
-CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
-CIFAR10_STD = (0.2023, 0.1994, 0.2010)
 
 NETWORKS = ("cifarnet", "cifarnet_w4")  # full width; every width divided by 4
 
 
 def build_network(name: str, time_steps: int, mode: str) -> keras.Model:
-    """Builds ``"cifarnet"`` (models.cifarnet) or ``"cifarnet_wK"`` (widths divided by K).
-
-    The dtype policy in force (``keras.mixed_precision.set_global_policy``) applies.
+    """Builds ``"cifarnet"`` or ``"cifarnet_wK"`` (every width divided by K) with
+    ``models.cifarnet``. The dtype policy in force applies.
     """
-    if name == "cifarnet":
-        from models.cifarnet import cifarnet
+    from models.cifarnet import cifarnet
 
+    if name == "cifarnet":
         return cifarnet(time_steps=time_steps, mode=mode)
-    if not name.startswith("cifarnet_w"):
+    if not name.startswith("cifarnet_w") or not name[len("cifarnet_w"):].isdigit():
         raise ValueError(f"unknown network {name!r}; expected 'cifarnet' or 'cifarnet_wK'.")
     divisor = int(name[len("cifarnet_w"):])
-    return reduced_cifarnet(divisor, time_steps, mode)
-
-
-def reduced_cifarnet(divisor: int, time_steps: int, mode: str, num_classes: int = 10) -> keras.Model:
-    """CIFARNet with every layer's width divided by ``divisor`` (same layers otherwise)."""
-    layers = keras.layers
-    images = keras.Input((32, 32, 3), name="images")
-    x = layers.Normalization(mean=[255.0 * m for m in CIFAR10_MEAN],
-                             variance=[(255.0 * s) ** 2 for s in CIFAR10_STD], name="normalize")(images)
-    x = layers.Conv2D(CIFARNET_ENCODER // divisor, 3, padding="same", use_bias=False,
-                      name="encoder_conv")(x)
-    x = layers.BatchNormalization(momentum=0.9, name="encoder_bn")(x)
-    x = tk.SpikeEncoder(time_steps, mode=mode, name="encoder")(x)
-    for i, (filters, stride) in enumerate(CIFARNET_CONVS, start=1):
-        x = tk.TandemConv2D(filters // divisor, 3, strides=stride, padding="same", mode=mode,
-                            name=f"tandem_conv{i}")(x)
-    x = tk.TimeFlatten(name="flatten")(x)
-    x = tk.TandemDense(CIFARNET_DENSE // divisor, mode=mode, name="tandem_dense1")(x)
-    x = tk.SpikeCount(name="spike_count")(x)
-    x = layers.Dropout(0.2, name="dropout")(x)
-    logits = layers.Dense(num_classes, dtype="float32", name="logits")(x)
-    return keras.Model(images, logits, name=f"cifarnet_w{divisor}")
+    return cifarnet(time_steps=time_steps, mode=mode, width_divisor=divisor, name=name)
 
 
 def layer_macs(model: keras.Model) -> List[Dict]:

@@ -6,7 +6,8 @@ from bench import _common
 
 
 def test_layer_macs_and_bounds_hand_computed():
-    model = _common.reduced_cifarnet(64, time_steps=2, mode="tandem")  # widths 2, 4, 8, 16, 8; dense 16
+    # widths 2, 4, 8, 16, 8; dense 16
+    model = _common.build_network("cifarnet_w64", time_steps=2, mode="tandem")
     rows = {r["layer"]: r for r in _common.layer_macs(model)}
     expected = {
         "encoder_conv": 32 * 32 * 9 * 3 * 2,     # 32x32 out, 3x3x3 -> 2
