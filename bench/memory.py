@@ -102,7 +102,7 @@ def main(argv) -> None:
     rows = []
     for mode in FLAGS.modes:
         for time_steps in FLAGS.time_steps:
-            args = [f"--child", f"--network={FLAGS.network}", f"--mode={mode}", f"--T={time_steps}",
+            args = ["--child", f"--network={FLAGS.network}", f"--mode={mode}", f"--T={time_steps}",
                     f"--policy={FLAGS.policy}", f"--batch={FLAGS.batch}", f"--steps={FLAGS.steps}",
                     f"--jit={FLAGS.jit}"]
             rows.append(_common.run_subprocess("bench.memory", args,

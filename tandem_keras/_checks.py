@@ -54,3 +54,16 @@ def check_spike_train_shape(shape, expected_rank: int, layout: str, owner: str) 
         )
     if shape[-1] is None:
         raise ValueError(f"{owner}: the last (feature) axis of the input must be known, got shape {shape}.")
+
+
+class ModeMixin:
+    """A ``mode`` attribute checked against ``MODES`` on every assignment (layers' mixin)."""
+
+    @property
+    def mode(self) -> str:
+        """``"tandem"``, ``"ann"``, ``"quantized"`` or ``"bptt"`` (see ``tandem_keras.modes``)."""
+        return self._mode
+
+    @mode.setter
+    def mode(self, value: str) -> None:
+        self._mode = check_choice(value, "mode", MODES, type(self).__name__)

@@ -8,13 +8,13 @@ import keras
 import tensorflow as tf
 
 from tandem_keras import neurons, tandem
-from tandem_keras._checks import MODES, check_choice, check_threshold, check_time_steps
+from tandem_keras._checks import ModeMixin, check_choice, check_threshold, check_time_steps
 
 ENCODINGS = ("spike", "current")
 
 
 @keras.saving.register_keras_serializable(package="tandem_keras")
-class SpikeEncoder(keras.layers.Layer):
+class SpikeEncoder(ModeMixin, keras.layers.Layer):
     """Encodes a real-valued tensor ``v`` as a spike train ``[batch, T, ...]``.
 
     Forward (``encoding="spike"``, paper Eq. 6-10 and 11)::
@@ -51,14 +51,6 @@ class SpikeEncoder(keras.layers.Layer):
         self.threshold = check_threshold(threshold, owner)
         self.encoding = check_choice(encoding, "encoding", ENCODINGS, owner)
         self.mode = mode
-
-    @property
-    def mode(self) -> str:
-        return self._mode
-
-    @mode.setter
-    def mode(self, value: str) -> None:
-        self._mode = check_choice(value, "mode", MODES, type(self).__name__)
 
     def build(self, input_shape) -> None:
         if len(input_shape) < 2:

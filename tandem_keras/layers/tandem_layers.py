@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from tandem_keras import neurons, tandem
 from tandem_keras._checks import (
-    MODES,
+    ModeMixin,
     check_choice,
     check_spike_train_shape,
     check_threshold,
@@ -27,7 +27,7 @@ _REG_KEYS = ("kernel_regularizer", "bias_regularizer", "gamma_regularizer", "bet
 _CONSTRAINT_KEYS = ("kernel_constraint", "bias_constraint")
 
 
-class TandemLayer(keras.layers.Layer):
+class TandemLayer(ModeMixin, keras.layers.Layer):
     """Base of the tandem layers: an IF SNN layer forward, its coupled ANN backward.
 
     Forward (``mode="tandem"``; SPEC 3, paper Eq. 1-3), with BN folded into the weights
@@ -108,15 +108,6 @@ class TandemLayer(keras.layers.Layer):
         self._time_steps: Optional[int] = None
 
     # ----------------------------------------------------------------- properties
-    @property
-    def mode(self) -> str:
-        """``"tandem"``, ``"ann"``, ``"quantized"`` or ``"bptt"``."""
-        return self._mode
-
-    @mode.setter
-    def mode(self, value: str) -> None:
-        self._mode = check_choice(value, "mode", MODES, type(self).__name__)
-
     @property
     def time_steps(self) -> Optional[int]:
         """T, read from the time axis of the input at build (None before)."""
