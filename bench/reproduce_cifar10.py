@@ -61,7 +61,7 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import tandem_keras as tk  # noqa: E402
-from tandem_keras import analysis, plots, synops  # noqa: E402
+from tandem_keras import activity, analysis, plots  # noqa: E402
 from models import cifarnet  # noqa: E402
 from train import data as train_data  # noqa: E402
 from train import pipeline  # noqa: E402
@@ -418,7 +418,7 @@ def floored_preservation(model: keras.Model, preservation: dict) -> dict:
     """Fig. 9 with the paper's integer ANN counts ``floor(a)`` (Eq. 11) instead of the
     unrounded ``a = clip(V_f / theta, 0, T)`` of ``analysis.direction_preservation``:
     angles between ``c`` and ``floor(a)`` and the PCC of ``W_next c`` and ``W_next floor(a)``."""
-    rows = {r["name"]: r for r in synops.describe_model(model)["layers"]}
+    rows = {r["name"]: r for r in activity.describe_model(model)["layers"]}
     result = {}
     for name, entry in preservation.items():
         c, a = entry["snn_counts"], np.floor(entry["ann_counts"])
@@ -616,7 +616,7 @@ def run(config: Config) -> dict:
 
     # 4. SynOps of the trained SNNs.
     x_syn = data["x_val"][:config.synops_examples]
-    synops_reports = {t: synops.count_synops(models_by_name[f"tandem_T{t}"], x_syn,
+    synops_reports = {t: activity.count_synops(models_by_name[f"tandem_T{t}"], x_syn,
                                              batch_size=config.eval_batch_size)
                       for t in config.synops_time_steps}
 

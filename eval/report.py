@@ -21,7 +21,7 @@ from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
 
-from tandem_keras import export, plots, synops
+from tandem_keras import activity, export, plots
 
 #: Keras model file saved beside the SavedModel by ``python -m train``.
 KERAS_FILE = "model.keras"
@@ -89,10 +89,10 @@ def evaluate(model: export.LoadedModel, batches: Iterable, max_examples: Optiona
     Returns ``(report, sample)``: the report holds ``examples``, ``top1_error``,
     ``top5_error`` (percent; top-k with k = min(5, classes)) and, when the SavedModel
     has the activity endpoint, the SynOps report of
-    :meth:`tandem_keras.synops.ActivityAccumulator.report` averaged over the examples;
+    :meth:`tandem_keras.activity.ActivityAccumulator.report` averaged over the examples;
     ``sample`` keeps the first ``keep`` images and labels (for plots and analysis).
     """
-    accumulator = synops.ActivityAccumulator(model.metadata) if model.has_activity else None
+    accumulator = activity.ActivityAccumulator(model.metadata) if model.has_activity else None
     n = top1 = top5 = 0
     sample: dict = {}
     for images, labels in batches:
@@ -145,7 +145,7 @@ def format_summary(report: dict) -> str:
              f"time steps: {report.get('time_steps')}   inference time steps: "
              f"{report.get('inference_time_steps')}"]
     if report.get("synops_available"):
-        lines.append(synops.format_report(report))
+        lines.append(activity.format_report(report))
     else:
         lines.append("SynOps: unavailable (no serve_activity endpoint / tandem_keras metadata)")
     if "analysis" in report:

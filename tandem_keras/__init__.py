@@ -5,24 +5,26 @@ Neural Networks" (arXiv 1907.01167). The forward pass of every tandem layer is t
 integrate-and-fire SNN; its gradient comes from the coupled bounded-ReLU ANN.
 
 Modules: ``neurons`` (IF dynamics), ``tandem`` (the couplings), ``layers``, ``modes``,
-``synops`` (fan-out, SynOps, MACs, energy), ``export`` (SavedModel with activity),
+``synops`` (fan-out, SynOps, MACs, energy), ``activity`` (a model's per-layer spike
+counts and SynOps report), ``export`` (SavedModel with activity),
 ``analysis`` (Fig. 7C, Fig. 9), ``callbacks`` (TensorBoard activity), ``plots``
 (matplotlib figures; needs the ``plots`` extra).
 """
 
-from tandem_keras import analysis, callbacks, export, neurons, plots, synops, tandem
+from tandem_keras import activity, analysis, callbacks, export, neurons, plots, synops, tandem
 from tandem_keras._checks import MODES
 from tandem_keras.callbacks import ActivityLogger
 from tandem_keras.export import export_model
 from tandem_keras.layers import SpikeCount, SpikeEncoder, TandemConv2D, TandemDense, TandemLayer, TimeFlatten
 from tandem_keras.modes import set_mode, with_mode
-from tandem_keras.synops import count_synops, describe_model
+from tandem_keras.activity import count_synops, describe_model
 
 __version__ = "0.1.0"
 
 __all__ = [
     "MODES",
     "ActivityLogger",
+    "activity",
     "SpikeCount",
     "SpikeEncoder",
     "TandemConv2D",

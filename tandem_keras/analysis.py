@@ -38,7 +38,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tandem_keras import synops
+from tandem_keras import activity
 
 
 def cosine_angle_degrees(c: np.ndarray, a: np.ndarray) -> np.ndarray:
@@ -95,8 +95,8 @@ def representation_error(model: keras.Model, x: Any, batch_size: int = 64) -> li
     from tandem_keras.modes import with_mode
 
     x = np.asarray(x)
-    snn = _predict(synops.activity_model(with_mode(model, "tandem")), x, batch_size)
-    ann = _predict(synops.activity_model(with_mode(model, "quantized")), x, batch_size)
+    snn = _predict(activity.activity_model(with_mode(model, "tandem")), x, batch_size)
+    ann = _predict(activity.activity_model(with_mode(model, "quantized")), x, batch_size)
     rows = []
     for name in snn:
         if name == "logits":
@@ -133,10 +133,10 @@ def direction_preservation(model: keras.Model, x: Any, batch_size: int = 64) -> 
 
     x = np.asarray(x)
     if any(getattr(layer, "mode", "tandem") != "tandem" for layer in model.layers
-           if synops._is_spiking(layer)):
+           if activity._is_spiking(layer)):
         model = with_mode(model, "tandem")  # c must be the SNN's spike counts
-    description = synops.describe_model(model)
-    nodes, _ = synops._walk(model)
+    description = activity.describe_model(model)
+    nodes, _ = activity._walk(model)
     tandem_nodes = [n for n in nodes if isinstance(n.operation, TandemLayer)]
     if not tandem_nodes:
         raise ValueError(f"model {model.name!r} has no tandem layer to analyse")

@@ -18,7 +18,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tandem_keras import synops
+from tandem_keras import activity
 
 
 class ActivityLogger(keras.callbacks.Callback):
@@ -33,7 +33,7 @@ class ActivityLogger(keras.callbacks.Callback):
     * ``synops/total_snn``, ``synops/ann`` (Eq. 14, constant) and ``synops/ratio``.
 
     The last values are also kept in ``self.last_report`` (see
-    :meth:`tandem_keras.synops.ActivityAccumulator.report`).
+    :meth:`tandem_keras.activity.ActivityAccumulator.report`).
 
     Args:
       log_dir: TensorBoard log directory (the same as ``keras.callbacks.TensorBoard``'s).
@@ -66,14 +66,14 @@ class ActivityLogger(keras.callbacks.Callback):
         return data
 
     def on_train_begin(self, logs: Optional[dict] = None) -> None:
-        self._description = synops.describe_model(self.model)
-        self._activity = synops.activity_model(self.model)
+        self._description = activity.describe_model(self.model)
+        self._activity = activity.activity_model(self.model)
         self._writer = tf.summary.create_file_writer(os.path.join(self.log_dir, "activity"))
 
     def on_epoch_end(self, epoch: int, logs: Optional[dict] = None) -> None:
         if (epoch + 1) % self.every_n_epochs:
             return
-        accumulator = synops.ActivityAccumulator(self._description)
+        accumulator = activity.ActivityAccumulator(self._description)
         outputs = self._activity(self.data, training=False)
         accumulator.update({k: np.asarray(v) for k, v in outputs.items() if k != "logits"})
         report = accumulator.report()

@@ -8,7 +8,7 @@
   ``c = sum_t s(t)``;
 * ``serve_spikes(images) -> {"logits": ..., <layer name>: spike trains [batch, T, ...]}``
   (for raster plots; large, use on a few examples);
-* ``assets/tandem_keras.json``: :func:`tandem_keras.synops.describe_model` (time steps,
+* ``assets/tandem_keras.json``: :func:`tandem_keras.activity.describe_model` (time steps,
   spiking depth, inference time steps, per-layer neuron shapes, fan-out specs and ANN MACs,
   input shape, number of classes), so that SynOps can be counted from the SavedModel
   directory alone (``python -m eval``).
@@ -34,7 +34,7 @@ from typing import Any, Optional
 import keras
 import tensorflow as tf
 
-from tandem_keras import synops
+from tandem_keras import activity
 
 #: Name of the metadata file inside the SavedModel's ``assets/`` directory.
 METADATA_FILE = "tandem_keras.json"
@@ -68,16 +68,16 @@ def export_model(model: keras.Model, export_dir: str, mode: Optional[str] = None
         from tandem_keras.modes import with_mode
 
         model = with_mode(model, mode)
-    metadata = synops.describe_model(model)
-    activity = synops.activity_model(model)
-    spikes = synops.activity_model(model, spike_trains=True) if spike_trains else None
+    metadata = activity.describe_model(model)
+    counts_model = activity.activity_model(model)
+    spikes = activity.activity_model(model, spike_trains=True) if spike_trains else None
     spec = tf.TensorSpec([None, *metadata["input_shape"]], model.inputs[0].dtype or "float32",
                          name="images")
 
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint(SERVE, lambda images: model(images, training=False), [spec])
-    archive.add_endpoint(SERVE_ACTIVITY, lambda images: activity(images, training=False), [spec])
+    archive.add_endpoint(SERVE_ACTIVITY, lambda images: counts_model(images, training=False), [spec])
     if spikes is not None:
         archive.add_endpoint(SERVE_SPIKES, lambda images: spikes(images, training=False), [spec])
     archive.write_out(export_dir, verbose=verbose)
@@ -106,7 +106,7 @@ def load_metadata(export_dir: str) -> Optional[dict]:
         return None
     with open(path) as f:
         metadata = json.load(f)
-    if metadata.get("format") != synops.METADATA_FORMAT:
+    if metadata.get("format") != activity.METADATA_FORMAT:
         raise ValueError(f"{path}: unknown metadata format {metadata.get('format')!r}")
     return metadata
 

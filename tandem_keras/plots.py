@@ -49,7 +49,7 @@ def plot_spike_counts(reports: Mapping[str, Any] | Sequence[Mapping[str, Any]], 
                       labels: Optional[Sequence[str]] = None) -> str:
     """Fig. 11: bars of the average spike count per neuron of every spiking layer.
 
-    ``reports``: one SynOps report (``tandem_keras.synops.ActivityAccumulator.report()``
+    ``reports``: one SynOps report (``tandem_keras.activity.ActivityAccumulator.report()``
     or the eval JSON) or several (grouped bars, e.g. T=5 and T=10); ``labels`` default
     to ``"T = <time_steps> (<inference_time_steps> inference steps)"``.
     """

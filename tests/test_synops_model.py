@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import tandem_keras as tk
-from tandem_keras import synops
+from tandem_keras import activity, synops
 
 
 def _dense_net():
@@ -27,7 +27,7 @@ def test_dense_network_hand_computed():
     # hidden 1: z = s2 + .4 s3 -> 1.4 (spike), .4+.4 = .8, .8+.4 = 1.2 (spike) -> 2 spikes.
     # SynOps: 6 encoder spikes x fan-out 2 + 3 hidden spikes x fan-out 3 = 21.
     # ANN MACs: hidden 4*2 + out 2*3 = 14 (no analog encoder layer).
-    r = synops.count_synops(_dense_net(), np.array([[2.0, 0.0, 1.0, 5.0]], "float32"))
+    r = activity.count_synops(_dense_net(), np.array([[2.0, 0.0, 1.0, 5.0]], "float32"))
     layers = {e["name"]: e for e in r["layers"]}
     assert layers["enc"]["avg_spike_count"] == pytest.approx(6 / 4)
     assert layers["hidden"]["avg_spike_count"] == pytest.approx(3 / 2)
@@ -44,7 +44,7 @@ def test_dense_network_hand_computed():
 
 def test_batch_average_and_batching():
     x = np.array([[2.0, 0.0, 1.0, 5.0], [0.0, 0.0, 0.0, 0.0]], "float32")
-    r = synops.count_synops(_dense_net(), x, batch_size=1)
+    r = activity.count_synops(_dense_net(), x, batch_size=1)
     assert r["examples"] == 2 and r["synops_snn"] == pytest.approx(21 / 2)
 
 
@@ -69,10 +69,10 @@ def test_conv_network_hand_computed():
     image = np.zeros((1, 3, 3, 1), "float32")
     image[0, 0, 0, 0], image[0, 1, 1, 0] = 2.0, 1.0
     m = _conv_net()
-    counts = synops.activity_model(m)(image)
+    counts = activity.activity_model(m)(image)
     np.testing.assert_array_equal(np.asarray(counts["conv"])[0, :, :, 0],
                                   [[1, 1, 0], [1, 1, 0], [0, 0, 0]])
-    r = synops.count_synops(m, image)
+    r = activity.count_synops(m, image)
     layers = {e["name"]: e for e in r["layers"]}
     assert layers["enc"]["synops"] == 17 and layers["conv"]["synops"] == 8
     assert layers["enc"]["mean_fanout"] == pytest.approx((4 * 4 + 4 * 6 + 9) / 9)
@@ -100,7 +100,7 @@ def _spiking_stack(input_shape, encoder, convs, dense, num_classes, decode="memb
 
 def test_paper_networks_description():
     # Same hand-computed totals as tests/test_synops.py, from real Keras graphs.
-    cifarnet = synops.describe_model(_spiking_stack(
+    cifarnet = activity.describe_model(_spiking_stack(
         (32, 32, 3), (128, 3, 1), [(256, 3, 2), (512, 3, 2), (1024, 3, 1), (512, 3, 1)],
         [1024], 10))
     assert sum(r["macs"] for r in cifarnet["layers"]) == 792_078_336
@@ -113,15 +113,15 @@ def test_paper_networks_description():
     # 1 after): output o reads inputs 2o, 2o+1, 2o+2, so per axis input 0 and odd inputs
     # are read once, even inputs >= 2 twice -> fan-out 256 * {1,2} * {1,2}.
     enc_row = cifarnet["layers"][0]
-    assert synops.row_fanout(enc_row).sum() == synops.connections(enc_row["fanout_specs"][0])
+    assert activity.row_fanout(enc_row).sum() == synops.connections(enc_row["fanout_specs"][0])
     assert enc_row["fanout_specs"][0]["layer"] == "conv0"
-    fan = synops.row_fanout(enc_row)
+    fan = activity.row_fanout(enc_row)
     assert fan.shape == (32, 32, 128)
     assert (fan[0, 0, 0], fan[1, 2, 0], fan[2, 2, 5], fan[31, 31, 0]) == (256, 512, 1024, 256)
     # fc0 spikes reach the readout through SpikeCount and Dropout.
     assert cifarnet["layers"][5]["fanout_specs"][0]["units"] == 10
 
-    alexnet = synops.describe_model(_spiking_stack(
+    alexnet = activity.describe_model(_spiking_stack(
         (32, 32, 3), (96, 3, 1), [(256, 3, 2), (384, 3, 2), (384, 3, 1), (256, 3, 1)],
         [1024], 10, decode="spike_count"))
     assert sum(r["macs"] for r in alexnet["layers"]) == 274_245_632
@@ -137,12 +137,12 @@ def test_unsupported_graphs():
     s = tk.SpikeEncoder(2)(inp)
     out = keras.layers.Add()([s, s])
     with pytest.raises(NotImplementedError, match="cannot count the fan-out"):
-        synops.describe_model(keras.Model(inp, out))
+        activity.describe_model(keras.Model(inp, out))
     plain = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
     with pytest.raises(ValueError, match="no spiking layer"):
-        synops.describe_model(plain)
+        activity.describe_model(plain)
     with pytest.raises(ValueError, match="expected a keras.Model"):
-        synops.describe_model("model")
+        activity.describe_model("model")
 
 
 def test_time_distributed_flatten_and_unbuilt_model():
@@ -155,13 +155,13 @@ def test_time_distributed_flatten_and_unbuilt_model():
         tk.TandemDense(3, name="fc"),
         tk.SpikeCount(),
     ])
-    rows = {r["name"]: r for r in synops.describe_model(m)["layers"]}
-    np.testing.assert_array_equal(synops.row_fanout(rows["conv"]), np.full((2, 2, 2), 3))
+    rows = {r["name"]: r for r in activity.describe_model(m)["layers"]}
+    np.testing.assert_array_equal(activity.row_fanout(rows["conv"]), np.full((2, 2, 2), 3))
     # valid 3x3 on 4x4: corner inputs feed 1 output position, the centre 2x2 feed 4.
-    enc_fan = synops.row_fanout(rows["enc"])[:, :, 0]
+    enc_fan = activity.row_fanout(rows["enc"])[:, :, 0]
     np.testing.assert_array_equal(enc_fan, 2 * np.outer([1, 2, 2, 1], [1, 2, 2, 1]))
     with pytest.raises(ValueError, match="no symbolic graph"):
-        synops.describe_model(keras.Sequential([tk.SpikeEncoder(2), tk.SpikeCount()]))
+        activity.describe_model(keras.Sequential([tk.SpikeEncoder(2), tk.SpikeCount()]))
 
 
 def test_count_synops_on_a_dataset():
@@ -169,6 +169,6 @@ def test_count_synops_on_a_dataset():
 
     x = np.array([[2.0, 0.0, 1.0, 5.0], [0.0, 0.0, 0.0, 0.0]], "float32")
     ds = tf.data.Dataset.from_tensor_slices((x, np.zeros(2))).batch(1)
-    assert synops.count_synops(_dense_net(), ds)["synops_snn"] == pytest.approx(21 / 2)
+    assert activity.count_synops(_dense_net(), ds)["synops_snn"] == pytest.approx(21 / 2)
     with pytest.raises(ValueError, match="no examples"):
-        synops.count_synops(_dense_net(), np.zeros((0, 4), "float32"))
+        activity.count_synops(_dense_net(), np.zeros((0, 4), "float32"))

@@ -7,7 +7,7 @@ neurons, all convolutions "same", SPEC 7). Inference time steps = T + spiking la
 """
 import pytest
 
-from tandem_keras import synops
+from tandem_keras import activity
 
 models = pytest.importorskip("models", reason="models/ is not available")
 
@@ -21,7 +21,7 @@ CASES = [
 
 @pytest.mark.parametrize("name,macs,spiking", CASES)
 def test_registered_models(name, macs, spiking):
-    description = synops.describe_model(models.build(name, time_steps=10))
+    description = activity.describe_model(models.build(name, time_steps=10))
     assert sum(r["macs"] for r in description["layers"]) == macs
     assert description["spiking_depth"] == spiking
     assert description["inference_time_steps"] == 10 + spiking
@@ -33,7 +33,7 @@ def test_registered_models(name, macs, spiking):
 
 
 def test_spike_count_decoding_adds_a_spiking_layer():
-    description = synops.describe_model(models.build("cifarnet", time_steps=10,
+    description = activity.describe_model(models.build("cifarnet", time_steps=10,
                                                      decode="spike_count"))
     assert description["inference_time_steps"] == 17  # paper: 16 for both decodings
     assert description["layers"][-1]["kind"] == "tandem"
