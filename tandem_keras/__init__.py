@@ -7,11 +7,11 @@ integrate-and-fire SNN; its gradient comes from the coupled bounded-ReLU ANN.
 Modules: ``neurons`` (IF dynamics), ``tandem`` (the couplings), ``layers``, ``modes``,
 ``synops`` (fan-out, SynOps, MACs, energy), ``activity`` (a model's per-layer spike
 counts and SynOps report), ``export`` (SavedModel with activity),
-``analysis`` (Fig. 7C, Fig. 9), ``callbacks`` (TensorBoard activity), ``plots``
+``analysis`` (Fig. 7C, Fig. 9), ``metrics`` (top-k with one tie rule), ``callbacks`` (TensorBoard activity), ``plots``
 (matplotlib figures; needs the ``plots`` extra).
 """
 
-from tandem_keras import activity, analysis, callbacks, export, neurons, plots, synops, tandem
+from tandem_keras import activity, analysis, callbacks, export, metrics, neurons, plots, synops, tandem
 from tandem_keras._checks import MODES
 from tandem_keras.callbacks import ActivityLogger
 from tandem_keras.export import export_model
@@ -37,6 +37,7 @@ __all__ = [
     "describe_model",
     "export",
     "export_model",
+    "metrics",
     "neurons",
     "plots",
     "set_mode",
