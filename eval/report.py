@@ -23,6 +23,8 @@ import numpy as np
 
 from tandem_keras import activity, export, plots
 
+from tandem_keras.metrics import top_k_hits
+
 #: Keras model file saved beside the SavedModel by ``python -m train``.
 KERAS_FILE = "model.keras"
 
@@ -113,9 +115,9 @@ def evaluate(model: export.LoadedModel, batches: Iterable, max_examples: Optiona
             raise EvalError(f"the model returned logits of shape {logits.shape} for "
                             f"{len(labels)} images; expected [batch, classes]")
         k = min(5, logits.shape[1])
-        top = np.argsort(-logits, axis=1, kind="stable")[:, :k]
-        top1 += int(np.sum(top[:, 0] == labels))
-        top5 += int(np.sum(np.any(top == labels[:, None], axis=1)))
+        # The library's one tie rule (ties to the lower class index), as in training.
+        top1 += int(np.sum(np.asarray(top_k_hits(logits, labels, 1))))
+        top5 += int(np.sum(np.asarray(top_k_hits(logits, labels, k))))
         n += len(labels)
         if max_examples is not None and n >= max_examples:
             break

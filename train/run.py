@@ -28,6 +28,7 @@ from absl import logging
 
 import models
 from tandem_keras.callbacks import ActivityLogger
+from tandem_keras.metrics import SparseTopKAccuracy
 from train import callbacks as train_callbacks
 from train import data, pipeline
 from train.distribute import make_strategy, patch_for_multi_worker, worker_role
@@ -76,8 +77,9 @@ def compiled_model(values: Any, source: data.Source, steps_per_epoch: int) -> ke
         optimizer=keras.optimizers.Adam(learning_rate(values, steps_per_epoch),
                                         weight_decay=values.weight_decay or None),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="top1"),
-                 keras.metrics.SparseTopKCategoricalAccuracy(k=top_k, name=f"top{top_k}")],
+        # tk.metrics' tie rule (ties to the lower class index), the same as python -m eval.
+        metrics=[SparseTopKAccuracy(k=1, name="top1"),
+                 SparseTopKAccuracy(k=top_k, name=f"top{top_k}")],
         jit_compile=values.jit_compile,
     )
     return model
