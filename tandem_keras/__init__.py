@@ -15,6 +15,7 @@ from tandem_keras import activity, analysis, callbacks, export, metrics, neurons
 from tandem_keras._checks import MODES
 from tandem_keras.callbacks import ActivityLogger
 from tandem_keras.export import export_model
+from tandem_keras.nir import encode_for_nir, export_nir  # needs `nir` only when called
 from tandem_keras.layers import SpikeCount, SpikeEncoder, TandemConv2D, TandemDense, TandemLayer, TimeFlatten
 from tandem_keras.modes import set_mode, with_mode
 from tandem_keras.activity import count_synops, describe_model
@@ -36,7 +37,9 @@ __all__ = [
     "count_synops",
     "describe_model",
     "export",
+    "encode_for_nir",
     "export_model",
+    "export_nir",
     "metrics",
     "neurons",
     "plots",
