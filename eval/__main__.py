@@ -58,5 +58,10 @@ def _fail(message: str) -> None:
     sys.exit(2)
 
 
+def console_main() -> None:
+    """Entry point of the console script (``tandem-eval``): the same as ``python -m eval``."""
+    app.run(main)
+
+
 if __name__ == "__main__":
     app.run(main)

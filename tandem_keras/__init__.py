@@ -20,7 +20,7 @@ from tandem_keras.layers import SpikeCount, SpikeEncoder, TandemConv2D, TandemDe
 from tandem_keras.modes import set_mode, with_mode
 from tandem_keras.activity import count_synops, describe_model
 
-__version__ = "0.1.0"
+from tandem_keras._version import __version__
 
 __all__ = [
     "MODES",

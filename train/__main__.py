@@ -49,5 +49,10 @@ def _fail(message: str) -> None:
     sys.exit(2)
 
 
+def console_main() -> None:
+    """Entry point of the console script (``tandem-train``): the same as ``python -m train``."""
+    app.run(main, flags_parser=parse_flags)
+
+
 if __name__ == "__main__":
     app.run(main, flags_parser=parse_flags)
