@@ -21,7 +21,7 @@ from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
 
-from tandem_keras import activity, export, plots
+from tandem_keras import activity, export, plots, tables
 
 from tandem_keras.metrics import top_k_hits
 
@@ -147,7 +147,7 @@ def format_summary(report: dict) -> str:
              f"time steps: {report.get('time_steps')}   inference time steps: "
              f"{report.get('inference_time_steps')}"]
     if report.get("synops_available"):
-        lines.append(activity.format_report(report))
+        lines.append(tables.format_report(report))
     else:
         lines.append("SynOps: unavailable (no serve_activity endpoint / tandem_keras metadata)")
     if "analysis" in report:

@@ -6,12 +6,13 @@ integrate-and-fire SNN; its gradient comes from the coupled bounded-ReLU ANN.
 
 Modules: ``neurons`` (IF dynamics), ``tandem`` (the couplings), ``layers``, ``modes``,
 ``synops`` (fan-out, SynOps, MACs, energy), ``activity`` (a model's per-layer spike
-counts and SynOps report), ``export`` (SavedModel with activity),
+counts and SynOps report), ``registry`` (how layers are counted; devices' energy),
+``tables`` (``tk.summary`` and the report tables), ``export`` (SavedModel with activity),
 ``analysis`` (Fig. 7C, Fig. 9), ``metrics`` (top-k with one tie rule), ``callbacks`` (TensorBoard activity), ``plots``
 (matplotlib figures; needs the ``plots`` extra).
 """
 
-from tandem_keras import activity, analysis, callbacks, export, metrics, neurons, plots, synops, tandem
+from tandem_keras import activity, analysis, callbacks, export, metrics, neurons, plots, registry, synops, tables, tandem
 from tandem_keras._checks import MODES
 from tandem_keras.callbacks import ActivityLogger
 from tandem_keras.export import export_model
@@ -19,6 +20,8 @@ from tandem_keras.nir import encode_for_nir, export_nir  # needs `nir` only when
 from tandem_keras.layers import SpikeCount, SpikeEncoder, TandemConv2D, TandemDense, TandemLayer, TimeFlatten
 from tandem_keras.modes import set_mode, with_mode
 from tandem_keras.activity import count_synops, describe_model
+from tandem_keras.registry import register_device, register_layer
+from tandem_keras.tables import summary
 
 from tandem_keras._version import __version__
 
@@ -43,7 +46,11 @@ __all__ = [
     "metrics",
     "neurons",
     "plots",
+    "register_device",
+    "register_layer",
+    "registry",
     "set_mode",
+    "summary",
     "synops",
     "tandem",
     "with_mode",

@@ -9,7 +9,10 @@ per neuron, SynOps from spike counts, ANN MACs and energy.
 * :func:`describe_model`: the layer specs (JSON metadata, also written by ``export_model``);
 * :func:`activity_model`: a Keras model returning the logits and every layer's counts;
 * :class:`ActivityAccumulator`: sums counts over batches into a per-layer report;
-* :func:`count_synops`: all of the above on data; :func:`format_report`: the table.
+* :func:`count_synops`: all of the above on data (the tables: :mod:`tandem_keras.tables`).
+
+Which layers spike, carry synapses or only pass spikes on is asked of
+:mod:`tandem_keras.registry` (``tk.register_layer`` adds a user's own layers).
 
 Example:
     >>> import keras, numpy as np, tandem_keras as tk
@@ -17,7 +20,7 @@ Example:
     ...     tk.SpikeEncoder(2), tk.TandemDense(3), tk.SpikeCount(), keras.layers.Dense(2)])
     >>> report = tk.count_synops(model, np.ones((5, 4), "float32"))
     >>> sorted(report)[:3]
-    ['encoder_macs', 'energy_ann_joules', 'energy_snn_joules']
+    ['device', 'encoder_macs', 'energy_ann_joules']
 """
 
 from __future__ import annotations
@@ -26,55 +29,48 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from tandem_keras import registry
+from tandem_keras._keras_internals import call_nodes as _walk
 from tandem_keras.synops import energy_joules, fanout, macs
 
 
 #: Metadata format written by :func:`describe_model` (and ``export_model``).
 METADATA_FORMAT = "tandem_keras.activity/1"
 
-# Layers that only move, drop or sum values: a spike crossing them still reaches the
-# same synapses of the next weighted layer.
-_TRANSPARENT = ("Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
-                "GaussianDropout", "GaussianNoise", "AlphaDropout", "Identity", "Flatten",
-                "Reshape", "SpikeCount", "TimeFlatten")
-# Element-wise analog layers allowed between an encoder's convolution and the SpikeEncoder.
-_ANALOG_ELEMENTWISE = _TRANSPARENT + ("BatchNormalization", "Activation", "ReLU",
-                                      "Rescaling", "Normalization", "LayerNormalization")
-
 
 def _class(layer: Any) -> str:
-    return type(layer).__name__
+    return type(registry.unwrap(layer)).__name__
 
 
-def _is_a(layer: Any, names: Sequence[str]) -> bool:
-    if _class(layer) == "TimeDistributed":
-        return _is_a(layer.layer, names)
-    return _class(layer) in names
+def _role(layer: Any) -> Any:
+    return registry.layer_role(layer)
 
 
 def _is_spiking(layer: Any) -> bool:
-    from tandem_keras.layers import SpikeEncoder, TandemLayer
+    """Layers whose output spike trains ``[batch, T, ...]`` are counted."""
+    return _role(layer) in ("encoder", "spiking", "spiking_weighted")
 
-    return isinstance(layer, (SpikeEncoder, TandemLayer))
+
+def _is_encoder(layer: Any) -> bool:
+    return _role(layer) == "encoder"
 
 
-def _is_tandem(layer: Any) -> bool:
-    from tandem_keras.layers import TandemLayer
-
-    return isinstance(layer, TandemLayer)
+def _has_time_input(layer: Any) -> bool:
+    """Weighted layers fed ``[batch, T, ...]``: spiking-weighted ones, or TimeDistributed."""
+    return _role(layer) == "spiking_weighted" or registry.unwrap(layer) is not layer
 
 
 def _is_weighted(layer: Any) -> bool:
-    """Layers whose MACs and fan-in are counted: Conv2D, Dense and the tandem layers."""
-    if _class(layer) == "TimeDistributed":
-        return _is_weighted(layer.layer)
-    return _is_tandem(layer) or type(layer) in (_keras().layers.Conv2D, _keras().layers.Dense)
+    """Layers whose MACs and fan-in are counted (registered with a spec function)."""
+    return _role(layer) in ("weighted", "spiking_weighted")
 
 
-def _keras():
-    import keras
+def _is_transparent(layer: Any) -> bool:
+    return _role(layer) == "transparent"
 
-    return keras
+
+def _is_elementwise(layer: Any) -> bool:
+    return _role(layer) in ("transparent", "elementwise")
 
 
 def _static_shape(shape: Sequence[Any], what: str) -> list[int]:
@@ -84,69 +80,23 @@ def _static_shape(shape: Sequence[Any], what: str) -> list[int]:
 
 
 def _weighted_spec(node: Any) -> dict:
-    """The conv2d/dense spec of a weighted layer call (input shape without batch/time)."""
+    """The layer spec of a weighted layer call (input shape without batch/time)."""
     layer = node.operation
-    time_axis = _is_tandem(layer) or _class(layer) == "TimeDistributed"
-    inner = layer.layer if _class(layer) == "TimeDistributed" else layer
-    shape = node.input_tensors[0].shape[2 if time_axis else 1:]
+    shape = node.input_tensors[0].shape[2 if _has_time_input(layer) else 1:]
     shape = _static_shape(shape, f"layer {layer.name!r}")
-    if hasattr(inner, "filters"):
-        if len(shape) != 3 or getattr(inner, "data_format", "channels_last") != "channels_last":
-            raise NotImplementedError(
-                f"layer {layer.name!r}: only channels-last 2D convolutions are supported")
-        if tuple(getattr(inner, "dilation_rate", (1, 1))) != (1, 1):
-            raise NotImplementedError(f"layer {layer.name!r}: dilation_rate != 1 is not supported")
-        if getattr(inner, "groups", 1) != 1:
-            raise NotImplementedError(f"layer {layer.name!r}: grouped convolutions are not supported")
-        return {"type": "conv2d", "input_shape": shape, "filters": int(inner.filters),
-                "kernel_size": [int(k) for k in inner.kernel_size],
-                "strides": [int(s) for s in inner.strides], "padding": str(inner.padding).lower()}
-    return {"type": "dense", "input_shape": shape, "units": int(inner.units)}
-
-
-def _walk(model: Any) -> tuple[list, dict]:
-    """Topologically ordered call nodes of ``model`` and ``id(tensor) -> consumer nodes``."""
-    keras = _keras()
-    if not isinstance(model, keras.Model):
-        raise ValueError(f"expected a keras.Model, got {type(model).__name__}")
-    try:
-        outputs = list(model.outputs)
-    except (AttributeError, ValueError) as error:
-        raise ValueError(
-            f"model {model.name!r} has no symbolic graph (build a functional or Sequential "
-            f"model with keras.Input): {error}") from None
-    nodes, seen = [], set()
-
-    def visit(tensor: Any) -> None:
-        op, node_index, _ = tensor._keras_history
-        if op is None:
-            return
-        node = op._inbound_nodes[node_index]
-        if id(node) in seen:
-            return
-        seen.add(id(node))
-        for parent in node.input_tensors:
-            visit(parent)
-        if not node.is_input:
-            if isinstance(op, keras.Model):
-                raise NotImplementedError(
-                    f"nested model {op.name!r} inside {model.name!r}: build a flat model")
-            nodes.append(node)
-
-    for tensor in outputs:
-        visit(tensor)
-    consumers: dict = {}
-    for node in nodes:
-        for tensor in node.input_tensors:
-            consumers.setdefault(id(tensor), []).append(node)
-    return nodes, consumers
+    inner = registry.unwrap(layer)
+    spec = registry.layer_rule(inner).spec(inner, shape)
+    if spec.get("type") not in ("conv2d", "dense"):
+        raise ValueError(f"layer {layer.name!r}: its registered spec function returned "
+                         f"type {spec.get('type')!r}, expected 'conv2d' or 'dense'")
+    return spec
 
 
 def _fanout_specs(tensor: Any, consumers: dict, source: str, size: int) -> list:
     specs = []
     for node in consumers.get(id(tensor), []):
         layer = node.operation
-        if _is_a(layer, _TRANSPARENT):
+        if _is_transparent(layer):
             specs += _fanout_specs(node.outputs[0], consumers, source, size)
         elif _is_weighted(layer):
             spec = _weighted_spec(node)
@@ -156,11 +106,13 @@ def _fanout_specs(tensor: Any, consumers: dict, source: str, size: int) -> list:
                     f"{spec['input_shape']} with a different number of neurons")
             spec["layer"] = layer.name
             specs.append(spec)
+        elif _is_spiking(layer):
+            continue  # a spiking layer without synapses of its own: no SynOps into it
         else:
             raise NotImplementedError(
                 f"cannot count the fan-out of {source!r} into layer {layer.name!r} "
-                f"({_class(layer)}); supported consumers: Conv2D, Dense, tandem layers, "
-                f"and shape-only layers ({', '.join(_TRANSPARENT)})")
+                f"({_class(layer)}); register its role with tk.register_layer "
+                f"(supported: Conv2D, Dense, tandem layers, shape-only layers)")
     return specs
 
 
@@ -173,7 +125,7 @@ def _encoder_macs_layer(node: Any, producers: dict, consumers: dict) -> Any:
             return None
         if _is_weighted(parent.operation):
             return parent
-        if not _is_a(parent.operation, _ANALOG_ELEMENTWISE) or len(parent.input_tensors) != 1:
+        if not _is_elementwise(parent.operation) or len(parent.input_tensors) != 1:
             return None
         tensor = parent.input_tensors[0]
     return None
@@ -210,7 +162,7 @@ def describe_model(model: Any) -> dict:
     producers = {id(t): node for node in nodes for t in node.outputs}
     merged, rows, depth, after_spikes = set(), [], {}, {}
     for node in nodes:
-        if _class(node.operation) == "SpikeEncoder":
+        if _is_encoder(node.operation):
             mac_node = _encoder_macs_layer(node, producers, consumers)
             if mac_node is not None:
                 merged.add(id(mac_node))
@@ -224,7 +176,7 @@ def describe_model(model: Any) -> dict:
         if not (spiking or _is_weighted(layer)) or id(node) in merged:
             continue
         out = node.outputs[0]
-        shape = _static_shape(out.shape[2:] if spiking or _is_tandem(layer) else out.shape[1:],
+        shape = _static_shape(out.shape[2:] if spiking or _has_time_input(layer) else out.shape[1:],
                               f"layer {layer.name!r}")
         row = {"name": layer.name, "class": _class(layer), "shape": shape,
                "neurons": int(np.prod(shape)), "spiking": spiking, "mac_specs": [],
@@ -233,15 +185,16 @@ def describe_model(model: Any) -> dict:
             if time_steps is None:
                 time_steps = int(getattr(layer, "time_steps", None) or out.shape[1])
             row["fanout_specs"] = _fanout_specs(out, consumers, layer.name, row["neurons"])
-        if _class(layer) == "SpikeEncoder":
+        if _is_encoder(layer):
             row["kind"] = "encoder"
             mac_node = _encoder_macs_layer(node, producers, consumers)
             if mac_node is not None:
                 row["mac_specs"] = [dict(_weighted_spec(mac_node), layer=mac_node.operation.name)]
         else:
-            row["kind"] = "tandem" if spiking else (
+            row["kind"] = ("tandem" if _is_weighted(layer) else "spiking") if spiking else (
                 "readout" if any(after_spikes[id(p)] for p in parents) else "analog")
-            row["mac_specs"] = [dict(_weighted_spec(node), layer=layer.name)]
+            if _is_weighted(layer):
+                row["mac_specs"] = [dict(_weighted_spec(node), layer=layer.name)]
         row["macs"] = int(sum(macs(s) for s in row["mac_specs"]))
         rows.append(row)
     if time_steps is None:
@@ -271,7 +224,8 @@ def activity_model(model: Any, spike_trains: bool = False) -> Any:
         >>> act(images)["tandem_conv2d"].shape                      # doctest: +SKIP
         TensorShape([batch, 4, 4, 6])
     """
-    keras = _keras()
+    import keras
+
     nodes, _ = _walk(model)
     outputs = {"logits": model.outputs[0]}
     for node in nodes:
@@ -338,7 +292,7 @@ class ActivityAccumulator:
         row = next(r for r in self.rows if r["name"] == name)
         return (self._sums[name] / max(self.num_examples, 1)).reshape(row["shape"])
 
-    def report(self) -> dict:
+    def report(self, device: Any = None) -> dict:
         """Per-example SynOps, MACs, ratio, energy, and a row per layer (see module doc).
 
         ``synops_snn`` counts accumulates of spikes (Eq. 13); the encoder's analog MACs
@@ -346,8 +300,9 @@ class ActivityAccumulator:
         ``synops_snn``; ``synops_ann`` is Eq. 14 over all layers, encoder included;
         ``synops_ratio = synops_snn / synops_ann`` (and ``synops_ratio_with_encoder =
         (synops_snn + encoder_macs) / synops_ann``, counting the encoder's MACs as SNN work).
-        ``energy_snn_joules = 0.9 pJ * synops_snn + 4.6 pJ * encoder_macs``,
-        ``energy_ann_joules = 4.6 pJ * synops_ann``.
+        ``energy_snn_joules = e_AC * synops_snn + e_MAC * encoder_macs``,
+        ``energy_ann_joules = e_MAC * synops_ann`` on ``device`` (a registered name, default
+        ``"horowitz_45nm"``: ``e_AC`` = 0.9 pJ, ``e_MAC`` = 4.6 pJ); ``device`` names it.
         """
         n = max(self.num_examples, 1)
         t = int(self.description["time_steps"])
@@ -375,17 +330,19 @@ class ActivityAccumulator:
             "synops_ratio": snn / ann if ann else float("nan"),
             "encoder_macs": encoder,
             "synops_ratio_with_encoder": (snn + encoder) / ann if ann else float("nan"),
-            "energy_snn_joules": energy_joules(snn, encoder),
-            "energy_ann_joules": energy_joules(0.0, ann),
+            "device": registry.get_device(device).name,
+            "energy_snn_joules": energy_joules(snn, encoder, device),
+            "energy_ann_joules": energy_joules(0.0, ann, device),
             "layers": layers,
         }
 
 
-def count_synops(model: Any, x: Any, batch_size: int = 64) -> dict:
+def count_synops(model: Any, x: Any, batch_size: int = 64, device: Any = None) -> dict:
     """SynOps of ``model`` on inputs ``x`` (per example), walking the Keras graph.
 
     ``x``: an array of inputs (run in batches of ``batch_size``) or a ``tf.data.Dataset``
-    of input batches or ``(inputs, labels)`` batches.
+    of input batches or ``(inputs, labels)`` batches. ``device``: energy figures of a
+    registered device (default ``"horowitz_45nm"``).
 
     ``SynOps_SNN = sum_l sum_j fanout_j^l c_j^l`` averaged over the examples of ``x``
     (Eq. 13), against ``SynOps_ANN = sum_l fanin^l N^l`` (Eq. 14); see
@@ -413,26 +370,4 @@ def count_synops(model: Any, x: Any, batch_size: int = 64) -> dict:
         accumulator.update({k: np.asarray(v) for k, v in outputs.items() if k != "logits"})
     if accumulator.num_examples == 0:
         raise ValueError("count_synops got no examples")
-    return accumulator.report()
-
-
-def format_report(report: Mapping[str, Any]) -> str:
-    """An aligned text table of a SynOps report (like ``model.summary()``)."""
-    header = ("layer", "kind", "neurons", "spikes/neuron", "rate", "fan-out", "SynOps", "ANN MACs")
-    lines = []
-    for e in report["layers"]:
-        spikes = "-" if e["avg_spike_count"] is None else f"{e['avg_spike_count']:.3f}"
-        rate = "-" if e["firing_rate"] is None else f"{e['firing_rate']:.3f}"
-        lines.append((e["name"], e["kind"], f"{e['neurons']:,}", spikes, rate,
-                      f"{e['mean_fanout']:.1f}", f"{e['synops']:,.0f}", f"{e['ann_macs']:,}"))
-    widths = [max(len(r[i]) for r in [header] + lines) for i in range(len(header))]
-    fmt = lambda r: "  ".join(c.ljust(w) if i < 2 else c.rjust(w)  # noqa: E731
-                              for i, (c, w) in enumerate(zip(r, widths)))
-    rule = "-" * len(fmt(header))
-    out = [fmt(header), rule] + [fmt(r) for r in lines] + [rule]
-    out.append(f"SynOps per example: SNN {report['synops_snn']:,.0f} ACs "
-               f"(+ encoder {report['encoder_macs']:,} MACs), ANN {report['synops_ann']:,} MACs, "
-               f"ratio {report['synops_ratio']:.3f}")
-    out.append(f"Energy per example: SNN {report['energy_snn_joules']:.3e} J, "
-               f"ANN {report['energy_ann_joules']:.3e} J")
-    return "\n".join(out)
+    return accumulator.report(device)

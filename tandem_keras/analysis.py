@@ -39,6 +39,7 @@ import numpy as np
 import tensorflow as tf
 
 from tandem_keras import activity
+from tandem_keras._keras_internals import call_nodes
 
 
 def cosine_angle_degrees(c: np.ndarray, a: np.ndarray) -> np.ndarray:
@@ -136,7 +137,7 @@ def direction_preservation(model: keras.Model, x: Any, batch_size: int = 64) -> 
            if activity._is_spiking(layer)):
         model = with_mode(model, "tandem")  # c must be the SNN's spike counts
     description = activity.describe_model(model)
-    nodes, _ = activity._walk(model)
+    nodes, _ = call_nodes(model)
     tandem_nodes = [n for n in nodes if isinstance(n.operation, TandemLayer)]
     if not tandem_nodes:
         raise ValueError(f"model {model.name!r} has no tandem layer to analyse")

@@ -6,7 +6,10 @@ Example:
 
 then ``tensorboard --logdir logs``: under ``activity/`` the average spike count per
 neuron of every spiking layer, its SynOps (Eq. 13) per example, the total SNN SynOps,
-the ANN MACs (Eq. 14) and their ratio.
+the ANN MACs (Eq. 14) and their ratio. The same figures go into Keras's epoch ``logs``
+(``synops_snn``, ``synops_ratio``, ``spike_count/<layer>``, ...), so that callbacks after
+it (``CSVLogger``, ``EarlyStopping(monitor="synops_snn")``, ``TensorBoard``, ``History``)
+see them like any metric: put it before them in the callbacks list.
 """
 
 from __future__ import annotations
@@ -33,16 +36,20 @@ class ActivityLogger(keras.callbacks.Callback):
     * ``synops/total_snn``, ``synops/ann`` (Eq. 14, constant) and ``synops/ratio``.
 
     The last values are also kept in ``self.last_report`` (see
-    :meth:`tandem_keras.activity.ActivityAccumulator.report`).
+    :meth:`tandem_keras.activity.ActivityAccumulator.report`), and written into the epoch's
+    Keras ``logs`` under the same names (``spike_count/<layer>``, ``firing_rate/<layer>``,
+    ``synops/<layer>``) plus ``synops_snn`` and ``synops_ratio``, for the callbacks that
+    come after this one in the list (``CSVLogger``, ``EarlyStopping``, ``History``).
 
     Args:
-      log_dir: TensorBoard log directory (the same as ``keras.callbacks.TensorBoard``'s).
+      log_dir: TensorBoard log directory (the same as ``keras.callbacks.TensorBoard``'s);
+        ``None``: no TensorBoard file (the figures still go into ``logs``).
       data: a batch of model inputs (array or tensor), an ``(inputs, labels)`` tuple, or a
         ``tf.data.Dataset`` of such batches (its first batch is used).
       every_n_epochs: logging period in epochs (>= 1).
     """
 
-    def __init__(self, log_dir: str, data: Any, every_n_epochs: int = 1) -> None:
+    def __init__(self, log_dir: Optional[str], data: Any, every_n_epochs: int = 1) -> None:
         super().__init__()
         if int(every_n_epochs) < 1:
             raise ValueError(f"every_n_epochs must be >= 1, got {every_n_epochs}")
@@ -68,7 +75,8 @@ class ActivityLogger(keras.callbacks.Callback):
     def on_train_begin(self, logs: Optional[dict] = None) -> None:
         self._description = activity.describe_model(self.model)
         self._activity = activity.activity_model(self.model)
-        self._writer = tf.summary.create_file_writer(os.path.join(self.log_dir, "activity"))
+        if self.log_dir is not None:
+            self._writer = tf.summary.create_file_writer(os.path.join(self.log_dir, "activity"))
 
     def on_epoch_end(self, epoch: int, logs: Optional[dict] = None) -> None:
         if (epoch + 1) % self.every_n_epochs:
@@ -78,17 +86,32 @@ class ActivityLogger(keras.callbacks.Callback):
         accumulator.update({k: np.asarray(v) for k, v in outputs.items() if k != "logits"})
         report = accumulator.report()
         self.last_report = report
-        with self._writer.as_default():
-            for layer in report["layers"]:
-                if layer["avg_spike_count"] is None:
-                    continue
-                tf.summary.scalar(f"spike_count/{layer['name']}", layer["avg_spike_count"], epoch)
-                tf.summary.scalar(f"firing_rate/{layer['name']}", layer["firing_rate"], epoch)
-                tf.summary.scalar(f"synops/{layer['name']}", layer["synops"], epoch)
-            tf.summary.scalar("synops/total_snn", report["synops_snn"], epoch)
-            tf.summary.scalar("synops/ann", float(report["synops_ann"]), epoch)
-            tf.summary.scalar("synops/ratio", report["synops_ratio"], epoch)
-        self._writer.flush()
+        scalars = self.scalars(report)
+        if logs is not None:
+            logs.update(scalars)
+        if self._writer is not None:
+            with self._writer.as_default():
+                for name, value in scalars.items():
+                    if "/" in name:
+                        tf.summary.scalar(name, value, epoch)
+                tf.summary.scalar("synops/total_snn", report["synops_snn"], epoch)
+                tf.summary.scalar("synops/ann", float(report["synops_ann"]), epoch)
+                tf.summary.scalar("synops/ratio", report["synops_ratio"], epoch)
+            self._writer.flush()
+
+    @staticmethod
+    def scalars(report: dict) -> dict:
+        """``{name: value}`` of a report: per spiking layer and the totals (see class doc)."""
+        out = {}
+        for layer in report["layers"]:
+            if layer["avg_spike_count"] is None:
+                continue
+            out[f"spike_count/{layer['name']}"] = float(layer["avg_spike_count"])
+            out[f"firing_rate/{layer['name']}"] = float(layer["firing_rate"])
+            out[f"synops/{layer['name']}"] = float(layer["synops"])
+        out["synops_snn"] = float(report["synops_snn"])
+        out["synops_ratio"] = float(report["synops_ratio"])
+        return out
 
     def on_train_end(self, logs: Optional[dict] = None) -> None:
         if self._writer is not None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import keras
 
 from tandem_keras._checks import MODES, check_choice
+from tandem_keras._keras_internals import all_layers
 
 
 def _has_mode(layer) -> bool:
@@ -61,7 +62,7 @@ def set_mode(model: keras.Model, mode: str) -> keras.Model:
     prefer :func:`with_mode` for functional and Sequential models.
     """
     check_choice(mode, "mode", MODES, "set_mode")
-    for layer in model._flatten_layers(include_self=False):
+    for layer in all_layers(model):
         if _has_mode(layer):
             layer.mode = mode
     return model

@@ -17,7 +17,8 @@ neuron of every layer (paper Eq. 14)::
 (the nominal fan-in, padding positions included, as the usual MAC counts of a
 convolution ``k_h k_w C_in H_out W_out C_out``).
 
-Energy uses 0.9 pJ per AC and 4.6 pJ per MAC (45 nm CMOS, Horowitz 2014).
+Energy uses 0.9 pJ per AC and 4.6 pJ per MAC (45 nm CMOS, Horowitz 2014) by default;
+other devices are registered by name (:func:`tandem_keras.register_device`).
 
 The pure functions here work on small JSON-able *layer specs* so that an exported
 SavedModel can be costed without any model code::
@@ -49,9 +50,9 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-#: Energy of one accumulate, joules (45 nm, Horowitz 2014).
+#: Energy of one accumulate, joules (45 nm, Horowitz 2014; the default device's).
 ENERGY_PER_AC: float = 0.9e-12
-#: Energy of one multiply-accumulate, joules (45 nm, Horowitz 2014).
+#: Energy of one multiply-accumulate, joules (45 nm, Horowitz 2014; the default device's).
 ENERGY_PER_MAC: float = 4.6e-12
 
 LayerSpec = Mapping[str, Any]
@@ -254,11 +255,19 @@ def synops_from_counts(counts: np.ndarray, fanouts: np.ndarray) -> np.ndarray:
     return counts.reshape(counts.shape[0], -1) @ fanouts.reshape(-1)
 
 
-def energy_joules(accumulates: float = 0.0, multiply_accumulates: float = 0.0) -> float:
-    """Energy estimate: ``0.9 pJ * ACs + 4.6 pJ * MACs`` (joules).
+def energy_joules(accumulates: float = 0.0, multiply_accumulates: float = 0.0,
+                  device: Any = None) -> float:
+    """Energy estimate ``e_AC * ACs + e_MAC * MACs`` (joules) on a registered device.
+
+    ``device``: a name registered with :func:`tandem_keras.register_device` or a
+    :class:`tandem_keras.registry.Device`; default ``"horowitz_45nm"`` (0.9 pJ per AC,
+    4.6 pJ per MAC).
 
     Example:
         >>> round(energy_joules(1e6, 1e6) * 1e6, 6)   # microjoules
         5.5
     """
-    return ENERGY_PER_AC * float(accumulates) + ENERGY_PER_MAC * float(multiply_accumulates)
+    from tandem_keras.registry import get_device
+
+    d = get_device(device)
+    return d.energy_per_ac * float(accumulates) + d.energy_per_mac * float(multiply_accumulates)

@@ -1,0 +1,101 @@
+"""``tk.summary(model, x=None)``: a model's spiking layers, costs and activity as a table.
+
+In the spirit of ``model.summary()``. Without data: every spiking and weighted layer with
+its kind, neurons, mean fan-out and ANN MACs (Eq. 14), and the time steps. With data
+``x``: also each spiking layer's average spike count per neuron ``mean_j c_j``, firing
+rate ``c / T``, SynOps ``sum_j fanout_j c_j`` (Eq. 13), and the totals and energy on a
+registered device (:func:`tandem_keras.register_device`).
+
+Example:
+    >>> import keras, numpy as np, tandem_keras as tk
+    >>> m = keras.Sequential([keras.Input((4,)), tk.SpikeEncoder(2, name="enc"),
+    ...     tk.TandemDense(3, batch_norm=False, name="fc"), tk.SpikeCount(),
+    ...     keras.layers.Dense(2, name="out")])
+    >>> _ = tk.summary(m)                               # doctest: +NORMALIZE_WHITESPACE
+    layer  kind     neurons  fan-out  ANN MACs
+    ------------------------------------------
+    enc    encoder        4      3.0         0
+    fc     tandem         3      2.0        12
+    out    readout        2      0.0         6
+    ------------------------------------------
+    time steps: 2   inference time steps: 4   ANN MACs per example: 18
+    >>> report = tk.summary(m, np.array([[2., 0., 1., 5.]], "float32"), print_fn=None)
+    >>> report["layers"][0]["synops"]   # encoder spikes 2+0+1+2 = 5, each reaching 3 neurons
+    15.0
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+from tandem_keras import activity
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], left: int = 2) -> list[str]:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+
+    def fmt(row: Sequence[str]) -> str:
+        return "  ".join(c.ljust(w) if i < left else c.rjust(w)
+                         for i, (c, w) in enumerate(zip(row, widths)))
+
+    rule = "-" * len(fmt(header))
+    return [fmt(header), rule, *(fmt(r) for r in rows), rule]
+
+
+def format_description(description: Mapping[str, Any]) -> str:
+    """The table of :func:`tandem_keras.describe_model` (no data: structure and MACs)."""
+    rows = []
+    for row in description["layers"]:
+        fan = activity.row_fanout(row).mean() if row["spiking"] else 0.0
+        rows.append((row["name"], row["kind"], f"{row['neurons']:,}", f"{fan:.1f}",
+                     f"{row['macs']:,}"))
+    lines = _table(("layer", "kind", "neurons", "fan-out", "ANN MACs"), rows)
+    total = sum(r["macs"] for r in description["layers"])
+    lines.append(f"time steps: {description['time_steps']}   inference time steps: "
+                 f"{description['inference_time_steps']}   ANN MACs per example: {total:,}")
+    return "\n".join(lines)
+
+
+def format_report(report: Mapping[str, Any]) -> str:
+    """An aligned text table of a SynOps report (:func:`tandem_keras.count_synops`)."""
+    header = ("layer", "kind", "neurons", "spikes/neuron", "rate", "fan-out", "SynOps", "ANN MACs")
+    rows = []
+    for e in report["layers"]:
+        spikes = "-" if e["avg_spike_count"] is None else f"{e['avg_spike_count']:.3f}"
+        rate = "-" if e["firing_rate"] is None else f"{e['firing_rate']:.3f}"
+        rows.append((e["name"], e["kind"], f"{e['neurons']:,}", spikes, rate,
+                     f"{e['mean_fanout']:.1f}", f"{e['synops']:,.0f}", f"{e['ann_macs']:,}"))
+    out = _table(header, rows)
+    out.append(f"SynOps per example: SNN {report['synops_snn']:,.0f} ACs "
+               f"(+ encoder {report['encoder_macs']:,} MACs), ANN {report['synops_ann']:,} MACs, "
+               f"ratio {report['synops_ratio']:.3f}")
+    device = f" ({report['device']})" if report.get("device") else ""
+    out.append(f"Energy per example{device}: SNN {report['energy_snn_joules']:.3e} J, "
+               f"ANN {report['energy_ann_joules']:.3e} J")
+    return "\n".join(out)
+
+
+def summary(model: Any, x: Any = None, print_fn: Optional[Callable[[str], Any]] = print,
+            batch_size: int = 64, device: Any = None) -> dict:
+    """Prints the spiking summary of ``model``; returns the description or the report.
+
+    Args:
+      model: a functional or Sequential tandem model.
+      x: optional inputs (array, or a ``tf.data.Dataset`` of batches): with them, spike
+        counts, firing rates, SynOps and energy per example (:func:`count_synops`).
+      print_fn: called with the table (``None``: print nothing).
+      batch_size: batch size for running ``x``.
+      device: a registered device name for the energy figures (default ``"horowitz_45nm"``).
+
+    Returns:
+      ``tk.describe_model(model)`` without ``x``; ``tk.count_synops(model, x)`` with it.
+    """
+    if x is None:
+        result = activity.describe_model(model)
+        text = format_description(result)
+    else:
+        result = activity.count_synops(model, x, batch_size=batch_size, device=device)
+        text = format_report(result)
+    if print_fn is not None:
+        print_fn(text)
+    return result
