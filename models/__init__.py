@@ -1,6 +1,7 @@
 """Model builders in the style of ``keras.applications``, and a name -> builder registry.
 
-Every builder takes the keyword arguments ``input_shape``, ``num_classes``,
+Every builder takes, keyword-only as ``keras.applications``, ``include_top``, ``weights``,
+``input_tensor``, ``input_shape``, ``num_classes``, ``width_divisor``,
 ``time_steps``, ``decode="membrane"|"spike_count"``, ``mode`` (one of ``tk.MODES``:
 ``"tandem"``, ``"ann"``, ``"quantized"``, ``"bptt"``), ``dropout``,
 ``include_preprocessing`` and ``name``, and returns a plain functional ``keras.Model``

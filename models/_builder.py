@@ -19,7 +19,8 @@ window (``noise_shape=[batch, 1, features]``), i.e. it acts on the spike counts.
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+import os
+from typing import Any, Sequence
 
 import keras
 
@@ -58,10 +59,21 @@ def check_options(
     return shape
 
 
+def narrow(conv: Conv, width_divisor: int) -> Conv:
+    """``conv`` with ``filters // width_divisor`` filters (at least 1)."""
+    return Conv(max(conv.filters // width_divisor, 1), conv.kernel_size, conv.strides)
+
+
+def check_width_divisor(width_divisor: int) -> int:
+    if isinstance(width_divisor, bool) or not isinstance(width_divisor, int) or width_divisor < 1:
+        raise ValueError(f"width_divisor must be a positive int, got {width_divisor!r}")
+    return width_divisor
+
+
 def build_classifier(
     *,
     name: str,
-    input_shape: Sequence[int],
+    input_shape: Sequence[int] | None,
     num_classes: int,
     time_steps: int,
     decode: str,
@@ -72,15 +84,20 @@ def build_classifier(
     dropout: float,
     mean: Sequence[float] | None,
     std: Sequence[float] | None,
+    width_divisor: int = 1,
+    include_top: bool = True,
+    input_tensor: Any = None,
+    weights: str | None = None,
 ) -> keras.Model:
     """Builds ``images -> logits`` from a layer table (see the module docstring).
 
     Args:
       name: model name.
-      input_shape: ``(height, width, channels)`` of the images.
+      input_shape: ``(height, width, channels)`` of the images (``None``: taken from
+        ``input_tensor``).
       num_classes: number of logits.
       time_steps: encoding window ``T``.
-      decode: ``"membrane"`` or ``"spike_count"`` (SPEC 4).
+      decode: ``"membrane"`` or ``"spike_count"`` (output decoding).
       mode: one of ``tk.MODES``; every tandem_keras layer is built in it.
       encoder: the analog convolution in front of the ``SpikeEncoder``.
       convs: the ``TandemConv2D`` layers, in order.
@@ -89,15 +106,37 @@ def build_classifier(
       mean, std: per-channel normalization of images in ``[0, 1]`` scale (one value: the
         same for every channel); the model takes pixel values in ``[0, 255]``. ``mean=None``
         leaves the images as they are.
+      width_divisor: every layer's width (filters, units) divided by this, at least 1.
+      include_top: with ``False``, no readout: the model returns the last hidden layer's
+        spike counts ``[batch, units]`` (``decode`` and ``num_classes`` are then unused).
+      input_tensor: a Keras tensor (``keras.Input``) to use as the image input.
+      weights: ``None`` (random initialization) or the path of a weights file
+        (``model.save_weights``'s ``.weights.h5``) to load.
 
     Returns:
       A functional ``keras.Model`` whose output ``logits`` is float32 ``[batch, num_classes]``.
     """
+    if input_tensor is not None:
+        if not keras.backend.is_keras_tensor(input_tensor):
+            raise ValueError(f"{name}: input_tensor must be a Keras tensor (keras.Input), "
+                             f"got {type(input_tensor).__name__}")
+        tensor_shape = tuple(input_tensor.shape[1:])
+        if input_shape is not None and tuple(input_shape) != tensor_shape:
+            raise ValueError(f"{name}: input_shape {tuple(input_shape)} differs from "
+                             f"input_tensor's shape {tensor_shape}")
+        input_shape = tensor_shape
     shape = check_options(input_shape, num_classes, time_steps, decode, mode)
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+    check_width_divisor(width_divisor)
+    if weights is not None and not (isinstance(weights, str) and os.path.isfile(weights)):
+        raise ValueError(f"{name}: weights must be None or the path of a weights file, "
+                         f"got {weights!r}")
+    encoder = narrow(encoder, width_divisor)
+    convs = [narrow(c, width_divisor) for c in convs]
+    dense = [max(units // width_divisor, 1) for units in dense]
     layers = keras.layers
-    images = keras.Input(shape, name="images")
+    images = input_tensor if input_tensor is not None else keras.Input(shape, name="images")
     x = images
     if mean is not None:
         # Pixel values in [0, 255] -> (x / 255 - mean) / std, one Normalization layer;
@@ -126,14 +165,19 @@ def build_classifier(
     x = tk.TimeFlatten(name="flatten")(x)
     for i, units in enumerate(dense, start=1):
         x = tk.TandemDense(units, mode=mode, name=f"tandem_dense{i}")(x)
-    if decode == "membrane":
+    if not include_top:
+        outputs = tk.SpikeCount(dtype="float32", name="spike_count")(x)
+    elif decode == "membrane":
         x = tk.SpikeCount(name="spike_count")(x)
         if dropout:
             x = layers.Dropout(dropout, name="dropout")(x)
-        logits = layers.Dense(num_classes, dtype="float32", name="logits")(x)
+        outputs = layers.Dense(num_classes, dtype="float32", name="logits")(x)
     else:
         if dropout:
             x = layers.Dropout(dropout, noise_shape=(None, 1, None), name="dropout")(x)
         x = tk.TandemDense(num_classes, batch_norm=False, mode=mode, name="output_neurons")(x)
-        logits = tk.SpikeCount(dtype="float32", name="logits")(x)
-    return keras.Model(images, logits, name=name)
+        outputs = tk.SpikeCount(dtype="float32", name="logits")(x)
+    model = keras.Model(images, outputs, name=name)
+    if weights is not None:
+        model.load_weights(weights)
+    return model

@@ -1,7 +1,7 @@
-"""CIFARNet (SPEC 7, Fig. 6 of the paper): the authors' CIFAR-10 network."""
+"""CIFARNet (Fig. 6 of the paper): the authors' CIFAR-10 network."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Optional, Sequence
 
 import keras
 
@@ -16,7 +16,11 @@ DENSE = (1024,)
 
 
 def cifarnet(
-    input_shape: Sequence[int] = (32, 32, 3),
+    *,
+    include_top: bool = True,
+    weights: Optional[str] = None,
+    input_tensor: Any = None,
+    input_shape: Optional[Sequence[int]] = None,
     num_classes: int = 10,
     time_steps: int = 10,
     decode: str = "membrane",
@@ -30,24 +34,27 @@ def cifarnet(
 
     All convolutions 3x3 'same' with batch norm, downsampling by stride 2, no pooling;
     dropout 0.2 on the spike counts of the dense layer. The model takes images with pixel
-    values in ``[0, 255]`` and normalizes them with the CIFAR-10 mean and std (SPEC 8)
-    unless ``include_preprocessing=False``. ``width_divisor=K`` divides every layer's width
-    by K (the same layers otherwise): the width-reduced CIFARNet of the CPU benchmarks.
+    values in ``[0, 255]`` and normalizes them with the CIFAR-10 mean and std unless
+    ``include_preprocessing=False``. ``width_divisor=8`` is the width-reduced CIFARNet of
+    the CPU benchmarks.
+
+    Arguments follow ``keras.applications`` (keyword-only): ``include_top=False`` returns
+    the last hidden layer's spike counts instead of logits; ``weights`` is ``None`` or the
+    path of a ``.weights.h5`` file; ``input_tensor`` a ``keras.Input`` to build on;
+    ``input_shape`` defaults to ``(32, 32, 3)``. ``width_divisor=K`` divides every layer's width by
+    K (the same layers otherwise).
 
     Example:
       >>> model = cifarnet(time_steps=4, mode="ann")
       >>> model.output_shape
       (None, 10)
     """
-    if isinstance(width_divisor, bool) or not isinstance(width_divisor, int) or width_divisor < 1:
-        raise ValueError(f"width_divisor must be a positive int, got {width_divisor!r}")
-
-    def narrow(conv: Conv) -> Conv:
-        return Conv(max(conv.filters // width_divisor, 1), conv.kernel_size, conv.strides)
-
+    if input_shape is None and input_tensor is None:
+        input_shape = (32, 32, 3)
     return build_classifier(
         name=name, input_shape=input_shape, num_classes=num_classes, time_steps=time_steps,
-        decode=decode, mode=mode, encoder=narrow(ENCODER), convs=[narrow(c) for c in CONVS],
-        dense=[max(units // width_divisor, 1) for units in DENSE], dropout=dropout,
+        decode=decode, mode=mode, encoder=ENCODER, convs=CONVS, dense=DENSE, dropout=dropout,
         mean=CIFAR10_MEAN if include_preprocessing else None, std=CIFAR10_STD,
+        width_divisor=width_divisor, include_top=include_top, input_tensor=input_tensor,
+        weights=weights,
     )
