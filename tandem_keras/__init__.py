@@ -12,6 +12,7 @@ counts and SynOps report), ``registry`` (how layers are counted; devices' energy
 (matplotlib figures; needs the ``plots`` extra).
 """
 
+from tandem_keras import _backend  # noqa: F401  (first: refuses a non-TensorFlow Keras backend)
 from tandem_keras import activity, analysis, callbacks, export, metrics, neurons, plots, registry, synops, tables, tandem
 from tandem_keras._checks import MODES
 from tandem_keras.callbacks import ActivityLogger

@@ -1,0 +1,77 @@
+"""Library-wide conventions: a non-TensorFlow Keras backend is refused at import in one
+line; set_mode switches every tandem_keras layer in place, nested ones included."""
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+import tandem_keras as tk
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _import_with(env_extra):
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
+    env.update(PYTHONPATH=ROOT, **env_extra)
+    return subprocess.run([sys.executable, "-c", "import tandem_keras"], capture_output=True,
+                          text=True, env=env, timeout=120)
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch", "numpy"])
+def test_non_tensorflow_backend_refused_in_one_line(backend):
+    out = _import_with({"KERAS_BACKEND": backend})
+    assert out.returncode != 0
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("ImportError: tandem_keras needs Keras's TensorFlow backend")
+    assert repr(backend) in last and "KERAS_BACKEND=tensorflow" in last
+
+
+def test_backend_from_keras_json_refused(tmp_path):
+    (tmp_path / "keras.json").write_text(json.dumps({"backend": "jax"}))
+    out = _import_with({"KERAS_HOME": str(tmp_path)})
+    assert out.returncode != 0 and "'jax'" in out.stderr.strip().splitlines()[-1]
+
+
+class Block(keras.layers.Layer):
+    """A custom layer holding a tandem layer (not reachable through model.layers)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.inner = tk.TandemDense(4, batch_norm=False, name="inner")
+
+    def call(self, x):
+        return self.inner(x)
+
+
+class Net(keras.Model):
+    def __init__(self):
+        super().__init__()
+        self.encoder = tk.SpikeEncoder(3)
+        self.block = Block()
+        self.count = tk.SpikeCount()
+
+    def call(self, x):
+        return self.count(self.block(self.encoder(x)))
+
+
+def test_set_mode_switches_nested_layers_and_changes_the_forward_pass():
+    net = Net()
+    x = np.array([[2.5, 0.4, 1.2, 3.0]], "float32")
+    snn = np.asarray(net(x))
+    assert tk.set_mode(net, "ann") is net
+    assert net.encoder.mode == "ann" and net.block.inner.mode == "ann"
+    ann = np.asarray(net(x))
+    # ANN mode: the encoder passes the analog value (no floor), the dense layer is a ReLU;
+    # with the same weights: relu(W x + b) against the SNN's spike counts of W floor(x).
+    kernel, bias = net.block.inner.folded_weights()
+    np.testing.assert_allclose(ann, np.maximum(x @ np.asarray(kernel) + np.asarray(bias), 0),
+                               rtol=1e-5, atol=1e-5)
+    assert np.all(snn == np.round(snn)) and snn.max() <= 3
+    tk.set_mode(net, "tandem")
+    np.testing.assert_array_equal(np.asarray(net(x)), snn)
+    with pytest.raises(ValueError, match="mode"):
+        tk.set_mode(net, "rate")
