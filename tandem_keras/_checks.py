@@ -5,6 +5,9 @@ from __future__ import annotations
 import numbers
 from typing import Sequence
 
+import keras
+import tensorflow as tf
+
 MODES = ("tandem", "ann", "quantized", "bptt")
 
 
@@ -38,6 +41,11 @@ def check_choice(value, name: str, choices: Sequence[str], owner: str) -> str:
     return value
 
 
+def layer_label(layer) -> str:
+    """``"name (ClassName)"``: how error messages name a layer."""
+    return f"{layer.name} ({type(layer).__name__})"
+
+
 def check_spike_train_shape(shape, expected_rank: int, layout: str, owner: str) -> None:
     """A spike train ``[batch, time, ...]`` of a given rank with a static time axis."""
     shape = tuple(shape)
@@ -54,6 +62,94 @@ def check_spike_train_shape(shape, expected_rank: int, layout: str, owner: str) 
         )
     if shape[-1] is None:
         raise ValueError(f"{owner}: the last (feature) axis of the input must be known, got shape {shape}.")
+
+
+def spike_train_input_spec(shape) -> keras.InputSpec:
+    """The built layer's ``InputSpec``: the rank and the last (channel/feature) axis."""
+    shape = tuple(shape)
+    return keras.InputSpec(ndim=len(shape), axes={-1: int(shape[-1])})
+
+
+def check_time_axis(shape, time_steps: int, owner: str) -> None:
+    """The input's time axis must have the length T the layer was built with.
+
+    A built layer folds time into the batch with its T: another T would re-split batch and
+    time and mix examples. ``None`` (unknown until run time) passes here; see
+    :func:`assert_time_axis`.
+    """
+    shape = tuple(shape)
+    if len(shape) >= 2 and shape[1] is not None and int(shape[1]) != time_steps:
+        raise ValueError(
+            f"{owner} was built for T={time_steps} time steps (axis 1) and got an input with "
+            f"T={shape[1]} (shape {shape}). T is fixed when a layer is built: build a new model "
+            f"for another T (e.g. with time_steps={shape[1]}).")
+
+
+def assert_time_axis(inputs: tf.Tensor, time_steps: int, owner: str):
+    """Run-time form of :func:`check_time_axis` when the time axis is not static."""
+    return tf.debugging.assert_equal(
+        tf.shape(inputs)[1], time_steps,
+        message=f"{owner} was built for T={time_steps} time steps (axis 1); the input has another T")
+
+
+def _eager_spike_description(values: tf.Tensor) -> str:
+    x = tf.cast(values, tf.float32)
+    finite = tf.math.is_finite(x)
+    bad = tf.logical_not(tf.logical_or(tf.equal(x, 0.0), tf.equal(x, 1.0)))
+    example = tf.boolean_mask(x, bad)[0]
+    low = tf.reduce_min(tf.boolean_mask(x, finite)) if tf.reduce_any(finite) else float("nan")
+    high = tf.reduce_max(tf.boolean_mask(x, finite)) if tf.reduce_any(finite) else float("nan")
+    return (f"{int(tf.reduce_sum(tf.cast(bad, tf.int64)))} of {int(tf.size(x))} values are not 0/1 "
+            f"(e.g. {float(example):g}; finite values in [{float(low):g}, {float(high):g}], "
+            f"{int(tf.reduce_sum(tf.cast(tf.logical_not(finite), tf.int64)))} NaN/inf)")
+
+
+def check_spike_values(inputs: tf.Tensor, owner: str, analog: bool = False):
+    """Refuses inference inputs of a tandem layer that are not spikes.
+
+    Spikes are exactly 0 or 1 (NaN and inf are not); with ``analog=True`` (the layer after
+    ``SpikeEncoder(encoding="current")``) any finite value in ``[0, 1]`` is accepted.
+    Eagerly: a ``ValueError`` naming the layer and the offending values. Inside a traced
+    function: a ``tf.debugging.Assert`` (one fused compare-and-reduce over the input; an
+    ``InvalidArgumentError`` naming the layer when it fails). XLA drops asserts.
+    """
+    x = tf.convert_to_tensor(inputs)
+    if not (x.dtype.is_floating or x.dtype.is_integer):
+        return None
+    if analog:
+        ok = tf.reduce_all(tf.logical_and(x >= 0, x <= 1))  # NaN compares false
+        expected = "finite values in [0, 1] (an analog current)"
+    else:
+        ok = tf.reduce_all(tf.logical_or(tf.equal(x, 0), tf.equal(x, 1)))
+        expected = "a spike train (values 0/1)"
+    hint = ("Encode real-valued inputs with tk.SpikeEncoder first" if not analog else
+            "SpikeEncoder(encoding='current') sends clip(v/theta, 0, T)/T")
+    if tf.executing_eagerly():
+        if not bool(ok):
+            detail = (_eager_spike_description(x) if not analog else
+                      "values outside [0, 1] or NaN/inf")
+            raise ValueError(f"{owner} expects {expected} at inference and was fed a tensor where "
+                             f"{detail}. {hint}.")
+        return None
+    return tf.debugging.Assert(ok, [f"{owner} expects {expected} at inference; the input is not. {hint}."])
+
+
+def check_finite(inputs: tf.Tensor, owner: str):
+    """Refuses NaN/inf in an analog input (the encoder would turn them into no spikes).
+
+    Eagerly a ``ValueError``; inside a traced function a ``tf.debugging.Assert``.
+    """
+    x = tf.convert_to_tensor(inputs)
+    if not x.dtype.is_floating:
+        return None
+    ok = tf.reduce_all(tf.math.is_finite(x))
+    message = f"{owner} was fed NaN or inf values; only finite inputs can be encoded as spikes"
+    if tf.executing_eagerly():
+        if not bool(ok):
+            count = int(tf.reduce_sum(tf.cast(tf.logical_not(tf.math.is_finite(x)), tf.int64)))
+            raise ValueError(f"{message} ({count} of {int(tf.size(x))} values).")
+        return None
+    return tf.debugging.Assert(ok, [message + "."])
 
 
 class ModeMixin:

@@ -274,7 +274,7 @@ def test_current_encoding_feeds_first_if_layer():
     t_steps, theta = 5, 0.5
     v = rng.normal(0.8, 1.5, (6, 9)).astype(np.float32)
     enc = tk.SpikeEncoder(t_steps, threshold=theta, encoding="current")
-    layer = tk.TandemDense(4, batch_norm=False)
+    layer = tk.TandemDense(4, batch_norm=False, analog_input=True)  # not 0/1 spikes
     current = enc(v)
     layer(current)
     kernel = rng.normal(0, 0.8, (9, 4)).astype(np.float32).astype(np.float64)

@@ -10,7 +10,8 @@ import tandem_keras as tk
 NOT_APPLICABLE = {"lora_rank", "lora_alpha", "quantization_config"}
 TANDEM_EXTRAS = {"threshold", "batch_norm", "surrogate", "mode", "momentum", "epsilon",
                  "gamma_initializer", "beta_initializer", "moving_mean_initializer",
-                 "moving_variance_initializer", "gamma_regularizer", "beta_regularizer"}
+                 "moving_variance_initializer", "gamma_regularizer", "beta_regularizer",
+                 "analog_input"}
 
 
 def _parameters(cls):

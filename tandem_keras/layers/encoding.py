@@ -8,7 +8,8 @@ import keras
 import tensorflow as tf
 
 from tandem_keras import neurons, tandem
-from tandem_keras._checks import ModeMixin, check_choice, check_threshold, check_time_steps
+from tandem_keras._checks import (ModeMixin, check_choice, check_finite, check_threshold,
+                                  check_time_steps, layer_label)
 
 ENCODINGS = ("spike", "current")
 
@@ -30,6 +31,10 @@ class SpikeEncoder(ModeMixin, keras.layers.Layer):
     step: a constant analog current into the first tandem layer (Rueckauer et al.
     2017), whose sum over the window is ``clip(v/theta, 0, T)``.
     In ``mode="ann"`` the output is ``max(v/theta, 0)`` with a time axis of length 1.
+
+    At inference (``training`` false) NaN or inf in ``v`` is refused (``ValueError``
+    eagerly, a ``tf.debugging.Assert`` in compiled functions) instead of being encoded as
+    no spikes; in training a non-finite input shows up as a non-finite loss.
 
     Args:
       time_steps: T, the encoding window (integer >= 1).
@@ -55,14 +60,16 @@ class SpikeEncoder(ModeMixin, keras.layers.Layer):
     def build(self, input_shape) -> None:
         if len(input_shape) < 2:
             raise ValueError(
-                f"{type(self).__name__} expects a batched tensor [batch, ...] (rank >= 2), "
+                f"{layer_label(self)} expects a batched tensor [batch, ...] (rank >= 2), "
                 f"got shape {tuple(input_shape)}.")
 
     def compute_output_shape(self, input_shape):
         time_axis = 1 if self.mode == "ann" else self.time_steps
         return (input_shape[0], time_axis) + tuple(input_shape[1:])
 
-    def call(self, inputs):
+    def call(self, inputs, training=None):
+        if not training:
+            check_finite(inputs, layer_label(self))
         v = tf.cast(inputs, tf.float32)
         if self.mode == "ann":
             return tf.cast(tf.expand_dims(tf.nn.relu(v / self.threshold), 1), self.compute_dtype)

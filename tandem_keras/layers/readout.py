@@ -8,6 +8,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tandem_keras._checks import layer_label
+
+
+def _per_step_spec(input_shape) -> keras.InputSpec:
+    """Rank and per-step shape fixed at build; any T is fine (the layer sums or keeps it)."""
+    return keras.InputSpec(ndim=len(input_shape),
+                           axes={i: input_shape[i] for i in range(2, len(input_shape))})
+
 
 @keras.saving.register_keras_serializable(package="tandem_keras")
 class SpikeCount(keras.layers.Layer):
@@ -28,8 +36,9 @@ class SpikeCount(keras.layers.Layer):
     def build(self, input_shape) -> None:
         if len(input_shape) < 3:
             raise ValueError(
-                f"SpikeCount expects a spike train [batch, time, ...] (rank >= 3), got shape "
-                f"{tuple(input_shape)}.")
+                f"{layer_label(self)} expects a spike train [batch, time, ...] (rank >= 3), got "
+                f"shape {tuple(input_shape)}.")
+        self.input_spec = _per_step_spec(input_shape)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0],) + tuple(input_shape[2:])
@@ -56,10 +65,12 @@ class TimeFlatten(keras.layers.Layer):
 
     def build(self, input_shape) -> None:
         if len(input_shape) < 3:
-            raise ValueError(f"TimeFlatten expects [batch, time, ...] (rank >= 3), got shape "
+            raise ValueError(f"{layer_label(self)} expects [batch, time, ...] (rank >= 3), got shape "
                              f"{tuple(input_shape)}.")
         if any(d is None for d in input_shape[1:]):
-            raise ValueError(f"TimeFlatten needs static non-batch dimensions, got shape {tuple(input_shape)}.")
+            raise ValueError(f"{layer_label(self)} needs static non-batch dimensions, got shape "
+                             f"{tuple(input_shape)}.")
+        self.input_spec = _per_step_spec(input_shape)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], input_shape[1], int(np.prod(input_shape[2:])))

@@ -13,12 +13,17 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tandem_keras import neurons, tandem
+from tandem_keras import neurons, surrogates, tandem
 from tandem_keras._checks import (
     ModeMixin,
+    assert_time_axis,
     check_choice,
     check_spike_train_shape,
+    check_spike_values,
     check_threshold,
+    check_time_axis,
+    layer_label,
+    spike_train_input_spec,
 )
 
 _INIT_KEYS = ("kernel_initializer", "bias_initializer", "gamma_initializer", "beta_initializer",
@@ -42,6 +47,9 @@ class TandemLayer(ModeMixin, keras.layers.Layer):
         c_in = sum_t s_in(t),  V_f = BN(W * c_in + b),  a = clip(V_f / theta, 0, T)
         grad_a = sum_t grad_s(t) / T,  grad_s_in(t) = grad_c_in
 
+    (``surrogate`` sets ``a``: ``"bounded_relu"`` above, ``"relu"`` without the upper
+    bound, or any :class:`tandem_keras.surrogates.Surrogate`.)
+
     Other modes: ``"quantized"`` (Eq. 11 forward as front-loaded spikes,
     straight-through gradient), ``"ann"`` (ReLU ANN; the output's time axis has
     length 1 and holds the activation) and ``"bptt"`` (the SNN differentiated through
@@ -51,6 +59,13 @@ class TandemLayer(ModeMixin, keras.layers.Layer):
     PyTorch's default, which the authors trained with), not Keras's 0.99: the SNN
     thresholds its potentials, so stale moving statistics after short training cost
     more accuracy than in an ANN.
+
+    Input checks: the rank, the last axis and T are fixed at build (``input_spec`` and a
+    check naming the expected and received T; ``mode="ann"`` accepts any time axis, it is
+    summed); at inference (``training`` false, every mode but ``"ann"``) the input must be
+    spikes, exactly 0/1 and finite (``ValueError`` eagerly, a ``tf.debugging.Assert`` in
+    compiled functions). ``analog_input=True`` accepts finite values in ``[0, 1]`` instead:
+    set it on the layer after ``SpikeEncoder(encoding="current")``.
     """
 
     # Subclasses set these.
@@ -61,7 +76,7 @@ class TandemLayer(ModeMixin, keras.layers.Layer):
         self,
         threshold: float = 1.0,
         batch_norm: bool = True,
-        surrogate: str = "bounded_relu",
+        surrogate: Any = "bounded_relu",
         mode: str = "tandem",
         use_bias: bool = True,
         momentum: float = 0.9,
@@ -80,6 +95,7 @@ class TandemLayer(ModeMixin, keras.layers.Layer):
         bias_constraint: Any = None,
         activity_regularizer: Any = None,
         activation: Any = None,
+        analog_input: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(activity_regularizer=activity_regularizer, **kwargs)
@@ -90,9 +106,13 @@ class TandemLayer(ModeMixin, keras.layers.Layer):
                 "layer is its integrate-and-fire neuron (leave activation=None).")
         self.threshold = check_threshold(threshold, owner)
         self.batch_norm = bool(batch_norm)
-        self.surrogate = check_choice(surrogate, "surrogate", tandem.SURROGATES, owner)
+        try:
+            self.surrogate = surrogates.get(surrogate)
+        except ValueError as error:
+            raise ValueError(f"{owner}: {error}") from None
         self.mode = mode
         self.use_bias = bool(use_bias)
+        self.analog_input = bool(analog_input)
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f"{owner}: momentum must be in [0, 1), got {momentum}.")
         if not epsilon > 0:
@@ -130,8 +150,9 @@ class TandemLayer(ModeMixin, keras.layers.Layer):
 
     # ------------------------------------------------------------------ building
     def build(self, input_shape) -> None:
-        check_spike_train_shape(input_shape, self._input_rank, self._layout, type(self).__name__)
+        check_spike_train_shape(input_shape, self._input_rank, self._layout, layer_label(self))
         self._time_steps = int(input_shape[1])
+        self.input_spec = spike_train_input_spec(input_shape)
         input_dim = int(input_shape[-1])
         self.kernel = self.add_weight(
             name="kernel", shape=self._kernel_shape(input_dim),
@@ -220,11 +241,23 @@ class TandemLayer(ModeMixin, keras.layers.Layer):
         return kernel * scale, (bias - mean) * scale + self.beta
 
     # ------------------------------------------------------------------ forward
+    def __call__(self, *args: Any, **kwargs: Any):
+        # Before Keras's own InputSpec check, for a message that says "time steps" (eager,
+        # symbolic and traced calls all pass here; call() is not run on symbolic inputs).
+        inputs = args[0] if args else kwargs.get("inputs")
+        if (self.built and self.mode != "ann" and hasattr(inputs, "shape")
+                and len(inputs.shape) == self._input_rank):
+            check_time_axis(inputs.shape, self._time_steps, layer_label(self))
+        return super().__call__(*args, **kwargs)
+
     def call(self, inputs, training=None):
-        # In training, inverted dropout between layers scales spikes to 1/(1-rate): only
-        # inference inputs are checked (eagerly; traced calls cannot look at values).
-        if self.mode != "ann" and not training and tf.executing_eagerly():
-            self._check_spike_values(inputs)
+        if self.mode != "ann":
+            if inputs.shape[1] is None:
+                assert_time_axis(inputs, self._time_steps, layer_label(self))
+            # In training, inverted dropout between layers scales spikes to 1/(1-rate): only
+            # inference inputs are checked.
+            if not training:
+                check_spike_values(inputs, layer_label(self), analog=self.analog_input)
         training = bool(training) and self.trainable
         # A tensor, read inside Keras's autocast scope (compute dtype): the custom gradients
         # capture it, and a captured variable would be re-read outside that scope.
@@ -280,23 +313,14 @@ class TandemLayer(ModeMixin, keras.layers.Layer):
             self._snn_current(products, scale, folded_bias), self.threshold)
         return tf.cast(spikes, self.compute_dtype)
 
-    def _check_spike_values(self, inputs) -> None:
-        values = tf.convert_to_tensor(inputs)
-        if values.dtype.is_floating or values.dtype.is_integer:
-            low = float(tf.reduce_min(values)) if tf.size(values) > 0 else 0.0
-            high = float(tf.reduce_max(values)) if tf.size(values) > 0 else 0.0
-            if low < 0.0 or high > 1.0:
-                raise ValueError(
-                    f"{self.name} ({type(self).__name__}) was fed a tensor with values in "
-                    f"[{low:g}, {high:g}], which is not a spike train (values 0/1). "
-                    "Encode real-valued inputs with tk.SpikeEncoder first.")
-
     # ------------------------------------------------------------------ config
     def get_config(self) -> dict:
         config = super().get_config()
         config.update(
-            threshold=self.threshold, batch_norm=self.batch_norm, surrogate=self.surrogate,
-            mode=self.mode, use_bias=self.use_bias, momentum=self.momentum, epsilon=self.epsilon)
+            threshold=self.threshold, batch_norm=self.batch_norm,
+            surrogate=surrogates.serialize(self.surrogate),
+            mode=self.mode, use_bias=self.use_bias, momentum=self.momentum, epsilon=self.epsilon,
+            analog_input=self.analog_input)
         for key in _INIT_KEYS:
             config[key] = keras.initializers.serialize(getattr(self, key))
         for key in _REG_KEYS:
