@@ -1,0 +1,89 @@
+"""A small NumPy interpreter of NIR graphs, independent of tandem_keras (imports only numpy).
+
+Discrete time, one step per input frame, every node evaluated each step in the order of
+the edges (no delays), the way the NIR simulators run feed-forward graphs:
+
+- ``Input``/``Output``: identity.  ``Affine``: ``x W^T + b``.  ``Flatten``: over the
+  non-batch axes ``start_dim..end_dim``.
+- ``Conv2d``: cross-correlation, symmetric integer zero padding, stride, dilation (OIHW).
+- ``IF``: ``v <- v + r x``; spike ``s = v >= v_threshold`` if the graph's metadata says
+  ``threshold_rule = "v >= v_threshold"``, else ``v > v_threshold`` (NIR's text); reset by
+  subtraction ``v <- v - v_threshold s`` if the node's metadata says ``reset = "subtract"``,
+  else to ``v_reset`` (NIR's text).
+"""
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _order(graph) -> list[str]:
+    preds = {name: [a for a, b in graph.edges if b == name] for name in graph.nodes}
+    done: list[str] = []
+    while len(done) < len(graph.nodes):
+        ready = [n for n in graph.nodes if n not in done and all(p in done for p in preds[n])]
+        if not ready:
+            raise ValueError("graph has a cycle")
+        done += ready
+    return done
+
+
+def conv2d(x: np.ndarray, node) -> np.ndarray:
+    """NCHW float32 convolution of a ``nir.Conv2d`` node."""
+    (ph, pw), (sh, sw), (dh, dw) = (tuple(int(v) for v in getattr(node, k)) for k in ("padding", "stride", "dilation"))
+    weight = np.asarray(node.weight, np.float32)
+    _, _, kh, kw = weight.shape
+    x = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    windows = sliding_window_view(x, ((kh - 1) * dh + 1, (kw - 1) * dw + 1), axis=(2, 3))
+    windows = windows[:, :, ::sh, ::sw, ::dh, ::dw]  # [B, I, OH, OW, KH, KW]
+    out = np.einsum("bihwkl,oikl->bohw", windows, weight, optimize=True)
+    return (out + np.asarray(node.bias, np.float32)[None, :, None, None]).astype(np.float32)
+
+
+def run(graph, inputs: np.ndarray, near: float = 1e-5):
+    """Runs ``graph`` on ``inputs`` ``[T, batch, ...]``.
+
+    Returns ``(values, near_threshold)``: every node's output ``[T, batch, ...]``, and per
+    IF node the number of neuron-steps whose potential was within ``near`` of threshold.
+    """
+    rule = _text(graph.metadata.get("threshold_rule", "v > v_threshold"))
+    order = _order(graph)
+    preds = {name: [a for a, b in graph.edges if b == name] for name in graph.nodes}
+    potentials: dict[str, np.ndarray] = {}
+    near_threshold = {n: 0 for n, node in graph.nodes.items() if type(node).__name__ == "IF"}
+    values: dict[str, list] = {name: [] for name in order}
+    for frame in np.asarray(inputs, np.float32):
+        step: dict[str, np.ndarray] = {}
+        for name in order:
+            node, kind = graph.nodes[name], type(graph.nodes[name]).__name__
+            x = frame if kind == "Input" else sum(step[p] for p in preds[name])
+            if kind in ("Input", "Output"):
+                y = x
+            elif kind == "Affine":
+                y = (x @ np.asarray(node.weight, np.float32).T + np.asarray(node.bias, np.float32)).astype(np.float32)
+            elif kind == "Flatten":
+                shape = x.shape[1:]
+                start, end = node.start_dim % len(shape), node.end_dim % len(shape)
+                y = x.reshape((x.shape[0],) + shape[:start] + (-1,) + shape[end + 1:])
+            elif kind == "Conv2d":
+                y = conv2d(x, node)
+            elif kind == "IF":
+                theta = np.asarray(node.v_threshold, np.float32)
+                v = potentials.get(name, np.zeros_like(x)) + np.asarray(node.r, np.float32) * x
+                near_threshold[name] += int(np.sum(np.abs(v - theta) < near))
+                s = (v >= theta) if rule == "v >= v_threshold" else (v > theta)
+                if _text(node.metadata.get("reset", "")) == "subtract":
+                    v = np.where(s, v - theta, v)
+                else:
+                    v = np.where(s, np.asarray(node.v_reset, np.float32), v)
+                potentials[name] = v.astype(np.float32)
+                y = s.astype(np.float32)
+            else:
+                raise NotImplementedError(f"node {name}: {kind}")
+            step[name] = y
+            values[name].append(y)
+    return {name: np.stack(v) for name, v in values.items()}, near_threshold

@@ -1,0 +1,176 @@
+"""tk.export_nir: the exported NIR graph, run by an independent NumPy interpreter
+(tests/_nir_numpy.py), reproduces the Keras model's spike trains bit for bit."""
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+nir = pytest.importorskip("nir")
+
+import models  # noqa: E402
+import tandem_keras as tk  # noqa: E402
+from tests import _nir_numpy  # noqa: E402
+
+
+def _keras_spikes(model, images, names):
+    """Per-layer spike trains of the Keras model as ``[T, batch, C, H, W]`` / ``[T, batch, F]``."""
+    outputs = keras.Model(model.inputs, [model.get_layer(n).output for n in names]).predict(
+        images, batch_size=128, verbose=0)
+    result = {}
+    for name, spikes in zip(names, outputs if len(names) > 1 else [outputs]):
+        spikes = np.moveaxis(np.asarray(spikes), 1, 0)
+        result[name] = np.moveaxis(spikes, -1, 2) if spikes.ndim == 5 else spikes
+    return result
+
+
+def _check_exact(model, images, tmp_path, decoding):
+    path = tmp_path / "model.nir"
+    tk.export_nir(model, path)
+    graph = nir.read(str(path))  # the file, not the in-memory graph
+    assert graph.metadata["decoding"] == decoding
+    assert int(graph.metadata["time_steps"]) == model.get_layer("encoder").time_steps
+    values, near = _nir_numpy.run(graph, tk.encode_for_nir(model, images))
+    names = [layer.name for layer in model.layers if isinstance(layer, tk.TandemLayer)]
+    keras_spikes = _keras_spikes(model, images, names)
+    for name in names:
+        ours, theirs = values[name + "_if"], keras_spikes[name]
+        assert ours.shape == theirs.shape, name
+        assert theirs.sum() >= 20, f"{name}: too few spikes for a meaningful check"
+        mismatches = int(np.sum(ours != theirs))
+        # Neuron-steps within 1e-5 of threshold are reported apart: only they could flip
+        # from a different float32 summation order.
+        print(f"{name}: {theirs.size} neuron-steps, {int(theirs.sum())} spikes, "
+              f"{near[name + '_if']} within 1e-5 of threshold, {mismatches} differ")
+        assert mismatches == 0, f"{name}: {mismatches} spikes differ ({near[name + '_if']} near threshold)"
+    logits = values["output"].sum(axis=0)
+    expected = model.predict(images, batch_size=128, verbose=0)
+    np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-4)
+    np.testing.assert_array_equal(logits.argmax(1), expected.argmax(1))
+
+
+def _fit_briefly(model, images, labels, epochs=1, liven=False):
+    """A few Adam steps (BN moving statistics move off their initial values); ``liven``
+    then shifts each tandem layer's BN offset up by a random 0.4-1.0 so that random
+    weights spike at a rate that makes the comparison meaningful."""
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(images, labels, batch_size=32, epochs=epochs, verbose=0)
+    rng = np.random.default_rng(7)
+    for layer in model.layers:
+        if liven and isinstance(layer, tk.TandemLayer) and layer.batch_norm:
+            layer.beta.assign(layer.beta + rng.uniform(0.4, 1.0, layer.beta.shape).astype("float32"))
+
+
+def test_digits_model_spikes_bit_for_bit(tmp_path):
+    from sklearn.datasets import load_digits
+
+    keras.utils.set_random_seed(1)
+    x, y = load_digits(return_X_y=True)
+    x = (x.reshape(-1, 8, 8, 1) * (255.0 / 16.0)).astype("float32")
+    model = models.digits(time_steps=4)
+    _fit_briefly(model, x[:1437], y[:1437], epochs=1)  # a trained model, about 90% accurate
+    _check_exact(model, x[1437:], tmp_path, "membrane")
+
+
+def test_cifarnet_shaped_stride2_same_spikes_bit_for_bit(tmp_path):
+    """Stride-2 'same' convolutions on even sizes: TF pads 0 top/left, 1 bottom/right."""
+    keras.utils.set_random_seed(2)
+    model = models.cifarnet(input_shape=(16, 16, 3), width_divisor=16, time_steps=5, dropout=0.2)
+    images = np.random.default_rng(0).uniform(0, 255, (96, 16, 16, 3)).astype("float32")
+    _fit_briefly(model, images, np.arange(96) % 10, liven=True)
+    _check_exact(model, images[:64], tmp_path, "membrane")
+
+
+def test_hand_built_sequential_spike_count_decoding(tmp_path):
+    """TimeDistributed(Flatten), odd sizes (symmetric 'same'), 'valid', even kernels, dilation."""
+    keras.utils.set_random_seed(3)
+    model = keras.Sequential([
+        keras.Input((9, 9, 2)),
+        keras.layers.Conv2D(6, 3, padding="same"), keras.layers.BatchNormalization(),
+        tk.SpikeEncoder(time_steps=6, name="encoder"),
+        tk.TandemConv2D(8, 3, strides=2, name="c1"),                        # 9 -> 5, pads 1/1
+        tk.TandemConv2D(8, 2, name="c2"),                                   # even kernel: 0/1
+        tk.TandemConv2D(8, 3, dilation_rate=2, name="c3"),                  # dilated 'same'
+        tk.TandemConv2D(8, (2, 3), strides=(1, 2), padding="valid", threshold=0.7, name="c4"),
+        keras.layers.TimeDistributed(keras.layers.Flatten()),
+        tk.TandemDense(16, name="d1"), keras.layers.Dropout(0.1),
+        tk.TandemDense(5, batch_norm=False, name="out"), tk.SpikeCount(),
+    ])
+    images = np.random.default_rng(1).normal(1.0, 2.0, (64, 9, 9, 2)).astype("float32")
+    _fit_briefly(model, images, np.arange(64) % 5, liven=True)
+    _check_exact(model, images, tmp_path, "spike_count")
+
+
+@pytest.mark.parametrize("size,kernel,stride,dilation,padding", [
+    (8, 3, 2, 1, "same"), (7, 3, 2, 1, "same"), (6, 4, 1, 1, "same"), (9, 5, 3, 1, "same"),
+    (8, 2, 1, 3, "same"), (8, 3, 2, 1, "valid"), (11, 11, 4, 1, "same")])
+def test_conv_mapping_matches_tf_conv2d(size, kernel, stride, dilation, padding):
+    """The exported Conv2d (OIHW, symmetric padding) equals tf.nn.conv2d (HWIO, TF padding)."""
+    keras.utils.set_random_seed(4)
+    layer = tk.TandemConv2D(3, kernel, strides=stride, dilation_rate=dilation, padding=padding,
+                            batch_norm=False)
+    layer(tf.zeros([1, 1, size, size, 2]))
+    graph = tk.export_nir(keras.Sequential([keras.Input((size, size, 2)), tk.SpikeEncoder(1), layer]))
+    node = graph.nodes[layer.name]
+    x = np.random.default_rng(5).integers(0, 2, (4, size, size, 2)).astype("float32")
+    expected = tf.nn.conv2d(x, layer.kernel, stride, padding.upper(), dilations=dilation).numpy()
+    got = _nir_numpy.conv2d(np.transpose(x, (0, 3, 1, 2)), node) - node.bias[None, :, None, None]
+    np.testing.assert_allclose(np.transpose(got, (0, 2, 3, 1)), expected, atol=1e-5)
+
+
+def test_every_builder_exports(tmp_path):
+    for name in sorted(models.BUILDERS):
+        kwargs = {"input_shape": (64, 64, 3)} if name == "alexnet_imagenet" else {}
+        for decode in ("membrane", "spike_count"):
+            model = models.build(name, time_steps=3, decode=decode, width_divisor=16, **kwargs)
+            graph = tk.export_nir(model, tmp_path / f"{name}_{decode}.nir")
+            assert graph.metadata["decoding"] == decode
+            spiking = [layer for layer in model.layers if isinstance(layer, tk.TandemLayer)]
+            assert sum(type(n).__name__ == "IF" for n in graph.nodes.values()) == len(spiking)
+            last = [layer for layer in model.layers if not isinstance(layer, keras.layers.Dropout)][-1]
+            assert list(graph.nodes["output"].output_type["output"]) == [last.output.shape[-1]]
+
+
+def test_dense_after_flatten_is_reordered_to_chw():
+    keras.utils.set_random_seed(6)
+    model = keras.Sequential([keras.Input((2, 3, 4)), tk.SpikeEncoder(2), tk.TimeFlatten(name="f"),
+                              tk.TandemDense(5, batch_norm=False, name="d")])
+    model(np.zeros((1, 2, 3, 4), "float32"))
+    graph = tk.export_nir(model)
+    kernel = model.get_layer("d").kernel.numpy()  # rows in (h, w, c) order
+    weight = graph.nodes["d"].weight               # columns in (c, h, w) order
+    for h, w, c in np.ndindex(2, 3, 4):
+        np.testing.assert_array_equal(weight[:, c * 6 + h * 3 + w], kernel[h * 12 + w * 4 + c])
+    assert graph.nodes["f"].start_dim == 0 and list(graph.nodes["f"].output_type["output"]) == [24]
+
+
+def test_metadata_and_neurons():
+    model = models.digits(time_steps=7, decode="spike_count")
+    graph = tk.export_nir(model)
+    meta = graph.metadata
+    assert (meta["time_steps"], meta["decoding"], meta["tandem_keras_version"]) == (7, "spike_count", tk.__version__)
+    assert meta["reset"] == "subtract" and meta["threshold_rule"] == "v >= v_threshold"
+    neuron = graph.nodes["tandem_conv1_if"]
+    assert isinstance(neuron, nir.IF) and neuron.metadata == {"reset": "subtract"}
+    np.testing.assert_array_equal(neuron.v_threshold, 1.0)
+    _, bias = model.get_layer("tandem_conv1").folded_weights()
+    np.testing.assert_array_equal(graph.nodes["tandem_conv1"].bias, bias.numpy() / np.float32(7))
+
+
+@pytest.mark.parametrize("case,culprit", [
+    ("pool", "pool"), ("mode", "tandem_conv1"), ("no_encoder", "no_encoder"), ("relu", "head")])
+def test_unexportable_layer_is_named(case, culprit):
+    if case == "pool":
+        model = keras.Sequential([keras.Input((8, 8, 1)), tk.SpikeEncoder(2),
+                                  keras.layers.TimeDistributed(keras.layers.MaxPooling2D(), name="pool")])
+    elif case == "mode":
+        model = models.digits(time_steps=2, mode="quantized")
+    elif case == "no_encoder":
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)], name="no_encoder")
+    else:
+        model = keras.Sequential([keras.Input((4,)), tk.SpikeEncoder(2), tk.TandemDense(3), tk.SpikeCount(),
+                                  keras.layers.Dense(2, activation="relu", name="head")])
+    with pytest.raises(ValueError, match=f"'{culprit}'") as error:
+        tk.export_nir(model)
+    assert "\n" not in str(error.value)
