@@ -13,7 +13,7 @@ counts and SynOps report), ``registry`` (how layers are counted; devices' energy
 """
 
 from tandem_keras import _backend  # noqa: F401  (first: refuses a non-TensorFlow Keras backend)
-from tandem_keras import activity, analysis, callbacks, export, metrics, neurons, plots, registry, synops, tables, tandem
+from tandem_keras import activity, analysis, callbacks, export, metrics, neurons, plots, registry, surrogates, synops, tables, tandem
 from tandem_keras._checks import MODES
 from tandem_keras.callbacks import ActivityLogger
 from tandem_keras.export import export_model
@@ -52,6 +52,7 @@ __all__ = [
     "registry",
     "set_mode",
     "summary",
+    "surrogates",
     "synops",
     "tandem",
     "with_mode",

@@ -15,15 +15,18 @@ Neither keeps anything of the T steps for the backward pass.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import tensorflow as tf
 
-SURROGATES = ("bounded_relu", "relu")
+from tandem_keras import surrogates
+
+#: String aliases of the built-in surrogates (:mod:`tandem_keras.surrogates`).
+SURROGATES = tuple(surrogates.ALIASES)
 
 
 def couple_spikes_to_potential(
-    spikes: tf.Tensor, potential: tf.Tensor, threshold: float, surrogate: str = "bounded_relu"
+    spikes: tf.Tensor, potential: tf.Tensor, threshold: float, surrogate: Any = "bounded_relu"
 ) -> tf.Tensor:
     """Forward: ``spikes``. Backward: the gradient of the coupled ANN activation.
 
@@ -33,26 +36,24 @@ def couple_spikes_to_potential(
 
         grad_V_f = (sum_t grad_s(t) / T) * (1/theta) * [0 < V_f < T * theta]
 
-    (upper bound dropped for ``"relu"``). No gradient flows to ``spikes``.
+    (upper bound dropped for ``"relu"``; in general ``* a'(V_f)`` of any
+    :class:`tandem_keras.surrogates.Surrogate`). No gradient flows to ``spikes``.
 
     Args:
       spikes: ``[batch, T, ...]`` spike train (any float dtype).
       potential: ``[batch, ...]`` free aggregate membrane potential ``V_f`` of the ANN.
       threshold: ``theta``.
-      surrogate: ``"bounded_relu"`` or ``"relu"``.
+      surrogate: ``"bounded_relu"``, ``"relu"`` or a ``tk.surrogates.Surrogate``.
     """
     time_steps = spikes.shape[1]
-    upper = None if surrogate == "relu" else float(time_steps) * threshold
+    derivative = surrogates.get(surrogate).derivative
 
     @tf.custom_gradient
     def _couple(spike_train, v_f):
         def grad(upstream):
             with tf.name_scope("coupling_backward"):
                 rate_grad = tf.reduce_sum(tf.cast(upstream, tf.float32), axis=1) / time_steps
-                inside = v_f > 0.0
-                if upper is not None:
-                    inside = tf.logical_and(inside, v_f < upper)
-                grad_v = rate_grad * tf.cast(inside, tf.float32) / threshold
+                grad_v = rate_grad * derivative(tf.cast(v_f, tf.float32), threshold, time_steps)
                 return None, tf.cast(grad_v, v_f.dtype)
 
         return tf.identity(spike_train), grad
