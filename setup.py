@@ -46,11 +46,16 @@ setup(
         "test": ["pytest>=7", "pytest-xdist", "scikit-learn", "matplotlib", "psutil"],
         "plots": ["matplotlib"],
         "digits": ["scikit-learn"],
+        # tk.export_nir (NIR 1.0.x file format)
+        "nir": ["nir==1.0.8"],
+        # tests/test_nir_snntorch.py: the third-party check (CPU torch; snnTorch's NIR import needs nirtorch)
+        "nir-test": ["nir==1.0.8", "torch==2.13.0", "snntorch==1.0.0", "nirtorch==2.6"],
     },
     entry_points={
         "console_scripts": [
             "tandem-train = train.__main__:console_main",
             "tandem-eval = eval.__main__:console_main",
+            "tandem-export-nir = eval.export_nir:main",
         ],
     },
     license="Apache-2.0",
