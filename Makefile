@@ -19,7 +19,18 @@ $(STAMP): setup.py
 
 venv: $(STAMP)
 
-test: $(STAMP)
+# NIR export tests: nir always; the CPU torch + snnTorch of the 'nir-test' extra for the
+# third-party check, unless torch==2.13.0 would come as a CUDA build here (several GB):
+# then tests/test_nir_snntorch.py skips, saying so.
+NIR_STAMP := $(VENV)/.nir
+$(NIR_STAMP): $(STAMP) setup.py
+	$(PY) -m pip install --quiet -e '.[nir]'
+	if $(PY) -m pip install --quiet --dry-run --report - 'torch==2.13.0' | grep -q '"nvidia-'; then \
+		echo "torch==2.13.0 would be a CUDA build here: not installing it (snnTorch check skips)"; \
+	else $(PY) -m pip install --quiet -e '.[nir-test]'; fi
+	touch $@
+
+test: $(STAMP) $(NIR_STAMP)
 	$(PY) -m pytest -n 2 --dist loadfile -q $(PYTEST_ARGS) tests
 
 demo: $(STAMP)
