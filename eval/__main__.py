@@ -11,22 +11,32 @@ Examples:
   python -m eval --saved_model=/tmp/t5/export,/tmp/t10/export --dataset=cifar10 \\
       --plots_dir=/tmp/plots      # several models: also error vs time steps (Fig. 8B)
 
-Bad input ends the program with exit status 2 and one line on stderr naming it; a
+Bad input (absl's own flag errors included, a SavedModel with NaN or infinite weights, a
+``--split=validation`` on another dataset or split than the model was trained with) ends
+the program with exit status 2 and one line ``eval: error: ...`` on stderr naming it; a
 SavedModel without the activity endpoint is evaluated for accuracy with a warning.
 """
 from __future__ import annotations
 
-import sys
+from train.console import flags_parser, quiet_tensorflow_startup, usage_error
 
-from absl import app, flags
+with quiet_tensorflow_startup():
+    from absl import app, flags
+
+    from eval.report import EvalError, evaluate_models
+
+PROGRAM = "eval"
 
 flags.DEFINE_list("saved_model", None, "SavedModel directory (several: comma-separated).")
-flags.DEFINE_string("dataset", "cifar10", "Dataset: cifar10, imagenet2012, digits or folder:PATH.")
+flags.DEFINE_string("dataset", None,
+                    "Dataset: cifar10, imagenet2012, digits or folder:PATH (default: the one "
+                    "the model was trained on, as its export records, else cifar10).")
 flags.DEFINE_enum("split", "test", ["train", "validation", "test"], "Split to evaluate.")
 flags.DEFINE_string("data_dir", None, "TFDS data directory (default: TFDS's).")
 flags.DEFINE_integer("batch_size", 256, "Evaluation batch size.")
-flags.DEFINE_float("validation_split", 0.1,
-                   "Fraction held out of the training split (as given to python -m train).")
+flags.DEFINE_float("validation_split", None,
+                   "Fraction held out of the training split (default: the one the model was "
+                   "trained with, as its export records, else 0.1).")
 flags.DEFINE_integer("max_examples", None, "Evaluate at most this many examples.")
 flags.DEFINE_string("output_json", None, "Write the report as JSON here.")
 flags.DEFINE_string("plots_dir", None, "Write PNG figures here.")
@@ -38,11 +48,10 @@ FLAGS = flags.FLAGS
 
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
-        _fail(f"unexpected arguments {' '.join(argv[1:])!r} (flags look like --name=value)")
+        usage_error(PROGRAM, f"unexpected arguments {' '.join(argv[1:])!r} "
+                             "(flags look like --name=value)")
     if not FLAGS.saved_model:
-        _fail("--saved_model is required")
-    from eval.report import EvalError, evaluate_models  # imports TensorFlow
-
+        usage_error(PROGRAM, "--saved_model is required")
     try:
         evaluate_models(FLAGS.saved_model, FLAGS.dataset, split=FLAGS.split,
                         batch_size=FLAGS.batch_size, data_dir=FLAGS.data_dir,
@@ -50,12 +59,7 @@ def main(argv: list[str]) -> None:
                         max_examples=FLAGS.max_examples, plots_dir=FLAGS.plots_dir,
                         output_json=FLAGS.output_json, analysis=FLAGS.analysis)
     except EvalError as error:
-        _fail(str(error))
-
-
-def _fail(message: str) -> None:
-    print(f"eval: error: {message}", file=sys.stderr)
-    sys.exit(2)
+        usage_error(PROGRAM, str(error))
 
 
 def console_main() -> None:
@@ -64,8 +68,8 @@ def console_main() -> None:
 
     for flag in flags.FLAGS.get_flags_for_module(__name__):  # --help lists them, as for -m
         flags.FLAGS.register_flag_by_module(sys.argv[0], flag)
-    app.run(main)
+    app.run(main, flags_parser=flags_parser(PROGRAM))
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=flags_parser(PROGRAM))

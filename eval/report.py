@@ -53,9 +53,41 @@ def open_model(path: str) -> export.LoadedModel:
     if not os.path.isdir(path):
         raise EvalError(f"--saved_model {path!r} is not a directory")
     try:
-        return export.LoadedModel(path)
+        model = export.LoadedModel(path)
     except ValueError as error:
         raise EvalError(str(error)) from None
+    bad = model.non_finite_variables()
+    if bad:
+        raise EvalError(f"--saved_model {path!r} has NaN or infinite weights ({', '.join(bad[:3])}"
+                        f"{', ...' if len(bad) > 3 else ''}): its training diverged; not evaluated")
+    return model
+
+
+def resolve_split(model: export.LoadedModel, dataset: Optional[str], split: str,
+                  validation_split: Optional[float]) -> tuple[str, float]:
+    """``(dataset, validation_split)`` to evaluate ``model`` with.
+
+    ``None`` takes what the export recorded of its training (``python -m train`` records
+    the dataset and its validation split), else ``"cifar10"`` and 0.1. For the ``train``
+    and ``validation`` splits a given value that differs from the recorded one is refused
+    (``EvalError``): the examples would not be the ones held out in training.
+    """
+    recorded = model.training or {}
+    if dataset is None:
+        dataset = recorded.get("dataset", "cifar10")
+    if validation_split is None:
+        validation_split = recorded.get("validation_split", 0.1)
+    if split in ("train", "validation") and recorded:
+        if "dataset" in recorded and dataset != recorded["dataset"]:
+            raise EvalError(f"--dataset={dataset}: the model {model.export_dir!r} was trained on "
+                            f"--dataset={recorded['dataset']}; its --split={split} is only "
+                            "defined there")
+        if ("validation_split" in recorded
+                and not np.isclose(validation_split, recorded["validation_split"])):
+            raise EvalError(f"--validation_split={validation_split}: the model "
+                            f"{model.export_dir!r} was trained with --validation_split="
+                            f"{recorded['validation_split']} (leave the flag out to use it)")
+    return dataset, float(validation_split)
 
 
 def load_batches(dataset: str, split: str, batch_size: int, input_shape: Optional[Sequence[int]],
@@ -213,12 +245,15 @@ def write_plots(reports: Sequence[dict], models: Sequence[export.LoadedModel],
     return written
 
 
-def evaluate_models(saved_models: Sequence[str], dataset: str, split: str = "test",
+def evaluate_models(saved_models: Sequence[str], dataset: Optional[str] = None, split: str = "test",
                     batch_size: int = 256, data_dir: Optional[str] = None,
-                    validation_split: float = 0.1, max_examples: Optional[int] = None,
+                    validation_split: Optional[float] = None, max_examples: Optional[int] = None,
                     plots_dir: Optional[str] = None, output_json: Optional[str] = None,
                     analysis: bool = True, quiet: bool = False) -> list[dict]:
     """Evaluates each SavedModel on ``dataset``/``split``; prints, writes JSON and plots.
+
+    ``dataset`` and ``validation_split`` default to what each export recorded of its
+    training (:func:`resolve_split`).
 
     The JSON is the report of the single model, or ``{"models": [reports]}`` for several.
     """
@@ -234,13 +269,18 @@ def evaluate_models(saved_models: Sequence[str], dataset: str, split: str = "tes
         if not model.has_activity:
             warn(f"{path}: no '{export.SERVE_ACTIVITY}' endpoint or tandem_keras metadata: "
                  "evaluating accuracy only, SynOps and spike counts are unavailable")
-        batches, _, num_classes = load_batches(dataset, split, batch_size, model.input_shape,
-                                               data_dir, validation_split)
+        model_dataset, model_split = resolve_split(model, dataset, split, validation_split)
+        batches, count, num_classes = load_batches(model_dataset, split, batch_size,
+                                                   model.input_shape, data_dir, model_split)
         if model.metadata is not None and model.metadata["num_classes"] != num_classes:
-            raise EvalError(f"dataset {dataset!r} has {num_classes} classes but the model "
+            raise EvalError(f"dataset {model_dataset!r} has {num_classes} classes but the model "
                             f"{path!r} outputs {model.metadata['num_classes']}")
+        recorded = (model.training or {}).get(f"num_{split}")
+        if recorded is not None and recorded != count:
+            warn(f"{path}: the {split} split has {count} examples, training had {recorded} "
+                 "(has the dataset changed since?)")
         report, sample = evaluate(model, batches, max_examples)
-        report.update(dataset=dataset, split=split)
+        report.update(dataset=model_dataset, split=split, validation_split=model_split)
         extra = None
         if analysis:
             try:

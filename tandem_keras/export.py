@@ -11,7 +11,11 @@
 * ``assets/tandem_keras.json``: :func:`tandem_keras.activity.describe_model` (time steps,
   spiking depth, inference time steps, per-layer neuron shapes, fan-out specs and ANN MACs,
   input shape, number of classes), so that SynOps can be counted from the SavedModel
-  directory alone (``python -m eval``).
+  directory alone (``python -m eval``), plus ``training`` when given (e.g. the dataset
+  split the model was trained on, see ``python -m train``).
+
+A model with a NaN or infinite weight is refused (``ValueError`` naming the weight):
+nothing non-finite is exported.
 
 Example:
     >>> import keras, numpy as np, tandem_keras as tk, tempfile, tensorflow as tf
@@ -27,11 +31,14 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tandem_keras import activity
@@ -43,7 +50,8 @@ SERVE, SERVE_ACTIVITY, SERVE_SPIKES = "serve", "serve_activity", "serve_spikes"
 
 
 def export_model(model: keras.Model, export_dir: str, mode: Optional[str] = None,
-                 spike_trains: bool = True, verbose: bool = False) -> dict:
+                 spike_trains: bool = True, verbose: bool = False,
+                 training: Optional[dict] = None) -> dict:
     """Writes ``model`` as a SavedModel with ``serve``/``serve_activity``/``serve_spikes``.
 
     Args:
@@ -52,10 +60,16 @@ def export_model(model: keras.Model, export_dir: str, mode: Optional[str] = None
       mode: if given, export ``tk.with_mode(model, mode)`` (e.g. ``"tandem"`` to run a
         model trained in ``"quantized"`` mode as the SNN, constrain-then-train).
       spike_trains: also add the ``serve_spikes`` endpoint.
-      verbose: let Keras print the exported endpoints.
+      verbose: let Keras print the exported endpoints and TensorFlow its INFO lines.
+      training: JSON-serializable facts about training stored under ``"training"`` in
+        the metadata (``python -m train`` stores the dataset split).
 
     Returns:
       The metadata written to ``assets/tandem_keras.json``.
+
+    Raises:
+      ValueError: ``model`` is not a one-input, one-output Keras model, or a weight is
+        NaN or infinite (named in the message; nothing is written).
 
     All endpoints run in inference mode (moving BN statistics, no dropout).
     """
@@ -64,11 +78,17 @@ def export_model(model: keras.Model, export_dir: str, mode: Optional[str] = None
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise ValueError(f"export_model expects one input and one output, model {model.name!r} "
                          f"has {len(model.inputs)} and {len(model.outputs)}")
+    bad = [v.path for v in model.weights if not np.all(np.isfinite(keras.ops.convert_to_numpy(v)))]
+    if bad:
+        raise ValueError(f"export_model: model {model.name!r} has non-finite weights "
+                         f"({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}); not exported")
     if mode is not None:
         from tandem_keras.modes import with_mode
 
         model = with_mode(model, mode)
     metadata = activity.describe_model(model)
+    if training is not None:
+        metadata["training"] = dict(training)
     counts_model = activity.activity_model(model)
     spikes = activity.activity_model(model, spike_trains=True) if spike_trains else None
     spec = tf.TensorSpec([None, *metadata["input_shape"]], model.inputs[0].dtype or "float32",
@@ -80,13 +100,40 @@ def export_model(model: keras.Model, export_dir: str, mode: Optional[str] = None
     archive.add_endpoint(SERVE_ACTIVITY, lambda images: counts_model(images, training=False), [spec])
     if spikes is not None:
         archive.add_endpoint(SERVE_SPIKES, lambda images: spikes(images, training=False), [spec])
-    archive.write_out(export_dir, verbose=verbose)
+    with _quiet_tensorflow_logger(not verbose):
+        archive.write_out(export_dir, verbose=verbose)
 
     assets = os.path.join(export_dir, "assets")
     os.makedirs(assets, exist_ok=True)
     with open(os.path.join(assets, METADATA_FILE), "w") as f:
         json.dump(metadata, f, indent=1)
     return metadata
+
+
+class _BelowWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING
+
+
+@contextlib.contextmanager
+def _quiet_tensorflow_logger(quiet: bool) -> Iterator[None]:
+    """Hides TensorFlow's INFO lines while saving (renamed inputs, sharding, fingerprint).
+
+    TensorFlow logs them through absl's logger and its own. A filter, not a level: saving
+    resets absl's verbosity (it assigns absl's flags).
+    """
+    if not quiet:
+        yield
+        return
+    loggers = [logging.getLogger(name) for name in ("tensorflow", "absl")]
+    below = _BelowWarning()
+    for logger in loggers:
+        logger.addFilter(below)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(below)
 
 
 def is_saved_model(path: str) -> bool:
@@ -144,6 +191,16 @@ class LoadedModel:
         self._activity = getattr(self._loaded, SERVE_ACTIVITY, None)
         self._spikes = getattr(self._loaded, SERVE_SPIKES, None)
         self.input_shape = self._input_shape()
+
+    def non_finite_variables(self) -> list[str]:
+        """Names of the SavedModel's variables that hold a NaN or an infinity (empty: none)."""
+        return [v.name for v in getattr(self._loaded, "variables", ())
+                if v.dtype.is_floating and not np.all(np.isfinite(v.numpy()))]
+
+    @property
+    def training(self) -> Optional[dict]:
+        """What the export recorded about training (``"training"`` metadata), or None."""
+        return (self.metadata or {}).get("training")
 
     @property
     def has_activity(self) -> bool:

@@ -1,11 +1,13 @@
-"""Training callbacks: resume from a backup, per-epoch random streams, one log line per epoch."""
+"""Training callbacks: resume from a backup, divergence, per-epoch random streams, epoch lines."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 
 import keras
+import numpy as np
 from absl import logging
 
 
@@ -27,11 +29,15 @@ class EpochSummary(keras.callbacks.Callback):
     """Logs one line per epoch with ``absl.logging``: metrics, learning rate and duration.
 
     Example line: ``epoch 3/150: loss=0.8123 top1=0.7102 top5=0.9801 val_loss=0.9 ... lr=0.001 (41.2s)``
+
+    With ``per_epoch=False`` (a Keras progress bar reports the epochs) only the resume line
+    is logged.
     """
 
-    def __init__(self, epochs: int):
+    def __init__(self, epochs: int, per_epoch: bool = True):
         super().__init__()
         self.epochs = epochs
+        self.per_epoch = per_epoch
         self._start = 0.0
 
     def on_train_begin(self, logs=None):
@@ -43,8 +49,11 @@ class EpochSummary(keras.callbacks.Callback):
         self._start = time.time()
 
     def on_epoch_end(self, epoch, logs=None):
+        if not self.per_epoch:
+            return
+        # Per-layer activity (``spike_count/<layer>``, ...) goes to TensorBoard and history.csv.
         items = " ".join(f"{k}={float(v):.4g}" for k, v in sorted((logs or {}).items())
-                         if k != "learning_rate")
+                         if k != "learning_rate" and "/" not in k)
         lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         logging.info("epoch %d/%d: %s lr=%.3g (%.1fs)", epoch + 1, self.epochs, items, lr,
                      time.time() - self._start)
@@ -69,3 +78,72 @@ class EpochSeeds(keras.callbacks.Callback):
                     seed = keras.ops.convert_to_numpy(state)[0]
                     state.assign(keras.ops.convert_to_tensor([seed, epoch * self.STRIDE],
                                                              dtype=state.dtype))
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or the weights became NaN or infinite; ``str()`` is the one-line message."""
+
+
+class StopOnDivergence(keras.callbacks.Callback):
+    """Stops ``fit`` with :class:`TrainingDiverged` at the first non-finite loss or weight.
+
+    Like ``keras.callbacks.TerminateOnNaN``, but it raises instead of letting the epoch
+    end: put it *first* in the callback list and no later callback's ``on_epoch_end``
+    runs for the diverged epoch, so ``BackupAndRestore`` keeps the last good epoch's backup
+    and ``CSVLogger`` / ``TensorBoard`` record no NaN epoch. The loss is checked after
+    every batch (it is a scalar Keras has already computed), the weights at every epoch
+    end before anything is saved (one reduction per variable).
+    """
+
+    def __init__(self, backup_dir: str | None = None):
+        super().__init__()
+        self.backup_dir = backup_dir
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None:
+            value = float(np.asarray(keras.ops.convert_to_numpy(loss)).reshape(-1)[0])
+            if not math.isfinite(value):
+                self._diverged(f"the loss is {value} at epoch {self._epoch + 1} step {batch + 1}")
+
+    def on_epoch_end(self, epoch, logs=None):
+        bad = non_finite_weights(self.model)
+        if bad:
+            self._diverged(f"weight {bad[0]} is not finite after epoch {epoch + 1}")
+        for name, value in sorted((logs or {}).items()):
+            if isinstance(value, (int, float, np.floating)) and not math.isfinite(float(value)):
+                self._diverged(f"{name} is {float(value)} at epoch {epoch + 1}")
+
+    def _diverged(self, what: str) -> None:
+        kept = "nothing exported"
+        if self.backup_dir and os.path.exists(os.path.join(self.backup_dir, "latest.weights.h5")):
+            kept = f"the backup of epoch {resume_epoch(self.backup_dir)} in {self.backup_dir} is kept, " + kept
+        raise TrainingDiverged(f"training diverged: {what}; {kept} (lower --learning_rate and "
+                               "rerun to resume from the backup)")
+
+
+def non_finite_weights(model: keras.Model) -> list[str]:
+    """Paths of the model's variables holding a NaN or an infinity (empty: all finite)."""
+    return [v.path for v in model.weights
+            if not np.all(np.isfinite(keras.ops.convert_to_numpy(v)))]
+
+
+class SetLearningRate(keras.callbacks.Callback):
+    """Puts ``--learning_rate`` back after ``BackupAndRestore`` restored the recorded one.
+
+    With a constant rate the optimizer keeps it in a variable that the backup holds; a run
+    resumed with another ``--learning_rate`` must train with the new one. (Schedules are
+    not variables: they are rebuilt from the flags.)
+    """
+
+    def __init__(self, learning_rate):
+        super().__init__()
+        self.learning_rate = learning_rate
+
+    def on_train_begin(self, logs=None):
+        if isinstance(self.learning_rate, float):
+            self.model.optimizer.learning_rate = self.learning_rate

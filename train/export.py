@@ -10,7 +10,8 @@ from tandem_keras.export import export_model
 KERAS_FILE = "model.keras"
 
 
-def export(model: keras.Model, export_dir: str, mode: str | None = None) -> None:
+def export(model: keras.Model, export_dir: str, mode: str | None = None,
+           training: dict | None = None) -> None:
     """Writes the SavedModel to ``export_dir`` and the Keras model to ``export_dir/model.keras``.
 
     The SavedModel comes from ``tandem_keras.export.export_model``: the serving signature
@@ -18,8 +19,9 @@ def export(model: keras.Model, export_dir: str, mode: str | None = None) -> None
     that SynOps can be counted from the SavedModel alone. ``mode`` exports the model
     switched to that mode (``"tandem"`` after ``quantized`` training: constrain-then-train).
     The ``.keras`` file holds the model as trained, for further training
-    (``keras.models.load_model``).
+    (``keras.models.load_model``). ``training`` (the dataset split) goes into the
+    SavedModel's metadata, where ``python -m eval --split=validation`` reads it.
+    A model with a non-finite weight is refused (``ValueError``) before anything is written.
     """
-    os.makedirs(export_dir, exist_ok=True)
-    export_model(model, export_dir, mode=mode)
+    export_model(model, export_dir, mode=mode, training=training)  # creates export_dir
     model.save(os.path.join(export_dir, KERAS_FILE))

@@ -7,6 +7,9 @@ The defaults reproduce the authors' CIFAR-10 recipe (SPEC 8): CIFARNet, T=10, Ad
 from __future__ import annotations
 
 import functools
+import json
+import math
+import os
 from typing import Any
 
 from absl import flags
@@ -63,6 +66,9 @@ _boolean("deterministic", False,
          "Enable TensorFlow op determinism (bit-identical reruns, slower on GPU).")
 _string("model_dir", None, "Checkpoints (resume), TensorBoard logs, history.csv and flags.txt.")
 _string("export_dir", None, "SavedModel and model.keras at the end (default: MODEL_DIR/export).")
+_boolean("restart", False,
+         "Start afresh in an existing --model_dir: delete its backup, logs, history and "
+         "config instead of resuming (needed to change a flag of train.rundir.FIXED).")
 flags.mark_flag_as_required("model_dir", flag_values=FLAGS)
 
 
@@ -77,7 +83,8 @@ class FlagError(ValueError):
 def check(values: Any) -> None:
     """Checks flag values that do not need TensorFlow; raises :class:`FlagError`.
 
-    ``values`` is :data:`FLAGS` (parsed) or any object with the same attributes.
+    ``values`` is :data:`FLAGS` (parsed) or any object with the same attributes. Every
+    float flag must be finite (an infinite or NaN learning rate diverges at the first step).
     """
     if values.model not in models.BUILDERS:
         raise FlagError("model", values.model,
@@ -95,13 +102,41 @@ def check(values: Any) -> None:
             raise FlagError(name, value, "must be an integer >= 1")
     if values.image_size is not None and values.image_size < 1:
         raise FlagError("image_size", values.image_size, "must be an integer >= 1")
+    floats = {"learning_rate": values.learning_rate, "lr_step_factor": values.lr_step_factor,
+              "weight_decay": values.weight_decay, "validation_split": values.validation_split,
+              "dropout": values.dropout}
+    for name, value in floats.items():
+        if value is not None and not math.isfinite(value):
+            raise FlagError(name, value, "must be a finite number")
     if values.dropout is not None and not 0 <= values.dropout < 1:
         raise FlagError("dropout", values.dropout, "must be in [0, 1)")
     if not values.learning_rate > 0:
         raise FlagError("learning_rate", values.learning_rate, "must be > 0")
+    if not 0 < values.lr_step_factor <= 1:
+        raise FlagError("lr_step_factor", values.lr_step_factor,
+                        "must be in (0, 1] (the learning rate is multiplied by it)")
     if values.weight_decay < 0:
         raise FlagError("weight_decay", values.weight_decay, "must be >= 0")
     if not 0 <= values.validation_split < 1:
         raise FlagError("validation_split", values.validation_split, "must be in [0, 1)")
     if values.cpu_devices < 0:
         raise FlagError("cpu_devices", values.cpu_devices, "must be >= 0")
+    if values.strategy == "multi_worker":
+        _check_tf_config()
+
+
+def _check_tf_config() -> None:
+    """``--strategy=multi_worker`` needs ``TF_CONFIG`` naming the cluster and this task."""
+    raw = os.environ.get("TF_CONFIG", "")
+    problem = None
+    try:
+        config = json.loads(raw) if raw.strip() else None
+    except json.JSONDecodeError as e:
+        config, problem = None, f"TF_CONFIG is not valid JSON ({e.msg})"
+    if problem is None and not (isinstance(config, dict) and config.get("cluster")
+                                and isinstance(config.get("task"), dict)):
+        problem = ("needs TF_CONFIG with the cluster and this worker's task, e.g. TF_CONFIG="
+                   "'{\"cluster\": {\"worker\": [\"host1:12345\", \"host2:12345\"]}, "
+                   "\"task\": {\"type\": \"worker\", \"index\": 0}}'")
+    if problem:
+        raise FlagError("strategy", "multi_worker", problem)

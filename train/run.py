@@ -5,6 +5,7 @@
 
 - ``flags.txt``: the flags of the run (one ``--name=value`` a line, re-usable with
   ``--flagfile``);
+- ``config.json``: the flags that make the run, checked when it resumes (``train.rundir``);
 - ``backup/``: ``keras.callbacks.BackupAndRestore`` state (weights, optimizer state, epoch)
   written at every epoch end; rerunning with the same ``--model_dir`` resumes from it;
 - ``logs/``: TensorBoard: loss, top-1, top-5 (``train/``, ``validation/``), and per layer
@@ -14,6 +15,9 @@
 
 In a multi-worker cluster only the chief writes these; the other workers keep their own
 backup and logs under ``workers/<task>/``.
+
+A NaN or infinite loss or weight stops training with :class:`TrainingDiverged` before the
+diverged epoch is backed up or logged; nothing is exported.
 """
 from __future__ import annotations
 
@@ -30,7 +34,9 @@ import models
 from tandem_keras.callbacks import ActivityLogger
 from tandem_keras.metrics import SparseTopKAccuracy
 from train import callbacks as train_callbacks
-from train import data, pipeline
+from train import data, pipeline, rundir
+from train.callbacks import TrainingDiverged
+from train.console import progress_verbosity
 from train.distribute import make_strategy, patch_for_multi_worker, worker_role
 from train.export import export
 from train.flags import FlagError
@@ -68,10 +74,16 @@ def compiled_model(values: Any, source: data.Source, steps_per_epoch: int) -> ke
 
     Call inside ``strategy.scope()``. Top-5 becomes top-k for fewer than 5 classes.
     """
-    model = models.build(values.model, input_shape=source.image_shape,
-                         num_classes=source.num_classes, time_steps=values.time_steps,
-                         decode=values.decode, mode=values.mode,
-                         **({} if values.dropout is None else {"dropout": values.dropout}))
+    try:
+        model = models.build(values.model, input_shape=source.image_shape,
+                             num_classes=source.num_classes, time_steps=values.time_steps,
+                             decode=values.decode, mode=values.mode,
+                             **({} if values.dropout is None else {"dropout": values.dropout}))
+    except ValueError as e:  # e.g. 3-channel normalization, 1-channel images
+        problem = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise FlagError("model", values.model,
+                        f"does not fit --dataset={values.dataset} with images of shape "
+                        f"{tuple(source.image_shape)}: {problem}") from None
     top_k = min(5, source.num_classes)
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate(values, steps_per_epoch),
@@ -97,7 +109,11 @@ def run(values: Any) -> keras.Model:
 
     Raises:
       FlagError: a flag value that turns out to be unusable (empty folder, batch size not
-        divisible by the replicas, batch larger than the training split).
+        divisible by the replicas, batch larger than the training split, a model that does
+        not fit the dataset's images).
+      rundir.RunDirError: ``--model_dir`` holds a run with other flags (``--restart``).
+      TrainingDiverged: the loss or a weight became NaN or infinite; the backup of the last
+        good epoch is kept and nothing is exported.
     """
     # The strategy first: multi-worker collectives must be configured before TF runs anything.
     strategy = make_strategy(values.strategy, values.tpu)
@@ -110,6 +126,10 @@ def run(values: Any) -> keras.Model:
         raise FlagError("batch_size", values.batch_size,
                         f"not divisible by the {replicas} replicas of --strategy={values.strategy}")
     is_chief, task = worker_role(strategy)
+    if is_chief:  # refuse a model_dir of another run before loading any data
+        rundir.prepare(values, restart=getattr(values, "restart", False))
+    elif getattr(values, "restart", False):
+        rundir.clear(os.path.join(values.model_dir, "workers", task))
 
     try:
         source = data.load(values.dataset, data_dir=values.data_dir,
@@ -126,6 +146,7 @@ def run(values: Any) -> keras.Model:
     if is_chief:
         with open(os.path.join(work_dir, "flags.txt"), "w", encoding="utf-8") as f:
             f.write(_flags_text(values))
+        rundir.record(values)
     backup_dir = os.path.join(work_dir, "backup")
     log_dir = os.path.join(work_dir, "logs")
 
@@ -142,14 +163,18 @@ def run(values: Any) -> keras.Model:
     val_ds = (pipeline.eval_batches(source, "validation", batch_size=values.batch_size)
               if source.num_validation else None)
 
+    verbose = progress_verbosity() if is_chief else 0
     callbacks = [
-        # First: the backup is restored before, and written before, anything else runs.
+        # First: a NaN loss or weight stops fit before any later callback saves or logs it.
+        train_callbacks.StopOnDivergence(backup_dir),
+        # The backup is restored before, and written before, anything else runs.
         keras.callbacks.BackupAndRestore(backup_dir, double_checkpoint=True, delete_checkpoint=False),
+        train_callbacks.SetLearningRate(learning_rate(values, steps_per_epoch)),
         keras.callbacks.TensorBoard(log_dir=log_dir),
         *([_activity_callback(log_dir, source, values.batch_size)] if is_chief else []),
         keras.callbacks.CSVLogger(os.path.join(work_dir, "history.csv"), append=True),
         train_callbacks.EpochSeeds(),
-        train_callbacks.EpochSummary(values.epochs),
+        train_callbacks.EpochSummary(values.epochs, per_epoch=not verbose),
     ]
     logging.info("training %s on %s: %d train / %d validation examples, %d steps of %d "
                  "(%d per replica x %d replicas) per epoch, epochs %d..%d",
@@ -162,15 +187,20 @@ def run(values: Any) -> keras.Model:
         model.fit(train_ds, epochs=values.epochs, steps_per_epoch=steps_per_epoch,
                   validation_data=val_ds, callbacks=callbacks,
                   shuffle=False,  # the pipeline shuffles
-                  verbose=1 if is_chief else 0)
+                  verbose=verbose)
 
     export_mode = values.export_mode if values.export_mode != values.mode else None
     export_dir = values.export_dir or os.path.join(values.model_dir, "export")
+    training = {"dataset": values.dataset, "validation_split": values.validation_split,
+                "split_seed": getattr(data, "SPLIT_SEED", getattr(data, "_SPLIT_SEED", None)),
+                "image_size": values.image_size, "num_train": source.num_train,
+                "num_validation": source.num_validation, "epochs": values.epochs,
+                "seed": values.seed}
     if is_chief:
-        export(model, export_dir, export_mode)
+        export(model, export_dir, export_mode, training=training)
         logging.info("exported the SavedModel and %s to %s", "model.keras", export_dir)
     else:  # every worker takes part in saving; only the chief's copy is kept
         scratch = tempfile.mkdtemp(prefix=f"export_{task}_")
-        export(model, scratch, export_mode)
+        export(model, scratch, export_mode, training=training)
         shutil.rmtree(scratch, ignore_errors=True)
     return model
