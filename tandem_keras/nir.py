@@ -30,17 +30,20 @@ subtractive-reset field, and an ``I`` + ``Threshold`` + recurrent-edge subgraph 
 NIR's own semantics) is executed by none of the importers below. Importers and the reset:
 
 - snnTorch 1.0.0 (``snntorch.import_nir.import_from_nir``, needs ``nirtorch``): maps ``IF``
-  to ``Leaky(beta=0.9, threshold=v_threshold, reset_delay=False, init_hidden=False)``, whose
-  reset *is* by subtraction but which leaks. A user sets ``beta = 1`` on every ``Leaky``
-  (then it is the IF neuron of SPEC 3) and replaces each ``Flatten(0, -1)`` by
+  to ``Leaky(beta=0.9, threshold=v_threshold, reset_delay=False, init_hidden=False)``: reset
+  by subtraction, but it leaks, returns ``(spk, mem)`` tuples inside the graph, and with
+  ``reset_delay=False`` a neuron whose residue after a reset is still >= theta fires again
+  only at 2 theta. A user replaces every ``Leaky`` by ``Leaky(beta=1.0,
+  threshold=<same>, init_hidden=True)`` (default ``reset_delay=True``: ``V(t) = V(t-1) +
+  z(t) - theta s(t-1)``, the IF neuron of SPEC 3) and every ``Flatten(0, -1)`` by
   ``Flatten(1, -1)`` (snnTorch passes NIR's ``start_dim``, which does not count the batch
-  axis, to torch as is). With these two corrections the spikes are those of the Keras
-  model (``tests/test_nir_snntorch.py``; the README's "Deploy" section shows the code).
+  axis, to torch as is). With these corrections the spikes are those of the Keras model
+  (``tests/test_nir_snntorch.py``; README, "Deploy").
 - An importer that follows NIR's ``IF`` literally resets to ``v_reset = 0``: that is not
   this network (the residue above threshold is lost); use the simulator's subtractive IF
   neuron instead. Other importers are not checked here.
 
-Thresholds: tandem_keras fires on ``V >= theta``, NIR's ``IF`` on ``v > v_threshold``;
+Thresholds: tandem_keras fires on ``V >= theta``, NIR's ``IF`` (and snnTorch) on ``v > v_threshold``;
 they differ only when a potential lands exactly on ``theta`` (``SPEC 3``: the layers'
 rule is the reference). The graph metadata records ``time_steps``, ``decoding``,
 ``encoding``, ``reset``, ``threshold_rule``, ``readout`` and ``tandem_keras_version``.
@@ -164,8 +167,8 @@ def export_nir(model: keras.Model, path: Optional[str | os.PathLike] = None) -> 
       >>> import tandem_keras as tk
       >>> from models import digits
       >>> graph = tk.export_nir(digits(time_steps=4), "/tmp/digits.nir")
-      >>> sorted(graph.nodes)[:3], graph.metadata["time_steps"]
-      (['input', 'logits', 'output'], 4)
+      >>> list(graph.nodes)[:3], graph.metadata["time_steps"]
+      (['input', 'tandem_conv1', 'tandem_conv1_if'], 4)
     """
     nir = _nir()
     encoder, layers = _split_at_encoder(model)
