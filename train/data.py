@@ -13,7 +13,9 @@ Dataset names (``--dataset``):
 - ``imagenet2012``: TFDS ``imagenet2012`` (place the archives in TFDS's manual download
   directory, ``<data_dir>/downloads/manual``); ``test`` is the TFDS validation split.
 - ``folder:PATH``: a directory with one sub-folder of PNG/JPEG images per class; images are
-  resized to the first image's size (or ``image_size``). No ``test`` split.
+  resized to the first image's size (or ``image_size``). No ``test`` split. Every file is
+  decoded once up front (``train.folder_check``): files that cannot be decoded refuse the
+  folder, naming them (or are left out and logged, ``skip_bad_images``); at least 2 classes.
 - ``digits``: scikit-learn's bundled 8x8 digits (no download); a fixed stratified 80/20
   train/test split, the validation part held out of the 80%.
 
@@ -33,6 +35,9 @@ import os
 
 import numpy as np
 import tensorflow as tf
+from absl import logging
+
+from train import folder_check
 
 SPLITS = ("train", "validation", "test")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
@@ -91,6 +96,7 @@ def load(
     data_dir: str | None = None,
     validation_split: float = 0.1,
     image_size: int | None = None,
+    skip_bad_images: bool = False,
 ) -> Source:
     """Loads ``dataset`` (see the module docstring) with ``validation_split`` held out of train.
 
@@ -100,16 +106,20 @@ def load(
       validation_split: fraction of the training examples held out, in ``[0, 1)``.
       image_size: square size images are resized to (folders) or cropped to (ImageNet);
         ``None`` keeps the dataset's own (ImageNet: 224).
+      skip_bad_images: folders: leave out (and log) the files that cannot be decoded
+        instead of refusing the folder.
 
     Raises:
-      DatasetError: unknown dataset, empty folder, bad split fraction.
+      DatasetError: unknown dataset, empty folder, a folder with files that cannot be
+        decoded (unless ``skip_bad_images``) or fewer than 2 classes, bad split fraction,
+        a TFDS dataset that needs a manual download.
     """
     if not 0.0 <= validation_split < 1.0:
         raise DatasetError(f"validation_split must be in [0, 1), got {validation_split}")
     if dataset == "digits":
         return _digits(validation_split)
     if dataset.startswith("folder:"):
-        return _folder(dataset[len("folder:"):], validation_split, image_size)
+        return _folder(dataset[len("folder:"):], validation_split, image_size, skip_bad_images)
     if dataset in ("cifar10", "imagenet2012"):
         return _tfds(dataset, data_dir, validation_split, image_size)
     raise DatasetError(
@@ -172,8 +182,35 @@ def _list_folder(path: str) -> tuple[list[str], list[int], list[str]]:
     return files, labels, classes
 
 
-def _folder(path: str, validation_split: float, image_size: int | None) -> Source:
-    files, labels, classes = _list_folder(path)
+def _readable(path: str, files: list[str], labels: list[int], classes: list[str],
+              skip_bad_images: bool) -> tuple[list[str], list[int], list[str]]:
+    """Refuses (or, with ``skip_bad_images``, leaves out) the files that cannot be decoded,
+    then a folder with fewer than 2 classes; returns files, labels and classes kept."""
+    bad = set(folder_check.unreadable_images(files))
+    if bad and not skip_bad_images:
+        raise DatasetError(
+            f"folder {path!r}: {len(bad)} of {len(files)} image files cannot be decoded: "
+            f"{folder_check.describe(sorted(bad), path)} (remove them, or train with "
+            "--skip_bad_images to leave them out)")
+    if bad:
+        logging.warning("folder %r: leaving out %d of %d image files that cannot be decoded: %s",
+                        path, len(bad), len(files), folder_check.describe(sorted(bad), path, len(bad)))
+        kept = [(f, label) for f, label in zip(files, labels) if f not in bad]
+        used = sorted({label for _, label in kept})  # classes that still have images
+        files = [f for f, _ in kept]
+        labels = [used.index(label) for _, label in kept]
+        classes = [classes[c] for c in used]
+    if len(classes) < 2:
+        raise DatasetError(
+            f"folder {path!r} has {len(classes)} class{'' if len(classes) == 1 else 'es'} with "
+            f"images ({', '.join(classes) or '-'}); "
+            "a classifier needs at least 2 class sub-folders (PATH/<class>/*.png)")
+    return files, labels, classes
+
+
+def _folder(path: str, validation_split: float, image_size: int | None,
+            skip_bad_images: bool = False) -> Source:
+    files, labels, classes = _readable(path, *_list_folder(path), skip_bad_images)
     first = tf.io.decode_image(tf.io.read_file(files[0]), channels=3, expand_animations=False)
     height, width = (image_size, image_size) if image_size else tuple(first.shape[:2])
 

@@ -69,6 +69,9 @@ _string("export_dir", None, "SavedModel and model.keras at the end (default: MOD
 _boolean("restart", False,
          "Start afresh in an existing --model_dir: delete its backup, logs, history and "
          "config instead of resuming (needed to change a flag of train.rundir.FIXED).")
+_boolean("skip_bad_images", False,
+         "folder:PATH datasets: leave out (and log) image files that cannot be decoded "
+         "instead of refusing the folder.")
 flags.mark_flag_as_required("model_dir", flag_values=FLAGS)
 
 
@@ -123,6 +126,29 @@ def check(values: Any) -> None:
         raise FlagError("cpu_devices", values.cpu_devices, "must be >= 0")
     if values.strategy == "multi_worker":
         _check_tf_config()
+    for name in ("model_dir", "export_dir"):
+        if getattr(values, name, None):
+            problem = _output_dir_problem(getattr(values, name))
+            if problem:
+                raise FlagError(name, getattr(values, name), problem)
+
+
+def _output_dir_problem(path: str) -> str | None:
+    """Why ``path`` cannot be (created as) a writable directory, or None (URLs: not checked)."""
+    if "://" in path:  # gs://... for TPUs: left to TensorFlow's file system
+        return None
+    if os.path.exists(path):
+        if not os.path.isdir(path):
+            return "exists and is not a directory"
+        return None if os.access(path, os.W_OK | os.X_OK) else "directory is not writable"
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(parent):  # the nearest existing ancestor must take new entries
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        return f"cannot be created: {parent} is not a directory"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"cannot be created: {parent} is not writable"
+    return None
 
 
 def _check_tf_config() -> None:

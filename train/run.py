@@ -133,7 +133,8 @@ def run(values: Any) -> keras.Model:
 
     try:
         source = data.load(values.dataset, data_dir=values.data_dir,
-                           validation_split=values.validation_split, image_size=values.image_size)
+                           validation_split=values.validation_split, image_size=values.image_size,
+                           skip_bad_images=getattr(values, "skip_bad_images", False))
     except data.DatasetError as e:
         raise FlagError("dataset", values.dataset, str(e)) from None
     if values.batch_size > source.num_train:
