@@ -4,6 +4,8 @@ A tandem layer folds time into the batch with the T it was built with, so anothe
 be refused (not re-split); its rank and last axis are its InputSpec; inference inputs must
 be spikes (0/1, finite); the encoder refuses NaN/inf instead of encoding them as silence.
 """
+import re
+
 import keras
 import numpy as np
 import pytest
@@ -171,3 +173,32 @@ def test_encoder_refuses_non_finite_input(bad, encoding):
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"enc \(SpikeEncoder\) was fed NaN or inf"):
         model.predict(v, verbose=0)
     assert enc(v, training=True).shape == (2, 4, 3)  # in training it shows as a NaN loss
+
+
+def _assert_ops(model, x):
+    fn = tf.function(lambda s: model(s, training=False))
+    graph = fn.get_concrete_function(tf.constant(x)).graph
+    scopes = [op.name.split("/")[-3] for op in graph.get_operations() if op.type == "Assert"]
+    return sorted(re.sub(r"_\d+$", "", scope) for scope in scopes)   # "enc_1" -> "enc"
+
+
+def test_library_spike_trains_are_not_rechecked_but_foreign_layers_outputs_are():
+    """Spikes made by the encoder or an IF layer are 0/1 by construction (tagged, no
+    check); a Keras layer between two tandem layers makes a tensor that is checked."""
+    x = np.random.default_rng(5).random((2, 6, 6, 3)).astype(np.float32) * 4
+    plain = keras.Sequential([keras.Input((6, 6, 3)), tk.SpikeEncoder(4, name="enc"),
+                              tk.TandemConv2D(2, 3, name="conv"), tk.TimeFlatten(),
+                              tk.TandemDense(3, name="fc"), tk.SpikeCount()])
+    assert _assert_ops(plain, x) == ["enc"]
+    pooled = keras.Sequential([keras.Input((6, 6, 3)), tk.SpikeEncoder(4, name="enc"),
+                               tk.TandemConv2D(2, 3, name="conv"),
+                               keras.layers.AveragePooling3D((1, 2, 2), name="avg"),
+                               tk.TandemConv2D(2, 3, name="conv2"), tk.SpikeCount()])
+    assert _assert_ops(pooled, x) == ["conv2", "enc"]
+    averaged = keras.Sequential([keras.Input((4, 6, 6, 2)), keras.layers.AveragePooling3D((1, 2, 2)),
+                                 tk.TandemConv2D(2, 3, name="after_avg")])
+    spikes = np.zeros((2, 4, 6, 6, 2), np.float32)
+    assert averaged.predict(spikes, verbose=0).shape == (2, 4, 3, 3, 2)   # 0 averages to 0
+    spikes[:, :, 0, 0, 0] = 1.0                     # one spike in a 2x2 window -> 0.25
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"after_avg \(TandemConv2D\) expects a spike"):
+        averaged.predict(spikes, verbose=0)

@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from tandem_keras import neurons, tandem
 from tandem_keras._checks import (ModeMixin, check_choice, check_finite, check_threshold,
-                                  check_time_steps, layer_label)
+                                  check_time_steps, layer_label, mark_spikes)
 
 ENCODINGS = ("spike", "current")
 
@@ -80,8 +80,8 @@ class SpikeEncoder(ModeMixin, keras.layers.Layer):
             return tf.cast(tf.tile(per_step, reps), self.compute_dtype)
         count = neurons.bounded_quantized_relu(v, self.threshold, self.time_steps)
         spikes = neurons.front_loaded_spikes(count, self.time_steps)
-        return tandem.couple_spikes_to_potential(
-            tf.cast(spikes, self.compute_dtype), v, self.threshold, "bounded_relu")
+        return mark_spikes(tandem.couple_spikes_to_potential(
+            tf.cast(spikes, self.compute_dtype), v, self.threshold, "bounded_relu"))
 
     def get_config(self) -> dict:
         config = super().get_config()

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tandem_keras._checks import layer_label
+from tandem_keras._checks import is_marked_spikes, layer_label, mark_spikes
 
 
 def _per_step_spec(input_shape) -> keras.InputSpec:
@@ -77,4 +77,5 @@ class TimeFlatten(keras.layers.Layer):
 
     def call(self, inputs):
         features = int(np.prod(inputs.shape[2:]))
-        return tf.reshape(inputs, [-1, inputs.shape[1], features])
+        flat = tf.reshape(inputs, [-1, inputs.shape[1], features])
+        return mark_spikes(flat) if is_marked_spikes(inputs) else flat  # same values

@@ -23,6 +23,7 @@ from tandem_keras._checks import (
     check_threshold,
     check_time_axis,
     layer_label,
+    mark_spikes,
     spike_train_input_spec,
 )
 
@@ -264,9 +265,9 @@ class TandemLayer(ModeMixin, keras.layers.Layer):
         kernel = tf.convert_to_tensor(self.kernel)
         inputs = tf.cast(inputs, kernel.dtype)
         if self.mode == "tandem":
-            return self._call_tandem(inputs, kernel, training)
+            return mark_spikes(self._call_tandem(inputs, kernel, training))
         if self.mode == "bptt":
-            return self._call_bptt(inputs, kernel, training)
+            return mark_spikes(self._call_bptt(inputs, kernel, training))
         counts = tf.reduce_sum(inputs, axis=1)
         v_f, _, _ = self._normalize(self._apply_kernel(counts, kernel), training)
         if self.mode == "ann":
@@ -274,8 +275,8 @@ class TandemLayer(ModeMixin, keras.layers.Layer):
         # quantized: Eq. 11 forward as a front-loaded spike train, straight-through gradient
         activation = neurons.bounded_quantized_relu(v_f, self.threshold, self._time_steps)
         spikes = neurons.front_loaded_spikes(activation, self._time_steps)
-        return tandem.couple_spikes_to_potential(
-            tf.cast(spikes, self.compute_dtype), v_f, self.threshold, self.surrogate)
+        return mark_spikes(tandem.couple_spikes_to_potential(
+            tf.cast(spikes, self.compute_dtype), v_f, self.threshold, self.surrogate))
 
     def _per_step_products(self, inputs, kernel):
         """``W * s(t)`` for every t with one linear op over time folded into batch."""
