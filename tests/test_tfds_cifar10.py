@@ -123,16 +123,16 @@ def test_imagenet_without_manual_download_is_one_line(tmp_path):
 
 
 @pytest.mark.parametrize("present", [[], ["ILSVRC2012_img_train.tar"]])
-def test_manual_download_check_names_missing_files(tmp_path, present):
-    from train import data
+def test_manual_download_message_names_missing_files(tmp_path, present):
+    from train import tfds_prepare
 
+    files = tfds_prepare.MANUAL_DOWNLOADS["imagenet2012"][0]
     for name in present:
         (tmp_path / name).write_bytes(b"")
-    with pytest.raises(data.DatasetError) as error:
-        data._check_manual_download("imagenet2012", str(tmp_path))
-    missing = [f for f in data.MANUAL_DOWNLOADS["imagenet2012"][0] if f not in present]
-    assert str(error.value).endswith(f"(missing: {', '.join(missing)})")
-    for name in data.MANUAL_DOWNLOADS["imagenet2012"][0]:
+    message = tfds_prepare.manual_download_message("imagenet2012", str(tmp_path))
+    missing = [f for f in files if f not in present]
+    assert message.endswith(f"in {tmp_path}/ (missing: {', '.join(missing)})")
+    for name in files:
         (tmp_path / name).write_bytes(b"")
-    data._check_manual_download("imagenet2012", str(tmp_path))  # all there: no error
-    data._check_manual_download("cifar10", str(tmp_path / "absent"))  # TFDS downloads it
+    assert tfds_prepare.manual_download_message("imagenet2012", str(tmp_path)) is None
+    assert tfds_prepare.missing_manual_files("cifar10", str(tmp_path / "absent")) == []

@@ -37,16 +37,11 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from train import folder_check
+from train import folder_check, tfds_prepare
 
 SPLITS = ("train", "validation", "test")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 _SPLIT_SEED = 0  # fixed partition seed, independent of --seed
-# TFDS datasets that TFDS cannot download: the files its manual download directory must hold.
-MANUAL_DOWNLOADS = {
-    "imagenet2012": (("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar"),
-                     "from https://image-net.org/download-images"),
-}
 
 
 class DatasetError(ValueError):
@@ -235,27 +230,14 @@ def _folder(path: str, validation_split: float, image_size: int | None,
                   augment="cifar", cache=fits_in_memory)
 
 
-def _check_manual_download(name: str, manual_dir: str) -> None:
-    """Raises ``DatasetError`` saying which files to put where if ``name`` needs a manual
-    download (``MANUAL_DOWNLOADS``) and ``manual_dir`` (TFDS's, ``<data_dir>/downloads/manual``)
-    lacks one of them."""
-    files, source = MANUAL_DOWNLOADS.get(name, ((), ""))
-    missing = [f for f in files if not os.path.isfile(os.path.join(manual_dir, f))]
-    if missing:
-        raise DatasetError(
-            f"TFDS {name!r} is not prepared and needs a manual download: put "
-            f"{' and '.join(files)} ({source}) in {manual_dir}/ (missing: {', '.join(missing)})"
-        )
-
-
 def _tfds(name: str, data_dir: str | None, validation_split: float,
           image_size: int | None) -> Source:
     import tensorflow_datasets as tfds
 
     builder = tfds.builder(name, data_dir=data_dir)
-    if not os.path.isfile(os.path.join(builder.data_dir, "dataset_info.json")):  # not prepared
-        _check_manual_download(name, os.path.join(str(builder.data_dir_root), "downloads", "manual"))
-        builder.download_and_prepare()
+    problem = tfds_prepare.prepare(builder, name)
+    if problem:
+        raise DatasetError(problem)
     info = builder.info
     if "train" in info.splits:
         total = info.splits["train"].num_examples
