@@ -15,6 +15,10 @@ spike counts, the free aggregate membrane potential ``W c + b``).
 ``output_neurons`` is a ``TandemDense`` without batch norm and ``logits`` its
 ``SpikeCount`` (integer logits in ``[0, T]``). Dropout drops whole neurons for the whole
 window (``noise_shape=[batch, 1, features]``), i.e. it acts on the spike counts.
+``decode="spike_count_st"``: ``dropout -> logits``, a ``tk.decoding.SpikeCountOutput``: the
+same IF output neurons, trained with the straight-through coupling (gradient also for
+silent and saturated output neurons) and predicting by spike count with ties broken by the
+final membrane potential (logits ``c + g(V_end)``, see ``tandem_keras.decoding``).
 """
 from __future__ import annotations
 
@@ -26,7 +30,7 @@ import keras
 
 import tandem_keras as tk
 
-DECODES = ("membrane", "spike_count")
+DECODES = ("membrane", "spike_count", "spike_count_st")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,7 +101,7 @@ def build_classifier(
         ``input_tensor``).
       num_classes: number of logits.
       time_steps: encoding window ``T``.
-      decode: ``"membrane"`` or ``"spike_count"`` (output decoding).
+      decode: ``"membrane"``, ``"spike_count"`` or ``"spike_count_st"`` (output decoding).
       mode: one of ``tk.MODES``; every tandem_keras layer is built in it.
       encoder: the analog convolution in front of the ``SpikeEncoder``.
       convs: the ``TandemConv2D`` layers, in order.
@@ -172,11 +176,17 @@ def build_classifier(
         if dropout:
             x = layers.Dropout(dropout, name="dropout")(x)
         outputs = layers.Dense(num_classes, dtype="float32", name="logits")(x)
-    else:
+    elif decode == "spike_count":
         if dropout:
             x = layers.Dropout(dropout, noise_shape=(None, 1, None), name="dropout")(x)
         x = tk.TandemDense(num_classes, batch_norm=False, mode=mode, name="output_neurons")(x)
         outputs = tk.SpikeCount(dtype="float32", name="logits")(x)
+    else:  # "spike_count_st"
+        if dropout:
+            x = layers.Dropout(dropout, noise_shape=(None, 1, None), name="dropout")(x)
+        outputs = tk.decoding.SpikeCountOutput(
+            num_classes, surrogate=tk.decoding.StraightThrough(), tie_break="membrane", mode=mode,
+            dtype="float32", name="logits")(x)
     model = keras.Model(images, outputs, name=name)
     if weights is not None:
         model.load_weights(weights)

@@ -8,12 +8,13 @@ Modules: ``neurons`` (IF dynamics), ``tandem`` (the couplings), ``layers``, ``mo
 ``synops`` (fan-out, SynOps, MACs, energy), ``activity`` (a model's per-layer spike
 counts and SynOps report), ``registry`` (how layers are counted; devices' energy),
 ``tables`` (``tk.summary`` and the report tables), ``export`` (SavedModel with activity),
-``analysis`` (Fig. 7C, Fig. 9), ``metrics`` (top-k with one tie rule), ``callbacks`` (TensorBoard activity), ``plots``
+``analysis`` (Fig. 7C, Fig. 9), ``metrics`` (top-k with one tie rule), ``decoding``
+(spike-count output layer: scale, straight-through coupling, membrane tie rule), ``callbacks`` (TensorBoard activity), ``plots``
 (matplotlib figures; needs the ``plots`` extra).
 """
 
 from tandem_keras import _backend  # noqa: F401  (first: refuses a non-TensorFlow Keras backend)
-from tandem_keras import activity, analysis, callbacks, export, metrics, neurons, plots, registry, surrogates, synops, tables, tandem
+from tandem_keras import activity, analysis, callbacks, decoding, export, metrics, neurons, plots, registry, surrogates, synops, tables, tandem
 from tandem_keras._checks import MODES
 from tandem_keras.callbacks import ActivityLogger
 from tandem_keras.export import export_model
@@ -39,6 +40,7 @@ __all__ = [
     "analysis",
     "callbacks",
     "count_synops",
+    "decoding",
     "describe_model",
     "export",
     "encode_for_nir",
