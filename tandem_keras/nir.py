@@ -188,6 +188,9 @@ def export_nir(model: keras.Model, path: Optional[str | os.PathLike] = None) -> 
         if getattr(layer, "mode", "tandem") not in _SPIKING_MODES:
             raise _unsupported(layer, f"it is in mode {layer.mode!r}; export the SNN: "
                                       "tk.with_mode(model, 'tandem').")
+        if isinstance(layer, (TandemConv2D, TandemDense)) and type(layer) not in (TandemConv2D, TandemDense):
+            raise _unsupported(layer, "a subclass of a tandem layer computes more than its IF neurons; "
+                                      "only TandemConv2D and TandemDense themselves export.")
         if counted and not (isinstance(layer, keras.layers.Dense) and decoding == "spike_count"):
             raise _unsupported(layer, "only one Dense readout may follow the SpikeCount.")
         if isinstance(layer, TandemConv2D):

@@ -159,7 +159,8 @@ def test_metadata_and_neurons():
 
 
 @pytest.mark.parametrize("case,culprit", [
-    ("pool", "pool"), ("mode", "tandem_conv1"), ("no_encoder", "no_encoder"), ("relu", "head")])
+    ("pool", "pool"), ("mode", "tandem_conv1"), ("no_encoder", "no_encoder"), ("relu", "head"),
+    ("subclass", "special")])
 def test_unexportable_layer_is_named(case, culprit):
     if case == "pool":
         model = keras.Sequential([keras.Input((8, 8, 1)), tk.SpikeEncoder(2),
@@ -168,6 +169,9 @@ def test_unexportable_layer_is_named(case, culprit):
         model = models.digits(time_steps=2, mode="quantized")
     elif case == "no_encoder":
         model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)], name="no_encoder")
+    elif case == "subclass":  # e.g. an output layer whose logits are not its spike counts
+        special = type("SpecialDense", (tk.TandemDense,), {})
+        model = keras.Sequential([keras.Input((4,)), tk.SpikeEncoder(2), special(3, name="special")])
     else:
         model = keras.Sequential([keras.Input((4,)), tk.SpikeEncoder(2), tk.TandemDense(3), tk.SpikeCount(),
                                   keras.layers.Dense(2, activation="relu", name="head")])
