@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 # Keep TensorFlow's C++ start-up chatter out of the output.
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: venv demo test bench clean
+.PHONY: venv demo test wheel-check bench clean
 
 $(STAMP): setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ $(NIR_STAMP): $(STAMP) setup.py
 
 test: $(STAMP) $(NIR_STAMP)
 	$(PY) -m pytest -n 2 --dist loadfile -q $(PYTEST_ARGS) tests
+
+# The wheel installed into a fresh venv outside the checkout, console scripts run (CI runs it).
+wheel-check:
+	.ci/wheel_check.sh
 
 demo: $(STAMP)
 	rm -rf $(DEMO_DIR)
