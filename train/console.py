@@ -28,7 +28,7 @@ import os
 import re
 import sys
 import tempfile
-from typing import Callable, Iterator, NoReturn
+from typing import Any, Callable, Iterator, NoReturn
 
 USAGE_ERROR = 2  # exit status of bad input (flags, files); failures of a run exit with 1
 
@@ -45,11 +45,12 @@ def usage_error(program: str, message: str) -> NoReturn:
     sys.exit(USAGE_ERROR)
 
 
-def flags_parser(program: str, before: Callable[[], None] | None = None
-                 ) -> Callable[[list[str]], list[str]]:
+def flags_parser(program: str, before: Callable[[], None] | None = None,
+                 flag_values: Any = None) -> Callable[[list[str]], list[str]]:
     """An ``absl.app.run(flags_parser=...)`` that reports absl's flag errors as usage errors.
 
-    ``before`` runs first (e.g. to register a program's own flags). ``--help`` and
+    ``before`` runs first (e.g. to register a program's own flags); ``flag_values`` is the
+    registry to parse into (default: absl's global ``flags.FLAGS``). ``--help`` and
     ``--helpshort`` keep absl's behaviour.
     """
     from absl import flags
@@ -58,7 +59,7 @@ def flags_parser(program: str, before: Callable[[], None] | None = None
         if before is not None:
             before()
         try:
-            return flags.FLAGS(argv)
+            return (flags.FLAGS if flag_values is None else flag_values)(argv)
         except flags.Error as error:
             usage_error(program, _flag_message(str(error)))
 

@@ -1,0 +1,223 @@
+"""The bad-input table of issue 9, as a user meets it: ``python -m train`` / ``python -m eval``.
+
+Every row must end with exit status 2 and exactly one ``PROGRAM: error: ...`` line on
+stderr naming the culprit, and no traceback.
+
+- The flag rows (absl's own errors and ``train.flags.check``) run in this process through
+  ``python -m train``'s own parser and ``main`` (``train.run.run`` is replaced by a
+  failure: none of them may get that far).
+- The rows that need a real program (TensorFlow's start-up, loaded data, a run directory,
+  a SavedModel) are subprocesses, started a few at a time by one fixture; the eval rows
+  and the resume row share one tiny digits run.
+"""
+import json
+import os
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+
+import train.__main__ as train_main
+from tests._train_helpers import ROOT
+from train import flags as train_flags
+from train.console import flags_parser
+
+DIGITS = ["--model=digits", "--dataset=digits", "--time_steps=2", "--batch_size=256"]
+PARALLEL = 4
+
+
+def _start(program, args, env=None):
+    full_env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
+    full_env.update(TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT, **(env or {}))
+    return subprocess.Popen([sys.executable, "-m", program, *args], cwd=ROOT, env=full_env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _run_all(jobs):
+    """Runs ``{key: (program, args, env)}`` at most PARALLEL at a time; ``{key: (rc, err)}``."""
+    pending, running, done = list(jobs.items()), {}, {}
+    while pending or running:
+        while pending and len(running) < PARALLEL:
+            key, (program, args, env) = pending.pop(0)
+            running[key] = _start(program, args, env)
+        for key, proc in list(running.items()):
+            if proc.poll() is not None:
+                _, err = proc.communicate()
+                done[key] = (proc.returncode, err)
+                del running[key]
+        time.sleep(0.2)
+    return done
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory):
+    """One epoch on digits with --validation_split=0.2 (not the default 0.1)."""
+    model_dir = str(tmp_path_factory.mktemp("bad_input") / "run")
+    proc = _start("train", [*DIGITS, "--epochs=1", "--validation_split=0.2",
+                            f"--model_dir={model_dir}"])
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-3000:]
+    return model_dir
+
+
+@pytest.fixture(scope="module")
+def nan_export(tmp_path_factory):
+    """A SavedModel (Keras' plain export, which checks nothing) with a NaN weight."""
+    path = str(tmp_path_factory.mktemp("nan") / "export")
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
+                              keras.layers.Dense(10, name="logits")])
+    kernel = model.get_layer("logits").kernel
+    kernel.assign(np.full(kernel.shape, np.nan, "float32"))
+    model.export(path, verbose=False)
+    return path
+
+
+# In-process rows: (args, words the error line must contain).
+FLAG_TABLE = {
+    # absl's own flag errors (absl alone: several lines and exit status 1)
+    "unknown_flag": (["--nope=1"], ["'nope'"]),
+    "bad_enum": (["--decode=spikes"], ["--decode", "spike_count"]),
+    "missing_required": (["--model=digits"], ["--model_dir"]),
+    "not_an_int": (["--epochs=ten"], ["--epochs"]),
+    # train.flags.check
+    "lr_inf": (["--learning_rate=inf"], ["--learning_rate=inf", "finite"]),
+    "lr_nan": (["--learning_rate=nan"], ["--learning_rate=nan", "finite"]),
+    "lr_zero": (["--learning_rate=0"], ["--learning_rate=0"]),
+    "factor_negative": (["--lr_step_factor=-1"], ["--lr_step_factor=-1"]),
+    "factor_zero": (["--lr_step_factor=0"], ["--lr_step_factor=0"]),
+    "factor_inf": (["--lr_step_factor=inf"], ["--lr_step_factor=inf"]),
+    "decay_inf": (["--weight_decay=inf"], ["--weight_decay=inf"]),
+    "dropout_nan": (["--dropout=nan"], ["--dropout=nan"]),
+    "split_one": (["--validation_split=1"], ["--validation_split=1"]),
+    "time_steps_zero": (["--time_steps=0"], ["--time_steps=0"]),
+    "unknown_model": (["--model=resnet"], ["--model=resnet"]),
+    "unknown_dataset": (["--dataset=mnist"], ["--dataset=mnist"]),
+    "multi_worker_no_tf_config": (["--strategy=multi_worker"], ["--strategy=multi_worker", "TF_CONFIG"]),
+    "positional": (["extra"], ["unexpected arguments", "extra"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FLAG_TABLE))
+def test_bad_flag_is_one_line_exit_2(case, capsys, monkeypatch, tmp_path):
+    args, words = FLAG_TABLE[case]
+    if "--model=digits" not in args:
+        args = [*args, f"--model_dir={tmp_path}"]
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+
+    def must_not_run(values):
+        raise AssertionError(f"{case}: training started")
+
+    monkeypatch.setattr("train.run.run", must_not_run)
+    train_flags.FLAGS.unparse_flags()
+    with pytest.raises(SystemExit) as exit_info:
+        rest = flags_parser("train", flag_values=train_flags.FLAGS)(["train", *args])
+        train_main.main(rest)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2, err
+    assert err.count("\n") == 1 and err.startswith("train: error: "), err
+    for word in words:
+        assert word in err, err
+    train_flags.FLAGS.unparse_flags()
+
+
+def test_model_dir_that_is_a_file(tmp_path):
+    from train import rundir
+
+    path = tmp_path / "a_file"
+    path.write_text("not a directory")
+    train_flags.FLAGS.unparse_flags()
+    train_flags.FLAGS(["train", f"--model_dir={path}"])
+    with pytest.raises(rundir.RunDirError, match=r"^--model_dir=.*a_file: exists and is not a directory$"):
+        rundir.prepare(train_flags.FLAGS, restart=False)
+    train_flags.FLAGS.unparse_flags()
+
+
+def test_multi_worker_with_bad_tf_config(monkeypatch):
+    monkeypatch.setenv("TF_CONFIG", "{not json")
+    train_flags.FLAGS.unparse_flags()
+    train_flags.FLAGS(["train", "--strategy=multi_worker", "--model_dir=/tmp/x"])
+    with pytest.raises(train_flags.FlagError, match=r"^--strategy=multi_worker: TF_CONFIG is not valid JSON"):
+        train_flags.check(train_flags.FLAGS)
+    train_flags.FLAGS.unparse_flags()
+
+
+# Subprocess rows: (program, args, env, words the error line must contain). {run} is the
+# digits run's model_dir, {export} its export, {nan} the NaN export, {file} a regular file.
+TABLE = {
+    "train_unknown_flag": ("train", ["--nope=1", "--model_dir=/tmp/x"], None, ["'nope'"]),
+    # after the data is loaded
+    "model_vs_dataset": ("train", ["--dataset=digits", "--epochs=1", "--model_dir={tmp}/m"], None,
+                         ["--model=cifarnet", "--dataset=digits", "channels"]),
+    # the run directory
+    "resume_other_flags": ("train", [*DIGITS[:-2], "--time_steps=3", "--batch_size=128",
+                                     "--epochs=2", "--validation_split=0.2", "--model_dir={run}"],
+                           None, ["--model_dir=", "--time_steps=2 (now 3)", "--batch_size=256 (now 128)"]),
+    # eval
+    "eval_unknown_flag": ("eval", ["--saved_model={export}", "--nope"], None, ["'nope'"]),
+    "eval_other_validation_split": ("eval", ["--saved_model={export}", "--split=validation",
+                                             "--validation_split=0.5"], None,
+                                    ["--validation_split=0.5", "0.2"]),
+    "eval_other_dataset_validation": ("eval", ["--saved_model={export}", "--split=validation",
+                                               "--dataset=cifar10"], None,
+                                      ["--dataset=cifar10", "digits"]),
+    "eval_nan_weights": ("eval", ["--saved_model={nan}", "--dataset=digits"], None,
+                         ["NaN or infinite weights", "diverged"]),
+}
+
+
+@pytest.fixture(scope="module")
+def results(digits_run, nan_export, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("bad_input_cases")
+    a_file = tmp / "a_file"
+    a_file.write_text("not a directory")
+    names = {"run": digits_run, "export": os.path.join(digits_run, "export"), "nan": nan_export,
+             "file": str(a_file), "tmp": str(tmp)}
+    before = _backup_bytes(digits_run)
+    jobs = {key: (program, [a.format(**names) for a in args], env)
+            for key, (program, args, env, _) in TABLE.items()}
+    done = _run_all(jobs)
+    # The refused resume left the run as it was.
+    assert _backup_bytes(digits_run) == before
+    return done
+
+
+def _backup_bytes(model_dir):
+    backup = os.path.join(model_dir, "backup")
+    return {name: open(os.path.join(backup, name), "rb").read() for name in sorted(os.listdir(backup))}
+
+
+@pytest.mark.parametrize("case", sorted(TABLE))
+def test_bad_input_cli_is_one_line_exit_2(results, case):
+    program, _, _, words = TABLE[case]
+    returncode, err = results[case]
+    assert "Traceback" not in err, err[-3000:]
+    lines = [line for line in err.splitlines() if line.startswith(f"{program}: error: ")]
+    assert len(lines) == 1, err[-3000:]
+    assert returncode == 2, err[-3000:]
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+def test_eval_uses_the_recorded_validation_split(digits_run, tmp_path):
+    """The export records --validation_split=0.2; eval's default (0.1) is not used."""
+    from train import data
+
+    with open(os.path.join(digits_run, "export", "assets", "tandem_keras.json")) as f:
+        training = json.load(f)["training"]
+    expected = data.load("digits", validation_split=0.2).num_validation
+    assert training["dataset"] == "digits" and training["validation_split"] == 0.2
+    assert training["num_validation"] == expected
+    assert data.load("digits", validation_split=0.1).num_validation != expected
+    out_json = str(tmp_path / "eval.json")
+    proc = subprocess.run([sys.executable, "-m", "eval", f"--saved_model={digits_run}/export",
+                           "--split=validation", f"--output_json={out_json}", "--noanalysis"],
+                          cwd=ROOT, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT),
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with open(out_json) as f:
+        report = json.load(f)
+    assert report["examples"] == expected
+    assert report["dataset"] == "digits" and report["validation_split"] == 0.2
