@@ -30,37 +30,15 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-import models
 from tandem_keras.callbacks import ActivityLogger
-from tandem_keras.metrics import SparseTopKAccuracy
 from train import callbacks as train_callbacks
-from train import data, pipeline, rundir
+from train import data, pipeline, recipe, rundir
 from train.callbacks import TrainingDiverged
 from train.console import progress_verbosity
 from train.distribute import make_strategy, patch_for_multi_worker, worker_role
 from train.export import export
 from train.flags import FlagError
-
-
-def learning_rate(values: Any, steps_per_epoch: int) -> float | keras.optimizers.schedules.LearningRateSchedule:
-    """The learning rate of ``--lr_schedule`` as a function of the optimizer step.
-
-    ``step``: ``lr * factor ** floor(epoch / lr_step_epochs)``; ``cosine``:
-    ``lr * (1 + cos(pi * step / total_steps)) / 2``; ``constant``: ``lr``.
-    """
-    lr = values.learning_rate
-    total = values.epochs * steps_per_epoch
-    if values.lr_schedule == "cosine":
-        return keras.optimizers.schedules.CosineDecay(lr, decay_steps=total)
-    if values.lr_schedule == "step":
-        # PiecewiseConstantDecay switches after step x > boundary: the first step of epoch
-        # k * lr_step_epochs (x = k * lr_step_epochs * steps_per_epoch) has the new rate.
-        every = values.lr_step_epochs * steps_per_epoch
-        boundaries = [b - 1 for b in range(every, total, every)]
-        if boundaries:
-            rates = [lr * values.lr_step_factor**k for k in range(len(boundaries) + 1)]
-            return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, rates)
-    return lr
+from train.recipe import learning_rate  # noqa: F401  (re-exported: train.run.learning_rate)
 
 
 def _flags_text(values: Any) -> str:
@@ -70,31 +48,18 @@ def _flags_text(values: Any) -> str:
 
 
 def compiled_model(values: Any, source: data.Source, steps_per_epoch: int) -> keras.Model:
-    """The model of ``--model`` for ``source``, compiled with Adam, cross-entropy, top-1/top-5.
-
-    Call inside ``strategy.scope()``. Top-5 becomes top-k for fewer than 5 classes.
+    """The model of ``--model`` for ``source``, compiled with the recipe of ``train.recipe``
+    (Adam with ``--lr_schedule``, cross-entropy, top-1/top-5; top-5 becomes top-k for fewer
+    than 5 classes). Call inside ``strategy.scope()``.
     """
     try:
-        model = models.build(values.model, input_shape=source.image_shape,
-                             num_classes=source.num_classes, time_steps=values.time_steps,
-                             decode=values.decode, mode=values.mode,
-                             **({} if values.dropout is None else {"dropout": values.dropout}))
+        model = recipe.build_model(values, source.image_shape, source.num_classes)
     except ValueError as e:  # e.g. 3-channel normalization, 1-channel images
         problem = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise FlagError("model", values.model,
                         f"does not fit --dataset={values.dataset} with images of shape "
                         f"{tuple(source.image_shape)}: {problem}") from None
-    top_k = min(5, source.num_classes)
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate(values, steps_per_epoch),
-                                        weight_decay=values.weight_decay or None),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        # tk.metrics' tie rule (ties to the lower class index), the same as python -m eval.
-        metrics=[SparseTopKAccuracy(k=1, name="top1"),
-                 SparseTopKAccuracy(k=top_k, name=f"top{top_k}")],
-        jit_compile=values.jit_compile,
-    )
-    return model
+    return recipe.compile_model(model, values, source.num_classes, steps_per_epoch)
 
 
 def _activity_callback(log_dir: str, source: data.Source, batch_size: int) -> ActivityLogger:

@@ -1,0 +1,65 @@
+"""train.recipe: the one learning-rate schedule and compile of python -m train and the reproduction."""
+import types
+
+import keras
+import numpy as np
+import pytest
+
+from train import recipe
+
+
+def _rates_used(schedule, updates: int) -> np.ndarray:
+    """The rate each of ``updates`` SGD updates applied: w starts at 0, the gradient is -1,
+    so the k-th update adds exactly its learning rate to w (Keras's own step counting)."""
+    w = keras.Variable(np.float64(0.0), dtype="float64")
+    opt = keras.optimizers.SGD(learning_rate=schedule)
+    before, used = 0.0, []
+    for _ in range(updates):
+        opt.apply_gradients([(keras.ops.convert_to_tensor(-1.0, "float64"), w)])
+        now = float(w.numpy())
+        used.append(now - before)
+        before = now
+    return np.asarray(used)
+
+
+@pytest.mark.parametrize("steps_per_epoch, step_epochs, epochs", [(3, 2, 7), (1, 1, 4), (5, 3, 6)])
+def test_step_schedule_multiplies_at_the_first_update_of_every_kth_epoch(steps_per_epoch,
+                                                                          step_epochs, epochs):
+    """"x0.1 every E epochs": update i belongs to epoch i // steps_per_epoch and must use
+    lr * 0.1 ** (epoch // E), counted by the optimizer itself, not by calling the schedule."""
+    values = types.SimpleNamespace(learning_rate=1.0, lr_schedule="step", lr_step_epochs=step_epochs,
+                                   lr_step_factor=0.1, epochs=epochs)
+    updates = epochs * steps_per_epoch
+    used = _rates_used(recipe.learning_rate(values, steps_per_epoch), updates)
+    epoch = np.arange(updates) // steps_per_epoch
+    np.testing.assert_allclose(used, 0.1 ** (epoch // step_epochs), rtol=1e-6)
+
+
+def test_boundaries_at_b_would_keep_the_old_rate_one_update_too_long():
+    """The reproduction's former boundaries (b instead of b - 1): the first update of epoch E
+    still used the old rate. The reference above tells the two apart."""
+    schedule = keras.optimizers.schedules.PiecewiseConstantDecay([3], [1.0, 0.1])  # E=1, 3 steps
+    used = _rates_used(schedule, 6)
+    assert used[3] == pytest.approx(1.0) and used[4] == pytest.approx(0.1)
+
+
+def test_cosine_and_constant():
+    values = types.SimpleNamespace(learning_rate=2.0, lr_schedule="cosine", epochs=2)
+    used = _rates_used(recipe.learning_rate(values, 4), 8)
+    np.testing.assert_allclose(used, 2.0 * (1 + np.cos(np.pi * np.arange(8) / 8)) / 2, rtol=1e-5)
+    values.lr_schedule = "constant"
+    assert recipe.learning_rate(values, 4) == 2.0
+
+
+def test_compiled_model_follows_the_configuration():
+    values = types.SimpleNamespace(model="cifarnet", time_steps=2, decode="spike_count",
+                                   mode="quantized", dropout=0.0, width_divisor=32,
+                                   learning_rate=1e-3, lr_schedule="constant", epochs=1,
+                                   weight_decay=0.0, jit_compile=False, run_eagerly=True)
+    model = recipe.compiled_model(values, (16, 16, 3), 3, steps_per_epoch=2)
+    assert model.get_layer("tandem_conv1").filters == 256 // 32
+    assert model.get_layer("tandem_conv1").mode == "quantized"
+    assert model.output.shape == (None, 3)
+    assert model.run_eagerly and isinstance(model.optimizer, keras.optimizers.Adam)
+    metrics = model.get_compile_config()["metrics"]
+    assert [m["config"]["name"] for m in metrics] == ["top1", "top3"]
