@@ -119,7 +119,11 @@ def _apply(spec: dict, values: np.ndarray, kernel: Any) -> np.ndarray:
     return tf.tensordot(x, kernel, axes=1).numpy()
 
 
-def direction_preservation(model: keras.Model, x: Any, batch_size: int = 64) -> dict:
+ROUNDINGS = (None, "floor")
+
+
+def direction_preservation(model: keras.Model, x: Any, batch_size: int = 64,
+                           rounding: Optional[str] = None) -> dict:
     """Fig. 9: per tandem layer, angle between SNN counts and coupled-ANN counts, and PCC.
 
     Returns ``{layer name: {"snn_counts": c [batch, ...], "ann_counts": a [batch, ...],
@@ -128,7 +132,13 @@ def direction_preservation(model: keras.Model, x: Any, batch_size: int = 64) -> 
     (inference BN statistics) and ``pcc`` correlates ``W_next c`` with ``W_next a`` for
     the weighted layer(s) the spikes reach (None for an output layer). A model in another
     mode (e.g. trained ``"quantized"``) is analysed as ``tk.with_mode(model, "tandem")``.
+
+    ``rounding="floor"`` compares ``c`` with the paper's integer counts ``floor(a)``
+    (Eq. 11) instead of the unrounded ``a`` the tandem backward pass uses; the rounding
+    remainder (Eq. 12) then no longer counts as discrepancy.
     """
+    if rounding not in ROUNDINGS:
+        raise ValueError(f"rounding must be None or 'floor', got {rounding!r}")
     from tandem_keras.layers import TandemLayer
     from tandem_keras.modes import with_mode
 
@@ -157,6 +167,8 @@ def direction_preservation(model: keras.Model, x: Any, batch_size: int = 64) -> 
         own_spec = rows[layer.name]["mac_specs"][0]
         v_f = _apply(own_spec, c_in, kernel) + np.asarray(bias, np.float32)
         a = np.clip(v_f / layer.threshold, 0.0, float(layer.time_steps))
+        if rounding == "floor":
+            a = np.floor(a)
         pcc: Optional[np.ndarray] = None
         specs = rows[layer.name]["fanout_specs"]
         if specs:
@@ -175,16 +187,18 @@ def direction_preservation(model: keras.Model, x: Any, batch_size: int = 64) -> 
 
 
 def summarize(preservation: dict) -> list[dict]:
-    """Per-layer means of :func:`direction_preservation`: ``{"name", "angle_deg", "pcc"}``
-    (NaN examples, e.g. silent layers, left out)."""
+    """Per-layer statistics of :func:`direction_preservation`: ``{"name", "angle_deg",
+    "pcc", "pcc_median"}`` (mean angle, mean and median PCC; NaN examples, e.g. silent
+    layers, left out; PCC None for an output layer)."""
     rows = []
     for name, entry in preservation.items():
         angle = entry["angle_deg"]
         pcc = entry["pcc"]
+        finite_pcc = pcc is not None and np.isfinite(pcc).any()
         rows.append({
             "name": name,
             "angle_deg": float(np.nanmean(angle)) if np.isfinite(angle).any() else float("nan"),
-            "pcc": (float(np.nanmean(pcc)) if pcc is not None and np.isfinite(pcc).any()
-                    else None),
+            "pcc": float(np.nanmean(pcc)) if finite_pcc else None,
+            "pcc_median": float(np.nanmedian(pcc)) if finite_pcc else None,
         })
     return rows

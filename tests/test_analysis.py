@@ -112,3 +112,20 @@ def test_direction_preservation_runs_the_snn_whatever_the_mode():
     quantized = tk.with_mode(_model(), "quantized")
     h = analysis.direction_preservation(quantized, X)["hidden"]
     np.testing.assert_array_equal(h["snn_counts"], [[1, 2, 1]])  # SNN counts, not [1, 2, 0]
+
+
+def test_direction_preservation_against_the_papers_integer_counts():
+    """rounding="floor": c against floor(a) (Eq. 11), by hand: hidden a = [1, 2.2, 0.3] ->
+    [1, 2, 0]; hidden2 a = [1, .5, 1] -> [1, 0, 1] (= c: angle 0, products identical)."""
+    result = analysis.direction_preservation(_model(), X, rounding="floor")
+    h, h2 = result["hidden"], result["hidden2"]
+    np.testing.assert_array_equal(h["ann_counts"], [[1, 2, 0]])
+    np.testing.assert_array_equal(h2["ann_counts"], [[1, 0, 1]])
+    assert h["angle_deg"][0] == pytest.approx(_angle([1, 2, 1], [1, 2, 0]), rel=1e-5)
+    assert h2["angle_deg"][0] == pytest.approx(0.0, abs=1e-3)
+    # [1,2,1] W2 = [1, .5, 1]; [1,2,0] W2 = [0, .5, 1]
+    assert h["pcc"][0] == pytest.approx(np.corrcoef([1, .5, 1], [0, .5, 1])[0, 1], rel=1e-5)
+    summary = {r["name"]: r for r in analysis.summarize(result)}
+    assert summary["hidden"]["pcc_median"] == pytest.approx(h["pcc"][0])
+    with pytest.raises(ValueError, match="rounding"):
+        analysis.direction_preservation(_model(), X, rounding="round")
