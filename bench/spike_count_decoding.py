@@ -11,8 +11,11 @@ configuration, the git commit, package versions, machine, date and the figures.
 Variants (the hidden network is the same; only the readout and its training differ):
 
 * ``membrane``: the membrane-potential readout (``decode="membrane"``), for reference;
+  ``membrane_nodrop`` the same without dropout;
 * ``paper``: the paper's spike-count readout (``decode="spike_count"``): IF output neurons
   with the bounded-ReLU coupling, logits = counts, dropout 0.2 on the spike train;
+* ``tie``: the paper's readout trained on the membrane-tie-rule logits ``c + g(V_end)``
+  (``g`` without gradient; every variant below also has them);
 * ``scale``: logits ``(10 / T) * c`` in the loss (candidate a);
 * ``lscale``: a learned scale, initialized to ``10 / T`` (candidate a);
 * ``st``: the straight-through coupling on the output layer only (candidate b);
@@ -48,9 +51,12 @@ from bench import reproduce_cifar10 as repro  # noqa: E402
 from models import cifarnet  # noqa: E402
 from tandem_keras import decoding  # noqa: E402
 
+MEMBRANE = ("membrane", "membrane_nodrop")
+
 #: variant -> (scale factor times T (None: 1), trainable, surrogate, dropout before output)
 VARIANTS: dict[str, dict[str, Any]] = {
     "paper": dict(scale_t=None, trainable=False, surrogate="bounded_relu", dropout=True),
+    "tie": dict(scale_t=None, trainable=False, surrogate="bounded_relu", dropout=True),
     "scale": dict(scale_t=10.0, trainable=False, surrogate="bounded_relu", dropout=True),
     "lscale": dict(scale_t=10.0, trainable=True, surrogate="bounded_relu", dropout=True),
     "st": dict(scale_t=None, trainable=False, surrogate="straight_through", dropout=True),
@@ -65,7 +71,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
 def build_variant(config: repro.Config, image_shape, num_classes: int, time_steps: int,
                   variant: str) -> keras.Model:
     """CIFARNet / ``width_divisor`` with the readout of ``variant`` (``"membrane"``: SPEC 4's)."""
-    if variant == "membrane":
+    if variant in ("membrane", "membrane_nodrop"):
+        if variant == "membrane_nodrop":
+            config = dataclasses.replace(config, dropout=0.0)
         return repro.build_model(config, image_shape, num_classes, "tandem", time_steps)
     spec = VARIANTS[variant]
     body = cifarnet(input_shape=tuple(image_shape), num_classes=num_classes, time_steps=time_steps,
@@ -157,7 +165,7 @@ def run_variant(config: repro.Config, data: dict, variant: str, time_steps: int)
                         callbacks=[monitor])
     record: dict[str, Any] = {
         "variant": variant, "time_steps": time_steps,
-        "readout": VARIANTS.get(variant, {"decode": "membrane"}),
+        "readout": VARIANTS.get(variant, {"decode": "membrane", "dropout": variant == "membrane"}),
         "train_seconds": round(time.time() - start, 1),
         "train_loss": [float(v) for v in history.history["loss"]],
         "train_accuracy": [float(v) for v in history.history["accuracy"]],
@@ -173,19 +181,72 @@ def run_variant(config: repro.Config, data: dict, variant: str, time_steps: int)
     return record, model
 
 
+LABELS = {"membrane": "membrane decoding (reference)", "paper": "spike count, the paper's",
+          "membrane_nodrop": "membrane decoding, no dropout",
+          "tie": "paper's training, ties by final potential in the loss too",
+          "scale": "(a) scale 10/T on the counts", "lscale": "(a) learned scale, init 10/T",
+          "st": "(b) straight-through output coupling", "nodrop": "(c) no dropout before output",
+          "st_nodrop": "(b) + (c)", "scale_st": "(a) + (b)", "scale_st_nodrop": "(a) + (b) + (c)"}
+
+
+def table(records: Sequence[dict]) -> str:
+    """Markdown table of validation errors from the JSON records (one row per record).
+
+    Example:
+      >>> r = {"variant": "membrane", "time_steps": 4, "config": {"budget": "small", "epochs": 2},
+      ...      "val": {"error": 0.5684}, "train_seconds": 174.6}
+      >>> table([r]).splitlines()[2]
+      '| small, 2 ep | 4 | membrane decoding (reference) | 56.84% | - | - | - | - | 175 |'
+    """
+    def pct(v):
+        return "-" if v is None else f"{100 * v:.2f}%"
+
+    lines = ["| budget | T | readout | error (decision rule of the model) | count, ties to lower "
+             "index | count, ties by final potential | ties | all outputs silent | train s |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in records:
+        val = r["val"]
+        membrane_rule = r.get("val_membrane_tie_rule_error",
+                              val["error"] if "tie_fraction" in val and r["variant"] != "paper" else None)
+        lines.append(
+            f"| {r['config']['budget']}, {r['config']['epochs']} ep | {r['time_steps']} | "
+            f"{LABELS.get(r['variant'], r['variant'])} | {pct(val['error'])} | "
+            f"{pct(val.get('error_count_index_rule'))} | {pct(membrane_rule)} | "
+            f"{pct(val.get('tie_fraction'))} | {pct(val.get('all_silent_fraction'))} | "
+            f"{r['train_seconds']:.0f} |")
+    return "\n".join(lines)
+
+
+def load_records(directory: str) -> list[dict]:
+    """The ``spike_count_*.json`` records of ``directory``, by budget, T, then variant order."""
+    order = list(MEMBRANE) + list(VARIANTS)
+    records = []
+    for name in sorted(os.listdir(directory)):
+        if name.startswith("spike_count_") and name.endswith(".json"):
+            with open(os.path.join(directory, name)) as f:
+                records.append(json.load(f))
+    return sorted(records, key=lambda r: (r["config"]["budget"] != "small", r["config"]["epochs"],
+                                          r["time_steps"], order.index(r["variant"])))
+
+
 FLAGS = flags.FLAGS
 # --budget, --train_dir, --test_dir, --out_dir, --time_steps, --epochs, --train_size, --seed,
 # ...: the flags of bench.reproduce_cifar10 (imported above), same meaning.
 flags.DEFINE_string("save_dir", None, "Optional: save each trained model as <variant>_T<T>.keras here.")
+flags.DEFINE_string("summarize", None, "Only print the Markdown table of the records in this "
+                    "directory (e.g. bench/results) and exit.")
 flags.DEFINE_list("variants", ["membrane", "paper", "scale_st"],
-                  f"Any of membrane, {', '.join(VARIANTS)}.")
+                  f"Any of {', '.join(MEMBRANE)}, {', '.join(VARIANTS)}.")
 
 
 def main(argv: Sequence[str]) -> None:
     del argv
-    unknown = [v for v in FLAGS.variants if v != "membrane" and v not in VARIANTS]
+    if FLAGS.summarize:
+        print(table(load_records(FLAGS.summarize)))
+        return
+    unknown = [v for v in FLAGS.variants if v not in MEMBRANE and v not in VARIANTS]
     if unknown:
-        raise app.UsageError(f"--variants: unknown {', '.join(unknown)}; choose from membrane, "
+        raise app.UsageError(f"--variants: unknown {', '.join(unknown)}; choose from {', '.join(MEMBRANE)}, "
                              f"{', '.join(VARIANTS)}")
     try:
         config = repro.make_config(FLAGS.budget, FLAGS.train_dir, test_dir=FLAGS.test_dir,

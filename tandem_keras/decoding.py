@@ -200,6 +200,39 @@ def counts_from_logits(logits: Any, scale: float = 1.0):
     return tf.floor(tf.cast(tf.convert_to_tensor(logits), tf.float32) / scale)
 
 
+def with_membrane_tie_break(model: keras.Model, output_layer: str = "output_neurons") -> keras.Model:
+    """A copy of a paper-style spike-count model that breaks ties by final membrane potential.
+
+    ``model`` ends in ``TandemDense(K, batch_norm=False)`` (named ``output_layer``) followed
+    by ``SpikeCount`` (``decode="spike_count"`` of ``models``). The copy shares every layer
+    up to the output neurons' input and replaces the two by a :class:`SpikeCountOutput`
+    with the same weights, threshold, surrogate and mode, so its logits are ``c + g(V_end)``
+    and ``argmax`` predicts by count, ties by final potential. The counts are unchanged.
+
+    Raises ``ValueError`` naming ``output_layer`` if the model has no such layer.
+
+    Example:
+      >>> import models                                        # doctest: +SKIP
+      >>> paper = models.cifarnet(time_steps=4, decode="spike_count")   # doctest: +SKIP
+      >>> tied = with_membrane_tie_break(paper)                # doctest: +SKIP
+    """
+    try:
+        neurons = model.get_layer(output_layer)
+    except ValueError:
+        raise ValueError(f"with_membrane_tie_break: model {model.name!r} has no layer "
+                         f"{output_layer!r} (the spike-count output neurons)") from None
+    if not isinstance(neurons, TandemDense) or isinstance(neurons, SpikeCountOutput) or neurons.batch_norm:
+        raise ValueError(f"with_membrane_tie_break: layer {output_layer!r} must be a TandemDense "
+                         f"without batch norm, got {type(neurons).__name__}")
+    config = neurons.get_config()
+    config.update(name=f"{output_layer}_tie_break", tie_break="membrane", dtype="float32")
+    readout = SpikeCountOutput.from_config(config)
+    logits = readout(neurons.input)
+    readout.set_weights(neurons.get_weights())
+    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+    return keras.Model(inputs, logits, name=f"{model.name}_tie_break")
+
+
 def _readout_spec(layer: SpikeCountOutput, input_shape) -> dict:
     """Dense spec of the output neurons; a "weighted" layer's shape keeps the time axis."""
     return registry.dense_spec(layer, list(input_shape)[1:])

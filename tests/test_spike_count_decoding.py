@@ -227,3 +227,28 @@ def test_exported_savedmodel_and_eval_score_with_the_membrane_rule(tmp_path):
     expected = 100.0 * np.mean(logits.argmax(1) != y)
     assert found["top1_error"] == pytest.approx(expected)
     assert expected > 0   # the data has ties that the two rules decide differently
+    # Training-time metrics see the same logits, hence the same rule.
+    model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=[tk.metrics.SparseTopKAccuracy(k=1, name="top1")])
+    top1 = model.evaluate(x, y, verbose=0, return_dict=True)["top1"]
+    assert 100.0 * (1.0 - top1) == pytest.approx(expected, abs=1e-4)
+
+
+def test_paper_model_gets_the_tie_rule_with_the_same_counts():
+    import models
+
+    paper = models.cifarnet(time_steps=3, width_divisor=32, decode="spike_count")
+    tied = decoding.with_membrane_tie_break(paper)
+    x = np.random.default_rng(1).integers(0, 256, (16, 32, 32, 3)).astype("float32")
+    counts = paper(x, training=False).numpy()
+    logits = tied(x, training=False).numpy()
+    np.testing.assert_array_equal(decoding.counts_from_logits(logits).numpy(), counts)
+    # the rule: among the classes with the most spikes, the highest final potential
+    neurons = paper.get_layer("output_neurons")
+    spikes_in = keras.Model(paper.input, neurons.input)(x, training=False).numpy()
+    kernel, bias = (w.astype(float) for w in neurons.get_weights())
+    ref_counts, v_end, _ = numpy_output_neurons(spikes_in, kernel, bias)
+    np.testing.assert_array_equal(ref_counts, counts)
+    assert np.array_equal(logits.argmax(1), numpy_rule_prediction(ref_counts, v_end))
+    with pytest.raises(ValueError, match="output_neurons"):
+        decoding.with_membrane_tie_break(models.cifarnet(time_steps=2, width_divisor=32))
