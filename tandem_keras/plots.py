@@ -4,8 +4,10 @@
 * :func:`plot_spike_raster` and :func:`plot_count_maps`: spike raster and spike-count maps
   of one example (Fig. 3; with the coupled ANN's counts as a second row if given);
 * :func:`plot_error_vs_time_steps`: test error against the encoding window (Fig. 8B);
+* :func:`plot_error_curves`: several error curves, per epoch (Fig. 8A) or per T (Fig. 8B);
 * :func:`plot_direction_preservation`: angles and Pearson correlations (Fig. 9);
-* :func:`plot_representation_error`: ANN vs SNN spike-count discrepancy (Fig. 7C).
+* :func:`plot_representation_error`: ANN vs SNN spike-count discrepancy (Fig. 7C);
+* :func:`plot_synops`: operations per receiving layer, SNN against ANN (Table II).
 
 Every function takes a ``path``, writes the figure there (creating the directory) and
 returns the path. The non-interactive ``Agg`` backend is used.
@@ -188,14 +190,88 @@ def plot_direction_preservation(preservation: Mapping[str, Mapping[str, Any]], p
     return _save(fig, path)
 
 
-def plot_representation_error(rows: Sequence[Mapping[str, Any]], path: str) -> str:
+def plot_error_curves(curves: Mapping[str, Any], path: str, xlabel: str = "epoch",
+                      ylabel: str = "validation error (%)", log2_x: bool = False) -> str:
+    """Fig. 8A / 8B: one line per label. ``curves[label]`` is a sequence (x = 1, 2, ...:
+    epochs) or a mapping ``{x: y}`` (e.g. ``{T: error}``); ``log2_x`` for windows T."""
+    plt = _pyplot()
+    if not curves:
+        raise ValueError("plot_error_curves needs at least one curve")
+    fig, ax = plt.subplots(figsize=(5.2, 3.4))
+    xs: set = set()
+    for label, values in curves.items():
+        points = (dict(values) if isinstance(values, Mapping)
+                  else {i + 1: v for i, v in enumerate(values)})
+        order = sorted(points)
+        xs.update(order)
+        ax.plot(order, [points[x] for x in order], "o-", label=label)
+    if log2_x:
+        ax.set_xscale("log", base=2)
+        ax.get_xaxis().set_major_formatter(plt.matplotlib.ticker.ScalarFormatter())
+    ax.set_xticks(sorted(xs))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def plot_representation_error(rows: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Mapping[str, Any]]],
+                              path: str) -> str:
     """Fig. 7C: mean absolute spike-count difference per neuron, SNN vs quantized ANN, per
-    layer (the output of ``tandem_keras.analysis.representation_error``)."""
+    layer (the output of ``tandem_keras.analysis.representation_error``): bars for one
+    model, or one line per label for ``{label: rows}`` (e.g. several windows T)."""
     plt = _pyplot()
     if not rows:
         raise ValueError("plot_representation_error needs at least one layer")
-    fig, ax = plt.subplots(figsize=(max(4.0, 1.0 + 0.8 * len(rows)), 3.2))
-    ax.bar([r["name"] for r in rows], [r["mean_abs_diff"] for r in rows])
+    if isinstance(rows, Mapping):
+        fig, ax = plt.subplots(figsize=(5.6, 3.4))
+        names: list = []
+        for label, series in rows.items():
+            names = [r["name"] for r in series]
+            ax.plot(np.arange(len(series)), [r["mean_abs_diff"] for r in series], "o-",
+                    label=label)
+        ax.set_xticks(np.arange(len(names)))
+        ax.set_xticklabels(names, rotation=40, ha="right", fontsize=7)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6)
+    else:
+        fig, ax = plt.subplots(figsize=(max(4.0, 1.0 + 0.8 * len(rows)), 3.2))
+        ax.bar([r["name"] for r in rows], [r["mean_abs_diff"] for r in rows])
+        ax.tick_params(axis="x", rotation=45)
     ax.set_ylabel("mean |c - a| per neuron")
-    ax.tick_params(axis="x", rotation=45)
+    return _save(fig, path)
+
+
+def plot_synops(reports: Mapping[int, Mapping[str, Any]], path: str) -> str:
+    """Table II: operations per receiving layer, SNN accumulates (spikes x fan-out of the
+    layer below, Eq. 13) against ANN MACs (Eq. 14), one bar group per window T.
+
+    ``reports``: ``{T: tandem_keras.activity.count_synops(...)}``. The analog encoder
+    convolution runs once on the image: its MACs are drawn for the SNN too (they are in
+    ``synops_ratio_with_encoder``, not in ``synops_ratio``).
+    """
+    plt = _pyplot()
+    if not reports:
+        raise ValueError("plot_synops needs at least one report")
+    fig, ax = plt.subplots(figsize=(5.6, 3.4))
+    ts = sorted(reports)
+    layers = reports[ts[0]]["layers"]
+    names = [e["name"] for e in layers]
+    total_ann = reports[ts[0]]["synops_ann"]
+    width = 0.8 / len(ts)
+    for i, t in enumerate(ts):
+        sent = [e["synops"] for e in reports[t]["layers"] if e["avg_spike_count"] is not None]
+        received = [reports[t]["encoder_macs"]] + sent  # spikes of layer l land in layer l+1
+        received += [0.0] * (len(names) - len(received))
+        ax.bar(np.arange(len(names)) + (i - (len(ts) - 1) / 2) * width,
+               np.asarray(received[:len(names)]) / total_ann, width,
+               label=f"SNN, T={t}: ratio {reports[t]['synops_ratio']:.3f} "
+                     f"({reports[t]['synops_ratio_with_encoder']:.3f} with encoder)")
+    ax.plot(np.arange(len(names)), [e["ann_macs"] / total_ann for e in layers], "k_",
+            markersize=14, mew=2, label="ANN MACs")
+    ax.set_xticks(np.arange(len(names)))
+    ax.set_xticklabels(names, rotation=40, ha="right", fontsize=7)
+    ax.set_ylabel("operations / total ANN MACs")
+    ax.legend(fontsize=6)
     return _save(fig, path)

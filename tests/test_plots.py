@@ -52,3 +52,24 @@ def test_bad_input(tmp_path):
     with pytest.raises(ValueError, match="no spiking layer"):
         plots.plot_spike_counts({"layers": [{"name": "a", "avg_spike_count": None}]},
                                 str(tmp_path / "x.png"))
+
+
+def test_reproduction_plots(tmp_path):
+    """The figures of bench.reproduce_cifar10: Fig. 8A/8B curves, Fig. 7C lines, Table II."""
+    _check_png(plots.plot_error_curves({"ANN": [50.0, 45.0], "SNN": [55.0, 48.0]},
+                                       str(tmp_path / "fig8a.png")))
+    _check_png(plots.plot_error_curves({"tandem": {1: 60.0, 2: 55.0, 8: 54.0}},
+                                       str(tmp_path / "fig8b.png"), xlabel="T", log2_x=True))
+    rows = [{"name": "a", "mean_abs_diff": 0.0}, {"name": "b", "mean_abs_diff": 0.4}]
+    _check_png(plots.plot_representation_error({"T=2": rows, "T=4": rows[::-1]},
+                                               str(tmp_path / "fig7c.png")))
+    report = {"synops_ann": 100.0, "encoder_macs": 10.0, "synops_ratio": 0.3,
+              "synops_ratio_with_encoder": 0.4,
+              "layers": [{"name": "encoder", "synops": 20.0, "avg_spike_count": 0.5, "ann_macs": 10.0},
+                         {"name": "conv1", "synops": 10.0, "avg_spike_count": 0.2, "ann_macs": 60.0},
+                         {"name": "logits", "synops": 0.0, "avg_spike_count": None, "ann_macs": 30.0}]}
+    _check_png(plots.plot_synops({4: report, 8: report}, str(tmp_path / "table2.png")))
+    with pytest.raises(ValueError, match="at least one"):
+        plots.plot_error_curves({}, str(tmp_path / "x.png"))
+    with pytest.raises(ValueError, match="at least one"):
+        plots.plot_synops({}, str(tmp_path / "x.png"))
