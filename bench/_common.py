@@ -43,25 +43,15 @@ def build_network(name: str, time_steps: int, mode: str) -> keras.Model:
 
 
 def layer_macs(model: keras.Model) -> List[Dict]:
-    """Per-image multiply-accumulates of every conv / dense layer of ``model``.
-
-    Conv: ``H_out W_out k_h k_w C_in C_out``; dense: ``F_in F_out``. ``spiking`` marks
-    the tandem layers (they run T times in the SNN forward).
+    """Per-image multiply-accumulates of every conv / dense layer of ``model`` (Eq. 14),
+    from ``tk.describe_model`` and ``tk.synops.macs`` (the encoder's analog convolution
+    is its own row). ``spiking`` marks the tandem layers (they run T times in the SNN
+    forward).
     """
-    rows = []
-    for layer in model.layers:
-        if isinstance(layer, (keras.layers.Conv2D, tk.TandemConv2D)):
-            out = layer.output.shape
-            kh, kw, cin, cout = layer.kernel.shape
-            macs = int(out[-3] * out[-2] * kh * kw * cin * cout)
-        elif isinstance(layer, (keras.layers.Dense, tk.TandemDense)):
-            fin, fout = layer.kernel.shape
-            macs = int(fin * fout)
-        else:
-            continue
-        rows.append({"layer": layer.name, "macs": macs,
-                     "spiking": isinstance(layer, tk.TandemLayer)})
-    return rows
+    from tandem_keras import synops
+
+    return [{"layer": spec["layer"], "macs": int(synops.macs(spec)), "spiking": row["kind"] == "tandem"}
+            for row in tk.describe_model(model)["layers"] for spec in row["mac_specs"]]
 
 
 def compute_bounds(rows: Sequence[Dict], time_steps: int) -> Dict[str, float]:
@@ -174,8 +164,25 @@ def run_subprocess(module: str, args: Sequence[str], env: Dict[str, str] = None)
     return json.loads(lines[-1])
 
 
-def write_json(path: str, payload: Dict) -> None:
-    """Writes ``payload`` (with the machine description) as indented JSON."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with open(path, "w") as handle:
-        json.dump(payload, handle, indent=1)
+def flag_config() -> Dict:
+    """The values of the bench module's own absl flags (the record's ``config``)."""
+    from absl import flags
+
+    found = {}
+    for module, module_flags in flags.FLAGS.flags_by_module_dict().items():
+        if module.startswith("bench") or f"{os.sep}bench{os.sep}" in module:
+            for flag in module_flags:
+                found[flag.name] = flag.value
+    return found
+
+
+def write_record(kind: str, figures: Dict, out: str = "") -> Dict:
+    """Appends the result ``figures`` as a ``bench.records`` record of ``kind`` (config: the
+    module's flags; command, commit, versions, machine and date stamped) to ``out``
+    (default ``bench/results/records.jsonl``); returns the record."""
+    from bench import records
+
+    figures = {k: v for k, v in figures.items() if k != "machine"}
+    record = records.write(kind, figures, flag_config(), path=out or records.RECORDS)
+    print(f"appended a {kind} record to {out or records.RECORDS}")
+    return record

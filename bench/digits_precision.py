@@ -7,7 +7,7 @@ statistics, IF dynamics) and the training time per epoch, side by side.
     python -m bench.digits_precision                    # 3 seeds, 15 epochs, T=4
     python -m bench.digits_precision --seeds=0 --epochs=5
 
-Writes ``bench/results/digits_precision_<UTC time>.json`` and prints a Markdown table.
+Appends a ``bench.records`` record (``bench/results/records.jsonl``) and prints a Markdown table.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ flags.DEFINE_list("policies", ["float32", "mixed_bfloat16"], "Keras dtype polici
 flags.DEFINE_integer("epochs", 15, "Training epochs.")
 flags.DEFINE_integer("batch", 64, "Batch size.")
 flags.DEFINE_integer("time_steps", 4, "T.")
-flags.DEFINE_string("out", "", "JSON path.")
+flags.DEFINE_string("out", "", "Records file to append to (default bench/results/records.jsonl).")
 
 
 def digits_split():
@@ -74,10 +74,9 @@ def main(argv) -> None:
     lines.append("")
     lines.append("mean test accuracy: " + ", ".join(f"{p} {100 * a:.2f}%" for p, a in mean.items()))
     print("\n".join(lines))
-    out = FLAGS.out or f"bench/results/digits_precision_{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}.json"
-    _common.write_json(out, {"machine": _common.machine(), "rows": rows, "mean_accuracy": mean,
-                             "epochs": FLAGS.epochs, "time_steps": FLAGS.time_steps})
-    print(f"wrote {out}")
+    _common.write_record("digits_precision", {"rows": rows, "mean_accuracy": mean,
+                                                  "epochs": FLAGS.epochs, "time_steps": FLAGS.time_steps},
+                         FLAGS.out)
 
 
 if __name__ == "__main__":

@@ -8,14 +8,13 @@ The network is built in ``mode="tandem"`` (the SNN: folded BN, IF dynamics over 
     python -m bench.inference                                # CIFARNet/4 width, T 4, 10, 16
     python -m bench.inference --network=cifarnet --batch=64
 
-Writes ``bench/results/inference_<UTC time>.json`` and prints a Markdown table.
+Appends a ``bench.records`` record (``bench/results/records.jsonl``) and prints a Markdown table.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
-import time
 
 from absl import app, flags
 
@@ -27,7 +26,7 @@ flags.DEFINE_list("time_steps", ["4", "10", "16"], "Values of T.")
 flags.DEFINE_string("policy", "float32", "Keras dtype policy of the exported models.")
 flags.DEFINE_integer("batch", 32, "Batch size.")
 flags.DEFINE_integer("repeats", 5, "Timed calls per model (after 2 warm-up calls).")
-flags.DEFINE_string("out", "", "JSON path (default bench/results/inference_<time>.json).")
+flags.DEFINE_string("out", "", "Records file to append to (default bench/results/records.jsonl).")
 
 
 _LOADED = []
@@ -82,9 +81,7 @@ def main(argv) -> None:
                      f"{r['median_s']:.3f} | {r['median_cpu_s']:.3f} | {r['time_over_ann']:.2f} | "
                      f"{r['cpu_over_ann']:.2f} |")
     print("\n".join(lines))
-    out = FLAGS.out or f"bench/results/inference_{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}.json"
-    _common.write_json(out, {"machine": _common.machine(), "rows": rows})
-    print(f"wrote {out}")
+    _common.write_record("inference", {"rows": rows}, FLAGS.out)
 
 
 if __name__ == "__main__":

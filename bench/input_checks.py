@@ -9,14 +9,11 @@ traced three times: as shipped, checking every tandem layer's input (tags ignore
 with no checks; calls interleaved round-robin; per-round time ratios against no checks.
 
     python -m bench.input_checks                               # CIFARNet/4, T 4 and 10
-    python -m bench.input_checks --time_steps=10 --repeats=40 --out=bench/results/x.json
+    python -m bench.input_checks --time_steps=10 --repeats=40
 """
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
 
 from absl import app, flags
 
@@ -27,7 +24,7 @@ flags.DEFINE_string("network", "cifarnet_w4", "cifarnet or cifarnet_wK.")
 flags.DEFINE_list("time_steps", ["4", "10"], "Values of T.")
 flags.DEFINE_integer("batch", 32, "Batch size.")
 flags.DEFINE_integer("repeats", 30, "Timed calls per variant (after 3 warm-up calls).")
-flags.DEFINE_string("out", "", "JSON path (default bench/results/input_checks_<time>.json).")
+flags.DEFINE_string("out", "", "Records file to append to (default bench/results/records.jsonl).")
 
 
 def _quantiles(values, qs=(0.25, 0.5, 0.75)):
@@ -90,11 +87,7 @@ def main(argv) -> None:
                 [a / b for a, b in zip(cpu[name], cpu["unchecked"])])
         rows.append(row)
         print({k: v for k, v in row.items() if k not in ("call_s", "cpu_s")}, flush=True)
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
-    out = FLAGS.out or f"bench/results/input_checks_{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}.json"
-    _common.write_json(out, {"command": " ".join(["python", "-m", "bench.input_checks", *sys.argv[1:]]),
-                             "commit": commit, "machine": _common.machine(), "rows": rows})
-    print(f"wrote {out}")
+    _common.write_record("input_checks", {"rows": rows}, FLAGS.out)
 
 
 if __name__ == "__main__":

@@ -12,14 +12,13 @@ on this TensorFlow CPU build (no tracking allocator), so it is not used.
     python -m bench.memory                                      # CIFARNet/4 width, T 1..32, tandem vs bptt
     python -m bench.memory --network=cifarnet --time_steps=1,4,10,16
 
-Writes ``bench/results/memory_<UTC time>.json`` and prints a Markdown table.
+Appends a ``bench.records`` record (``bench/results/records.jsonl``) and prints a Markdown table.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import time
 
 from absl import app, flags
 
@@ -36,7 +35,7 @@ flags.DEFINE_bool("jit", False, "jit_compile.")
 flags.DEFINE_bool("child", False, "Internal: measure one configuration in this process.")
 flags.DEFINE_string("mode", "tandem", "Internal (with --child): the mode.")
 flags.DEFINE_integer("T", 1, "Internal (with --child): T.")
-flags.DEFINE_string("out", "", "JSON path (default bench/results/memory_<time>.json).")
+flags.DEFINE_string("out", "", "Records file to append to (default bench/results/records.jsonl).")
 
 
 # With TF_CPU_ALLOCATOR_USE_BFC=true (set by the parent for every child) TensorFlow's CPU
@@ -120,9 +119,7 @@ def main(argv) -> None:
                 summary.get(f"{label}_tandem", float("nan")) / summary[f"{label}_bptt"])
     print(markdown(rows))
     print("growth first->last T (MiB):", json.dumps(summary))
-    out = FLAGS.out or f"bench/results/memory_{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}.json"
-    _common.write_json(out, {"machine": _common.machine(), "rows": rows, "growth": summary})
-    print(f"wrote {out}")
+    _common.write_record("memory", {"rows": rows, "growth": summary}, FLAGS.out)
 
 
 if __name__ == "__main__":

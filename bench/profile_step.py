@@ -10,7 +10,7 @@ and by layer.
     python -m bench.profile_step                               # CIFARNet/4 width, T=10
     python -m bench.profile_step --network=cifarnet --time_steps=10 --steps=2
 
-Writes ``bench/results/profile_<network>_T<T>_<UTC time>.json`` and prints two Markdown
+Appends a ``bench.records`` record (``bench/results/records.jsonl``) and prints two Markdown
 tables (by category, and by layer and category). Self times are host wall-clock
 intervals of op execution, so on a loaded machine they include time the op's thread
 waited for a core; compare shares, not absolute numbers.
@@ -37,7 +37,7 @@ flags.DEFINE_string("policy", "float32", "Keras dtype policy.")
 flags.DEFINE_bool("jit", False, "jit_compile.")
 flags.DEFINE_integer("batch", 32, "Batch size.")
 flags.DEFINE_integer("steps", 2, "Profiled steps.")
-flags.DEFINE_string("out", "", "JSON path.")
+flags.DEFINE_string("out", "", "Records file to append to (default bench/results/records.jsonl).")
 
 CATEGORIES = (  # (substring of the op name, category), first match wins
     ("coupled_ann_backward", "backward: coupled ANN convs/matmuls (input + weight grads)"),
@@ -128,13 +128,10 @@ def main(argv) -> None:
         lines.append(f"| {layer} | {category} | {us / 1e3:.1f} | {100 * us / busy:.1f}% |")
     print("\n".join(lines))
     top = sorted(ops, key=lambda r: -r[2])[:40]
-    out = FLAGS.out or (f"bench/results/profile_{FLAGS.network}_T{FLAGS.time_steps}_"
-                        f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}.json")
-    _common.write_json(out, {"machine": _common.machine(), "wall_s_per_step": wall,
-                             "by_category_us": dict(by_category),
-                             "by_layer_us": {f"{k[0]} | {k[1]}": v for k, v in by_layer.items()},
-                             "top_ops": top})
-    print(f"wrote {out}")
+    _common.write_record("profile_step", {"wall_s_per_step": wall,
+                                          "by_category_us": dict(by_category),
+                                          "by_layer_us": {f"{k[0]} | {k[1]}": v for k, v in by_layer.items()},
+                                          "top_ops": top}, FLAGS.out)
 
 
 if __name__ == "__main__":

@@ -13,13 +13,17 @@ autograd, then a per-step Python loop over T of ``F.conv2d`` on the spike train 
 the BN-folded weights and the IF update, without autograd, and hands the output spike
 count on with the ANN's gradient. Input: the image duplicated over T (analog current
 into the first IF layer). Their ANN baseline ``CifarNet`` is timed alongside. Adam,
-batch 32, float32; prints one JSON line.
+batch 32, float32; prints one JSON line and appends it as a ``bench.records`` record
+(``--out``, default ``bench/results/records.jsonl``; ``bench.records`` needs only the
+standard library).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 import time
 
 import torch
@@ -127,6 +131,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", default="", help="Records file (default bench/results/records.jsonl).")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -154,10 +159,16 @@ def main() -> None:
             times[name].append(time.perf_counter() - t0)
             cpu[name].append(time.process_time() - c0)
     med = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
-    print(json.dumps({"torch": torch.__version__, "T": args.time_steps, "batch": args.batch,
-                      "step_s": times, "cpu_s": cpu,
-                      "images_per_s": {k: args.batch / v for k, v in med.items()},
-                      "tandem_over_ann": med["tandem"] / med["ann"]}))
+    figures = {"torch": torch.__version__, "T": args.time_steps, "batch": args.batch,
+               "step_s": times, "cpu_s": cpu,
+               "images_per_s": {k: args.batch / v for k, v in med.items()},
+               "tandem_over_ann": med["tandem"] / med["ann"]}
+    print(json.dumps(figures))
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from bench import records
+
+    records.write("torch_reference", figures, vars(args), path=args.out or records.RECORDS,
+                  command=" ".join(["python", "bench/torch_reference.py", *sys.argv[1:]]))
 
 
 if __name__ == "__main__":

@@ -10,13 +10,12 @@ images/s (median), the tandem/ANN and BPTT/ANN time ratios, and the compute boun
     python -m bench.train_step --full                # + full CIFARNet, + jit_compile=True (hours here)
     python -m bench.train_step --networks=cifarnet --time_steps=10 --policies=float32 --jit=0
 
-Writes ``bench/results/train_step_<UTC time>.json`` and prints a Markdown table.
+Appends a ``bench.records`` record (``bench/results/records.jsonl``) and prints a Markdown table.
 """
 
 from __future__ import annotations
 
 import gc
-import time
 
 from absl import app, flags
 
@@ -31,7 +30,7 @@ flags.DEFINE_list("jit", ["0"], "jit_compile settings (0/1).")
 flags.DEFINE_bool("full", False, "Every configuration: networks cifarnet_w4,cifarnet and jit 0,1.")
 flags.DEFINE_integer("batch", 32, "Batch size.")
 flags.DEFINE_integer("repeats", 3, "Timed steps per mode (after 2 warm-up steps).")
-flags.DEFINE_string("out", "", "JSON path (default bench/results/train_step_<time>.json).")
+flags.DEFINE_string("out", "", "Records file to append to (default bench/results/records.jsonl).")
 
 
 def time_group(network: str, policy: str, jit: bool, time_steps: int, modes, batch: int,
@@ -111,9 +110,7 @@ def main(argv) -> None:
                           flush=True)
     table = markdown(rows)
     print(table)
-    out = FLAGS.out or f"bench/results/train_step_{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}.json"
-    _common.write_json(out, {"machine": _common.machine(), "rows": rows})
-    print(f"wrote {out}")
+    _common.write_record("train_step", {"rows": rows}, FLAGS.out)
 
 
 if __name__ == "__main__":
