@@ -1,5 +1,5 @@
 """Smoke test of bench/reproduce_cifar10.py on a generated image folder (a few seconds),
-and of its finding checks on hand-made numbers."""
+its record, and its finding checks on hand-made numbers."""
 
 import json
 import os
@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from bench import records
 from bench import reproduce_cifar10 as rep
 
 
@@ -39,7 +40,8 @@ def test_tiny_run_writes_consistent_results(tmp_path):
     train_dir = _image_folder(tmp_path / "images")
     config = rep.make_config("tiny", train_dir, out_dir=str(tmp_path / "out"), test_dir=train_dir,
                              sweep_time_steps=[2], synops_time_steps=[2])
-    results = rep.run(config)
+    record_file = str(tmp_path / "records.jsonl")
+    results = rep.run(config, record_file=record_file)
 
     # 60 images, train.data holds out round(0.1 * 60) = 6; the budget takes 48 of the other 54.
     assert results["data"]["train"] == 48 and results["data"]["validation"] == 6
@@ -70,6 +72,11 @@ def test_tiny_run_writes_consistent_results(tmp_path):
     assert [f["finding"][:2] for f in results["findings"]] == ["1.", "2.", "3.", "4.", "5."]
     with open(tmp_path / "out" / "results.json") as f:
         assert json.load(f)["findings"] == results["findings"]
+    [record] = records.read(record_file)
+    records.check(record)
+    assert record["kind"] == "reproduce_cifar10" and record["config"]["budget"] == "tiny"
+    assert record["figures"]["runs"] == results["runs"]
+    assert record["figures"]["findings"] == results["findings"]
     for path in results["figures"].values():
         with open(path, "rb") as f:
             assert f.read(4) == b"\x89PNG"

@@ -8,7 +8,7 @@ with each of its named budgets (``bench.reproduce_cifar10.BUDGETS``).
 A configuration is any object with the attributes of ``train.flags`` that are used here
 (``model``, ``time_steps``, ``decode``, ``mode``, ``dropout``, ``learning_rate``,
 ``lr_schedule``, ``lr_step_epochs``, ``lr_step_factor``, ``epochs``, ``weight_decay``,
-``jit_compile``); ``width_divisor``, ``run_eagerly`` and ``name`` are optional.
+``jit_compile``); ``width_divisor``, ``run_eagerly`` and ``model_name`` are optional.
 
 Example:
   >>> from types import SimpleNamespace
@@ -71,11 +71,13 @@ def build_model(values: Any, input_shape: Sequence[int], num_classes: int) -> ke
         extra["dropout"] = values.dropout
     if getattr(values, "width_divisor", None) not in (None, 1):
         extra["width_divisor"] = values.width_divisor
-    if getattr(values, "name", None):
-        extra["name"] = values.name
-    return models.build(values.model, input_shape=tuple(input_shape), num_classes=num_classes,
-                        time_steps=values.time_steps, decode=values.decode, mode=values.mode,
-                        **extra)
+    if getattr(values, "model_name", None):
+        extra["name"] = values.model_name
+    if values.model not in models.BUILDERS:
+        models.build(values.model)  # raises the ValueError naming the known models
+    return models.BUILDERS[values.model](
+        input_shape=tuple(input_shape), num_classes=num_classes, time_steps=values.time_steps,
+        decode=values.decode, mode=values.mode, **extra)
 
 
 def compile_model(model: keras.Model, values: Any, num_classes: int,
