@@ -19,6 +19,7 @@ import time
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import train.__main__ as train_main
 from tests._train_helpers import ROOT
@@ -97,6 +98,7 @@ FLAG_TABLE = {
     "unknown_dataset": (["--dataset=mnist"], ["--dataset=mnist"]),
     "multi_worker_no_tf_config": (["--strategy=multi_worker"], ["--strategy=multi_worker", "TF_CONFIG"]),
     "positional": (["extra"], ["unexpected arguments", "extra"]),
+    "export_dir_is_file": ([f"--export_dir={__file__}"], ["--export_dir=", "not a directory"]),
 }
 
 
@@ -151,6 +153,11 @@ TABLE = {
     # after the data is loaded
     "model_vs_dataset": ("train", ["--dataset=digits", "--epochs=1", "--model_dir={tmp}/m"], None,
                          ["--model=cifarnet", "--dataset=digits", "channels"]),
+    # image folders (train.data's checks)
+    "folder_one_class": ("train", [*DIGITS, "--dataset=folder:{one_class}", "--model_dir={tmp}/f1"],
+                         None, ["--dataset=folder:", "1 class"]),
+    "folder_corrupt_file": ("train", [*DIGITS, "--dataset=folder:{corrupt}", "--model_dir={tmp}/f2"],
+                            None, ["--dataset=folder:", "empty.png", "--skip_bad_images"]),
     # the run directory
     "resume_other_flags": ("train", [*DIGITS[:-2], "--time_steps=3", "--batch_size=128",
                                      "--epochs=2", "--validation_split=0.2", "--model_dir={run}"],
@@ -174,7 +181,15 @@ def results(digits_run, nan_export, tmp_path_factory):
     a_file = tmp / "a_file"
     a_file.write_text("not a directory")
     names = {"run": digits_run, "export": os.path.join(digits_run, "export"), "nan": nan_export,
-             "file": str(a_file), "tmp": str(tmp)}
+             "file": str(a_file), "tmp": str(tmp), "one_class": str(tmp / "one_class"),
+             "corrupt": str(tmp / "corrupt")}
+    png = tf.io.encode_png(np.zeros((8, 8, 3), np.uint8)).numpy()
+    for folder, classes in (("one_class", ["a"]), ("corrupt", ["a", "b"])):
+        for name in classes:
+            os.makedirs(tmp / folder / name)
+            for i in range(3):
+                (tmp / folder / name / f"{i}.png").write_bytes(png)
+    (tmp / "corrupt" / "b" / "empty.png").write_bytes(b"")  # not the first file
     before = _backup_bytes(digits_run)
     jobs = {key: (program, [a.format(**names) for a in args], env)
             for key, (program, args, env, _) in TABLE.items()}
