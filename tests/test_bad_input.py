@@ -236,3 +236,45 @@ def test_eval_uses_the_recorded_validation_split(digits_run, tmp_path):
         report = json.load(f)
     assert report["examples"] == expected
     assert report["dataset"] == "digits" and report["validation_split"] == 0.2
+
+
+def _api_cases():
+    import tandem_keras as tk
+
+    def other_time_steps():
+        layer = tk.TandemDense(3, name="td")
+        layer(np.zeros((2, 4, 5), "float32"))
+        layer(np.zeros((2, 8, 5), "float32"))
+
+    def half_spikes():
+        layer = tk.TandemDense(3, name="td")
+        layer(np.zeros((2, 4, 5), "float32"))
+        layer(np.full((2, 4, 5), 0.5, "float32"), training=False)
+
+    def nan_pixels():
+        tk.SpikeEncoder(4, name="enc")(np.array([[np.nan, 1.0]], "float32"))
+
+    def export_nan(tmp_path):
+        model = keras.Sequential([keras.Input((4,)), tk.SpikeEncoder(2, name="enc"),
+                                  tk.SpikeCount(), keras.layers.Dense(3, name="logits")])
+        kernel = model.get_layer("logits").kernel
+        kernel.assign(np.full(kernel.shape, np.inf, "float32"))
+        tk.export_model(model, str(tmp_path / "export"))
+
+    return {  # (call, words the message must contain)
+        "other_time_steps": (other_time_steps, ["td", "T=4", "T=8"]),
+        "half_spikes": (half_spikes, ["td", "0/1"]),
+        "nan_pixels": (nan_pixels, ["enc", "NaN"]),
+        "export_non_finite": (export_nan, ["logits/kernel", "non-finite", "not exported"]),
+    }
+
+
+@pytest.mark.parametrize("case", ["other_time_steps", "half_spikes", "nan_pixels",
+                                  "export_non_finite"])
+def test_api_bad_input_raises_value_error_naming_it(case, tmp_path):
+    call, words = _api_cases()[case]
+    with pytest.raises(ValueError) as info:
+        call(tmp_path) if case == "export_non_finite" else call()
+    for word in words:
+        assert word in str(info.value), str(info.value)
+    assert not os.path.exists(tmp_path / "export")
