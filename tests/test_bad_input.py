@@ -137,11 +137,15 @@ def test_model_dir_that_is_a_file(tmp_path):
     train_flags.FLAGS.unparse_flags()
 
 
-def test_multi_worker_with_bad_tf_config(monkeypatch):
+@pytest.mark.parametrize("strategy", ["multi_worker", "auto"])
+def test_tf_config_that_is_not_json(monkeypatch, strategy, tmp_path):
     monkeypatch.setenv("TF_CONFIG", "{not json")
     train_flags.FLAGS.unparse_flags()
-    train_flags.FLAGS(["train", "--strategy=multi_worker", "--model_dir=/tmp/x"])
-    with pytest.raises(train_flags.FlagError, match=r"^--strategy=multi_worker: TF_CONFIG is not valid JSON"):
+    train_flags.FLAGS(["train", f"--strategy={strategy}", f"--model_dir={tmp_path}"])
+    with pytest.raises(train_flags.FlagError, match=f"^--strategy={strategy}: TF_CONFIG is not valid JSON"):
+        train_flags.check(train_flags.FLAGS)
+    monkeypatch.setenv("TF_CONFIG", "{}")  # auto: an empty cluster is one process
+    if strategy == "auto":
         train_flags.check(train_flags.FLAGS)
     train_flags.FLAGS.unparse_flags()
 

@@ -126,8 +126,9 @@ def check(values: Any) -> None:
         raise FlagError("validation_split", values.validation_split, "must be in [0, 1)")
     if values.cpu_devices < 0:
         raise FlagError("cpu_devices", values.cpu_devices, "must be >= 0")
-    if values.strategy == "multi_worker":
-        _check_tf_config()
+    if values.strategy == "multi_worker" or (values.strategy == "auto"
+                                             and os.environ.get("TF_CONFIG", "").strip()):
+        _check_tf_config(values.strategy)
     for name in ("model_dir", "export_dir"):
         if getattr(values, name, None):
             problem = _output_dir_problem(getattr(values, name))
@@ -153,18 +154,20 @@ def _output_dir_problem(path: str) -> str | None:
     return None
 
 
-def _check_tf_config() -> None:
-    """``--strategy=multi_worker`` needs ``TF_CONFIG`` naming the cluster and this task."""
+def _check_tf_config(strategy: str) -> None:
+    """``--strategy=multi_worker`` needs ``TF_CONFIG`` naming the cluster and this task;
+    with ``auto`` a set ``TF_CONFIG`` must at least be JSON."""
     raw = os.environ.get("TF_CONFIG", "")
     problem = None
     try:
         config = json.loads(raw) if raw.strip() else None
     except json.JSONDecodeError as e:
         config, problem = None, f"TF_CONFIG is not valid JSON ({e.msg})"
-    if problem is None and not (isinstance(config, dict) and config.get("cluster")
-                                and isinstance(config.get("task"), dict)):
+    if problem is None and strategy == "multi_worker" and not (
+            isinstance(config, dict) and config.get("cluster")
+            and isinstance(config.get("task"), dict)):
         problem = ("needs TF_CONFIG with the cluster and this worker's task, e.g. TF_CONFIG="
                    "'{\"cluster\": {\"worker\": [\"host1:12345\", \"host2:12345\"]}, "
                    "\"task\": {\"type\": \"worker\", \"index\": 0}}'")
     if problem:
-        raise FlagError("strategy", "multi_worker", problem)
+        raise FlagError("strategy", strategy, problem)
