@@ -47,6 +47,7 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import tandem_keras as tk  # noqa: E402
+from bench import records  # noqa: E402
 from bench import reproduce_cifar10 as repro  # noqa: E402
 from models import cifarnet  # noqa: E402
 from tandem_keras import decoding  # noqa: E402
@@ -269,6 +270,10 @@ def main(argv: Sequence[str]) -> None:
         path = os.path.join(FLAGS.out_dir, f"spike_count_{variant}_T{config.time_steps}_{config.budget}.json")
         with open(path, "w") as f:
             json.dump(repro._jsonable(record), f, indent=1)
+        if FLAGS.record_file:  # the bench.records record (flag of bench.reproduce_cifar10)
+            records.write("spike_count_decoding", {k: v for k, v in record.items()
+                                                   if k not in ("command", "config", "environment")},
+                          record["config"], path=FLAGS.record_file)
         if FLAGS.save_dir:
             os.makedirs(FLAGS.save_dir, exist_ok=True)
             model.save(os.path.join(FLAGS.save_dir, f"{variant}_T{config.time_steps}.keras"))
