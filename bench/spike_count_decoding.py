@@ -121,13 +121,14 @@ def membrane_rule_logits(model: keras.Model, x: np.ndarray, batch_size: int) -> 
 
 
 def git_commit() -> str:
+    """HEAD of the repository when the record is written, marked if the code differs from it."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                             cwd=os.path.dirname(os.path.abspath(__file__)), check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "tandem_keras", "models",
-                                "bench/spike_count_decoding.py", "bench/reproduce_cifar10.py"],
-                               capture_output=True, text=True,
-                               cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip()
+        out = subprocess.run(["git", "-C", root, "rev-parse", "HEAD"], capture_output=True,
+                             text=True, check=True)
+        dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "--", "tandem_keras",
+                                "models", "bench/spike_count_decoding.py", "bench/reproduce_cifar10.py"],
+                               capture_output=True, text=True).stdout.strip()
         return out.stdout.strip() + (" (+ uncommitted changes)" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"

@@ -60,7 +60,7 @@ def membrane_tie_break(potential: Any, threshold: float = 1.0):
 
     Example:
       >>> import numpy as np
-      >>> np.round(np.asarray(membrane_tie_break(np.array([-1.0, 0.0, 1.0]))), 3).tolist()
+      >>> [round(float(v), 3) for v in membrane_tie_break(np.array([-1.0, 0.0, 1.0]))]
       [0.255, 0.5, 0.745]
     """
     r = tf.cast(tf.convert_to_tensor(potential), tf.float32)
@@ -120,7 +120,7 @@ class SpikeCountOutput(TandemDense):
       **kwargs: the other arguments of :class:`TandemDense` (``batch_norm`` must be False).
 
     Example:
-      >>> import keras, tandem_keras as tk
+      >>> import keras, numpy as np, tandem_keras as tk
       >>> model = keras.Sequential([keras.Input((4, 6)),
       ...     tk.decoding.SpikeCountOutput(3, scale=4.0, surrogate=StraightThrough())])
       >>> model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
