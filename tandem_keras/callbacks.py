@@ -7,8 +7,9 @@ Example:
 then ``tensorboard --logdir logs``: under ``activity/`` the average spike count per
 neuron of every spiking layer, its SynOps (Eq. 13) per example, the total SNN SynOps,
 the ANN MACs (Eq. 14) and their ratio. The same figures go into Keras's epoch ``logs``
-(``synops_snn``, ``synops_ratio``, ``spike_count/<layer>``, ...), so that callbacks after
-it (``CSVLogger``, ``EarlyStopping(monitor="synops_snn")``, ``TensorBoard``, ``History``)
+(``synops/total_snn``, ``synops/ratio``, ``spike_count/<layer>``, ...), so that callbacks
+after it (``CSVLogger``, ``EarlyStopping(monitor="synops/total_snn")``, ``TensorBoard``,
+``History``)
 see them like any metric: put it before them in the callbacks list.
 """
 
@@ -38,7 +39,7 @@ class ActivityLogger(keras.callbacks.Callback):
     The last values are also kept in ``self.last_report`` (see
     :meth:`tandem_keras.activity.ActivityAccumulator.report`), and written into the epoch's
     Keras ``logs`` under the same names (``spike_count/<layer>``, ``firing_rate/<layer>``,
-    ``synops/<layer>``) plus ``synops_snn`` and ``synops_ratio``, for the callbacks that
+    ``synops/<layer>``, ``synops/total_snn``, ``synops/ratio``), for the callbacks that
     come after this one in the list (``CSVLogger``, ``EarlyStopping``, ``History``).
 
     Args:
@@ -92,11 +93,8 @@ class ActivityLogger(keras.callbacks.Callback):
         if self._writer is not None:
             with self._writer.as_default():
                 for name, value in scalars.items():
-                    if "/" in name:
-                        tf.summary.scalar(name, value, epoch)
-                tf.summary.scalar("synops/total_snn", report["synops_snn"], epoch)
+                    tf.summary.scalar(name, value, epoch)
                 tf.summary.scalar("synops/ann", float(report["synops_ann"]), epoch)
-                tf.summary.scalar("synops/ratio", report["synops_ratio"], epoch)
             self._writer.flush()
 
     @staticmethod
@@ -109,8 +107,8 @@ class ActivityLogger(keras.callbacks.Callback):
             out[f"spike_count/{layer['name']}"] = float(layer["avg_spike_count"])
             out[f"firing_rate/{layer['name']}"] = float(layer["firing_rate"])
             out[f"synops/{layer['name']}"] = float(layer["synops"])
-        out["synops_snn"] = float(report["synops_snn"])
-        out["synops_ratio"] = float(report["synops_ratio"])
+        out["synops/total_snn"] = float(report["synops_snn"])
+        out["synops/ratio"] = float(report["synops_ratio"])
         return out
 
     def on_train_end(self, logs: Optional[dict] = None) -> None:

@@ -157,10 +157,10 @@ def test_activity_logger_writes_keras_logs_for_csv_logger(tmp_path):
                         callbacks=[logger, keras.callbacks.CSVLogger(str(path))])
     with open(path) as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 2 and "synops_snn" in rows[0] and "spike_count/my_if" in rows[0]
+    assert len(rows) == 2 and "synops/total_snn" in rows[0] and "spike_count/my_if" in rows[0]
     expected = tk.count_synops(model, x[:8])
-    assert float(rows[-1]["synops_snn"]) == pytest.approx(expected["synops_snn"], rel=1e-6)
-    assert history.history["synops_ratio"][-1] == pytest.approx(expected["synops_ratio"], rel=1e-6)
+    assert float(rows[-1]["synops/total_snn"]) == pytest.approx(expected["synops_snn"], rel=1e-6)
+    assert history.history["synops/ratio"][-1] == pytest.approx(expected["synops_ratio"], rel=1e-6)
 
 
 def test_eval_table_shows_a_registered_user_layer(tmp_path):
