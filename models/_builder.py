@@ -4,10 +4,10 @@ Each model module (``cifarnet``, ``alexnet``, ``digits``) is a table of layers h
 :func:`build_classifier`. The graph it builds, in the layer names that ``model.summary()``
 shows::
 
-    images -> normalize -> encoder_conv -> encoder_bn -> encoder   (SPEC 2: analog conv, spikes)
-           -> tandem_conv1 .. tandem_convN                          (SPEC 3: TandemConv2D)
+    images -> normalize -> encoder_conv -> encoder_bn -> encoder   (method §2: analog conv, spikes)
+           -> tandem_conv1 .. tandem_convN                          (method §3: TandemConv2D)
            -> flatten -> tandem_dense1 .. tandem_denseM             (TandemDense)
-           -> readout                                               (SPEC 4)
+           -> readout                                               (method §4)
 
 Readout, ``decode="membrane"``: ``spike_count -> dropout -> logits`` (a ``Dense`` on the
 spike counts, the free aggregate membrane potential ``W c + b``).

@@ -144,7 +144,7 @@ def describe_model(model: Any) -> dict:
     or ``"readout"`` (weighted, fed by spikes, not spiking).
 
     Also: ``time_steps`` (T), ``spiking_depth`` (spiking layers on the longest path)
-    and ``inference_time_steps = T + spiking_depth`` (SPEC 5), ``input_shape``,
+    and ``inference_time_steps = T + spiking_depth`` (method §5), ``input_shape``,
     ``num_classes``.
 
     Example:

@@ -1,7 +1,7 @@
 """Integrate-and-fire dynamics over the time axis, and front-loaded spike encoding.
 
 Pure tensor functions, no Keras state. A spike train is a float tensor
-``[batch, time, ...]`` holding 0.0 / 1.0 (SPEC 1); time is axis 1.
+``[batch, time, ...]`` holding 0.0 / 1.0 (method §1); time is axis 1.
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ def _if_recurrence(current_at, time_steps: int, threshold: float, out_dtype) -> 
 def front_loaded_spikes(count: tf.Tensor, time_steps: int) -> tf.Tensor:
     """Turns integer-valued counts into front-loaded spike trains.
 
-    ``s[t] = 1 if count >= t + 1 else 0`` for ``t = 0 .. T-1`` (SPEC 2, paper
+    ``s[t] = 1 if count >= t + 1 else 0`` for ``t = 0 .. T-1`` (method §2, paper
     Eq. 7-8 with ``V(0) = count``), so ``sum_t s[t] == min(count, T)``.
 
     Args:

@@ -1,7 +1,7 @@
 """Export a trained tandem SNN to NIR, the Neuromorphic Intermediate Representation.
 
 ``export_nir(model, path)`` writes the SNN that the tandem layers run in inference (BN
-folded with the moving statistics, SPEC 3) as a ``nir.NIRGraph`` (PyPI ``nir`` 1.0.x, the
+folded with the moving statistics, method §3) as a ``nir.NIRGraph`` (PyPI ``nir`` 1.0.x, the
 ``nir`` extra), which snnTorch, Norse, SpikingJelly, Sinabs, Rockpool, Lava and several
 chips read. ``encode_for_nir(model, images)`` produces the graph's input.
 
@@ -35,7 +35,7 @@ NIR's own semantics) is executed by none of the importers below. Importers and t
   ``reset_delay=False`` a neuron whose residue after a reset is still >= theta fires again
   only at 2 theta. A user replaces every ``Leaky`` by ``Leaky(beta=1.0,
   threshold=<same>, init_hidden=True)`` (default ``reset_delay=True``: ``V(t) = V(t-1) +
-  z(t) - theta s(t-1)``, the IF neuron of SPEC 3) and every ``Flatten(0, -1)`` by
+  z(t) - theta s(t-1)``, the IF neuron of method §3) and every ``Flatten(0, -1)`` by
   ``Flatten(1, -1)`` (snnTorch passes NIR's ``start_dim``, which does not count the batch
   axis, to torch as is). With these corrections the spikes are those of the Keras model
   (``tests/test_nir_snntorch.py``; README, "Deploy").
@@ -44,7 +44,7 @@ NIR's own semantics) is executed by none of the importers below. Importers and t
   neuron instead. Other importers are not checked here.
 
 Thresholds: tandem_keras fires on ``V >= theta``, NIR's ``IF`` (and snnTorch) on ``v > v_threshold``;
-they differ only when a potential lands exactly on ``theta`` (``SPEC 3``: the layers'
+they differ only when a potential lands exactly on ``theta`` (method §3: the layers'
 rule is the reference). The graph metadata records ``time_steps``, ``decoding``,
 ``encoding``, ``reset``, ``threshold_rule``, ``readout`` and ``tandem_keras_version``.
 """
@@ -147,7 +147,7 @@ def export_nir(model: keras.Model, path: Optional[str | os.PathLike] = None) -> 
     Each tandem layer becomes a synapse node with its BN-folded weights (moving statistics)
     and per-step bias ``b'/T`` followed by an ``IF`` node: in NIR's discrete-time reading,
     ``z(t) = W' s_in(t) + b'/T``, ``V(t) = V(t-1) + z(t) - theta s(t-1)``,
-    ``s(t) = [V(t) >= theta]`` (SPEC 3). The graph starts after the ``SpikeEncoder`` (its
+    ``s(t) = [V(t) >= theta]`` (method §3). The graph starts after the ``SpikeEncoder`` (its
     input is :func:`encode_for_nir`'s spike train) and ``logits = sum_t output(t)``.
     See the module docstring for the exact mapping and what importers do with the reset.
 
@@ -260,7 +260,7 @@ def encode_for_nir(model: keras.Model, images: Any, batch_size: int = 256) -> np
     """The exported graph's input: the ``SpikeEncoder``'s spike train, time-major, channels-first.
 
     Runs the model's analog front end (normalization, encoder convolution, BN,
-    ``a0 = min(floor(max(v, 0)/theta), T)``, front-loaded spikes; SPEC 2) in inference mode.
+    ``a0 = min(floor(max(v, 0)/theta), T)``, front-loaded spikes; method §2) in inference mode.
 
     Args:
       model: the Keras model given to :func:`export_nir`.

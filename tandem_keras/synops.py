@@ -1,4 +1,4 @@
-"""Synaptic operations (SynOps), ANN multiply-accumulates and energy (SPEC 6, Eq. 13-14).
+"""Synaptic operations (SynOps), ANN multiply-accumulates and energy (method §6, Eq. 13-14).
 
 The SNN cost counts one accumulate (AC) per spike and outgoing connection
 (paper Eq. 13, with ``c_j^l = sum_t s_j^l(t)`` the spike count of neuron ``j``)::

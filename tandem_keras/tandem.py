@@ -1,4 +1,4 @@
-"""The tandem couplings: SNN values forward, ANN gradients backward (SPEC 3).
+"""The tandem couplings: SNN values forward, ANN gradients backward (method §3).
 
 Two small custom-gradient functions carry the whole learning rule:
 

@@ -43,7 +43,7 @@ SHARED_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "shared")
 
 @pytest.fixture
 def shared_dir():
-    """Path of ../shared (CIFAR-10 JPEGs, SPEC); skips the test when it is absent."""
+    """Path of ../shared (CIFAR-10 JPEGs); skips the test when it is absent."""
     path = os.path.abspath(SHARED_DIR)
     if not os.path.isdir(os.path.join(path, "data")):
         pytest.skip("../shared/data is not available")

@@ -1,4 +1,4 @@
-"""Datasets and input pipelines: splits, decoding, SPEC 8 augmentation, per-epoch determinism."""
+"""Datasets and input pipelines: splits, decoding, method §8 augmentation, per-epoch determinism."""
 import os
 
 import numpy as np
@@ -107,7 +107,7 @@ def test_tfds_mock(name, shape, classes):
 
 def test_cifar_augmentation_is_a_padded_crop_or_its_mirror():
     image = np.random.default_rng(2).uniform(1, 255, (32, 32, 3)).astype(np.float32)
-    padded = np.pad(image, [(4, 4), (4, 4), (0, 0)])  # zero padding by 4 (SPEC 8)
+    padded = np.pad(image, [(4, 4), (4, 4), (0, 0)])  # zero padding by 4 (method §8)
     windows = {}
     for top in range(9):
         for left in range(9):

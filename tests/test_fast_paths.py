@@ -79,7 +79,7 @@ def test_tandem_conv_identical_to_per_step_float32_reference(strides):
     layer(spikes_in)
     _set_bn_layer(layer, rng, channels)
     got = layer(spikes_in, training=False).numpy()
-    # Reference: one convolution per time step (batch 3, not 3 * T), BN folded as SPEC 3,
+    # Reference: one convolution per time step (batch 3, not 3 * T), BN folded as method §3,
     # current z(t) = (W s(t)) g + b'/T in float32, IF loop in NumPy float32.
     scale = (layer.gamma * tf.math.rsqrt(layer.moving_variance + layer.epsilon)).numpy()
     folded_bias = ((layer.bias.numpy() - layer.moving_mean.numpy()) * scale + layer.beta.numpy())

@@ -1,4 +1,4 @@
-"""Gradients of the tandem layers equal those of the coupled ANN (SPEC 3), checked against
+"""Gradients of the tandem layers equal those of the coupled ANN (method §3), checked against
 hand-built float64 Keras ANNs holding the same weights.
 
 Coupled ANN of a tandem layer: c_in = sum_t s_in(t), V_f = BN(W * c_in + b),
@@ -289,7 +289,7 @@ def test_ann_mode_gradient_is_relu_ann():
 
 
 def test_bptt_mode_has_nonzero_finite_gradients():
-    """The BPTT baseline's surrogate is not fixed by the SPEC; its forward is checked in
+    """The BPTT baseline's surrogate is not fixed by the method (docs/method.md); its forward is checked in
     test_layers.py, here only that gradients reach every weight and the input."""
     rng = np.random.default_rng(10)
     x = (rng.random((4, 5, 6)) < 0.5).astype(np.float32)

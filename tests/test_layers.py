@@ -325,7 +325,7 @@ def test_folded_weights_with_batch_statistics():
 
 
 def test_time_distributed_flatten_between_layers_equals_time_flatten():
-    """SPEC 1: any Keras layer that keeps axis 1 works between tandem layers."""
+    """method §1: any Keras layer that keeps axis 1 works between tandem layers."""
     rng = np.random.default_rng(13)
     x = (rng.random((3, 4, 5, 5, 2)) < 0.5).astype(np.float32)
     conv = tk.TandemConv2D(3, 3, strides=2, batch_norm=False)

@@ -1,4 +1,4 @@
-"""Model builders against the layer tables of SPEC 7, written out here by hand."""
+"""Model builders against the layer tables of method §7, written out here by hand."""
 import keras
 import numpy as np
 import pytest
@@ -8,7 +8,7 @@ import models
 import tandem_keras as tk
 
 # (layer name, class, filters/units, kernel size, stride, output shape without batch/time)
-# transcribed from SPEC 7; 'same' padding: output size = ceil(input / stride).
+# transcribed from method §7; 'same' padding: output size = ceil(input / stride).
 CIFARNET = [
     ("encoder_conv", "Conv2D", 128, 3, 1, (32, 32, 128)),
     ("tandem_conv1", "TandemConv2D", 256, 3, 2, (16, 16, 256)),
@@ -78,7 +78,7 @@ def test_layers_match_spec7(name, mode):
     assert isinstance(encoder, tk.SpikeEncoder)
     assert encoder.output.shape[1:] == (_time_axis(mode), *table[0][5])
     assert isinstance(model.get_layer("encoder_bn"), keras.layers.BatchNormalization)
-    # No pooling anywhere: downsampling is by strides only (SPEC 7).
+    # No pooling anywhere: downsampling is by strides only (method §7).
     assert not any("Pooling" in type(layer).__name__ for layer in model.layers)
 
 
@@ -115,7 +115,7 @@ def test_forward_pass(name, decode):
 def test_normalization_layer():
     model = models.build("cifarnet", time_steps=1)
     images = np.random.default_rng(1).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
-    mean = np.array([0.4914, 0.4822, 0.4465])  # SPEC 8
+    mean = np.array([0.4914, 0.4822, 0.4465])  # method §8
     std = np.array([0.2023, 0.1994, 0.2010])
     got = np.asarray(model.get_layer("normalize")(images))
     np.testing.assert_allclose(got, (images / 255.0 - mean) / std, rtol=1e-4, atol=1e-4)

@@ -1,4 +1,4 @@
-"""Forward dynamics of the spiking layers against the float64 NumPy SNN of SPEC 2-3.
+"""Forward dynamics of the spiking layers against the float64 NumPy SNN of method §2-§3.
 
 - IF dynamics of TandemDense / TandemConv2D (strides 1 and 2, "same" and "valid"), without
   BN, with BN in training (batch statistics) and in inference (moving statistics), for
@@ -225,7 +225,7 @@ def test_encoder_straight_through_gradient(time_steps, theta):
 
 
 def test_encoder_gradient_per_step_is_rate_read():
-    """A loss on the individual steps: d s(t)/d a0 = 1/T (SPEC 3's rate reading), so
+    """A loss on the individual steps: d s(t)/d a0 = 1/T (method §3's rate reading), so
     grad_v = mean_t(grad_s(t)) / theta inside (0, T*theta)."""
     time_steps, theta = 4, 1.0
     rng = np.random.default_rng(4)
@@ -240,7 +240,7 @@ def test_encoder_gradient_per_step_is_rate_read():
 
 
 def test_encoder_gradient_zero_at_kinks():
-    """SPEC 2: d a0/d v = 1/theta where 0 < v < T*theta (strict), else 0."""
+    """method §2: d a0/d v = 1/theta where 0 < v < T*theta (strict), else 0."""
     time_steps, theta = 3, 0.5
     v = tf.constant([[0.0, time_steps * theta, -0.25, 5.0]], tf.float32)
     with tf.GradientTape() as tape:
@@ -269,7 +269,7 @@ def test_if_dynamics_in_compiled_graph(jit_compile):
 
 def test_current_encoding_feeds_first_if_layer():
     """encoding="current": the first IF layer integrates W' * (a0/T) + b'/T at every step,
-    a0 = clip(v/theta, 0, T) (SPEC 2, Rueckauer et al.)."""
+    a0 = clip(v/theta, 0, T) (method §2, Rueckauer et al.)."""
     rng = np.random.default_rng(15)
     t_steps, theta = 5, 0.5
     v = rng.normal(0.8, 1.5, (6, 9)).astype(np.float32)

@@ -1,14 +1,14 @@
-"""Independent float64 NumPy references for SPEC sections 2-4, and tests of the references.
+"""Independent float64 NumPy references for method §2-§4, and tests of the references.
 
 Nothing here imports `tandem_keras`: these functions re-implement the equations of
-../shared/SPEC.md so that the library can be checked against them.
+docs/method.md so that the library can be checked against them.
 
 - `conv2d_np`: cross-correlation with TensorFlow's "same"/"valid" padding and strides.
 - `bn_fold_np`: W' = W * g, b' = (b - mu) * g + beta, g = gamma / sqrt(var + eps).
 - `if_np`: IF neuron, reset by subtraction, V(0) = 0, spike when V >= theta (Eq. 2-3).
-- `tandem_layer_np`: a whole tandem layer forward (SPEC 3), with BN statistics from the
+- `tandem_layer_np`: a whole tandem layer forward (method §3), with BN statistics from the
   batch (training) or given moving statistics (inference).
-- `encode_np`: the front-loaded encoder of SPEC 2.
+- `encode_np`: the front-loaded encoder of method §2.
 - `quantized_np`: the bounded quantized ANN of Eq. 11, sent as a front-loaded train.
 
 The module is a test file itself (its tests check the references against TensorFlow ops
@@ -72,7 +72,7 @@ def _reduce_axes(op: dict) -> tuple[int, ...]:
 
 # ----------------------------------------------------------------------------- BN folding
 def bn_fold_np(kernel, bias, gamma, beta, mean, var, eps):
-    """BN folded into the weights (SPEC 3): W' = W g, b' = (b - mu) g + beta."""
+    """BN folded into the weights (method §3): W' = W g, b' = (b - mu) g + beta."""
     g = np.asarray(gamma, np.float64) / np.sqrt(np.asarray(var, np.float64) + eps)
     k = np.asarray(kernel, np.float64) * g
     b = 0.0 if bias is None else np.asarray(bias, np.float64)
@@ -106,7 +106,7 @@ def front_loaded_np(count: np.ndarray, time_steps: int) -> np.ndarray:
 
 
 def encode_np(v: np.ndarray, time_steps: int, theta: float = 1.0) -> np.ndarray:
-    """SPEC 2: a0 = min(floor(max(v,0)/theta), T), front-loaded."""
+    """method §2: a0 = min(floor(max(v,0)/theta), T), front-loaded."""
     a0 = np.minimum(np.floor(np.maximum(np.asarray(v, np.float64), 0.0) / theta), time_steps)
     return front_loaded_np(a0, time_steps)
 
@@ -142,7 +142,7 @@ def free_potential_np(s_in, kernel, bias, op, bn=None, training=False):
 
 
 def tandem_layer_np(s_in, kernel, bias, op, theta=1.0, bn=None, training=False):
-    """SPEC 3 forward: z(t) = W' s_in(t) + b'/T, IF dynamics. Returns (spikes, margin)."""
+    """method §3 forward: z(t) = W' s_in(t) + b'/T, IF dynamics. Returns (spikes, margin)."""
     s_in = np.asarray(s_in, np.float64)
     n, t_steps = s_in.shape[:2]
     k, b = folded_np(s_in, kernel, bias, op, bn, training)

@@ -3,7 +3,7 @@
 References: (1) an enumeration of every connection of a convolution, done by
 `tf.image.extract_patches` on an image of neuron indices (TensorFlow's own padding);
 (2) the gradient of ``sum(conv(x))`` with an all-ones kernel, which equals the fan-out;
-(3) hand-computed MAC totals of the paper's networks (SPEC 7).
+(3) hand-computed MAC totals of the paper's networks (method §7).
 """
 import itertools
 
@@ -141,7 +141,7 @@ def _chain(input_shape, convs, dense_units):
     return specs
 
 
-# Hand-computed ANN MACs (fan-in x neurons, Eq. 14), all convolutions "same" (SPEC 7).
+# Hand-computed ANN MACs (fan-in x neurons, Eq. 14), all convolutions "same" (method §7).
 # CIFARNet, 32x32x3:
 #   conv128 s1  27*32*32*128     =   3,538,944
 #   conv256 s2  1152*16*16*256   =  75,497,472

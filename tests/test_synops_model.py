@@ -146,7 +146,7 @@ def test_unsupported_graphs():
 
 
 def test_time_distributed_flatten_and_unbuilt_model():
-    # SPEC 1: TimeDistributed(Flatten) between conv and dense tandem layers is shape-only.
+    # method §1: TimeDistributed(Flatten) between conv and dense tandem layers is shape-only.
     m = keras.Sequential([
         keras.Input((4, 4, 1)),
         tk.SpikeEncoder(2, name="enc"),

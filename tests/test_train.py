@@ -116,7 +116,7 @@ def test_default_flags_are_the_authors_recipe(tmp_path):
     assert (FLAGS.model, FLAGS.dataset, FLAGS.time_steps, FLAGS.epochs, FLAGS.batch_size,
             FLAGS.learning_rate, FLAGS.lr_schedule, FLAGS.lr_step_epochs, FLAGS.lr_step_factor,
             FLAGS.weight_decay, FLAGS.validation_split) == (
-        "cifarnet", "cifar10", 10, 150, 256, 1e-3, "step", 50, 0.1, 0.0, 0.1)  # SPEC 8
+        "cifarnet", "cifar10", 10, 150, 256, 1e-3, "step", 50, 0.1, 0.0, 0.1)  # method §8
 
 
 def test_learning_rate_schedules():
@@ -124,7 +124,7 @@ def test_learning_rate_schedules():
                                    lr_step_epochs=50, lr_step_factor=0.1)
     steps = 10  # per epoch
     schedule = learning_rate(values, steps)
-    # x0.1 at the first step of epochs 50 and 100 (SPEC 8).
+    # x0.1 at the first step of epochs 50 and 100 (method §8).
     expected = {0: 1e-3, 499: 1e-3, 500: 1e-4, 999: 1e-4, 1000: 1e-5, 1499: 1e-5}
     for step, lr in expected.items():
         assert float(schedule(step)) == pytest.approx(lr, rel=1e-6), step

@@ -1,4 +1,4 @@
-"""SpikeEncoder: a real-valued tensor to a front-loaded spike train (SPEC 2)."""
+"""SpikeEncoder: a real-valued tensor to a front-loaded spike train (method §2)."""
 
 from __future__ import annotations
 

@@ -24,7 +24,7 @@ class SpikeCount(keras.layers.Layer):
     Forward: ``c = sum_t s(t)`` (paper Eq. 5), integer-valued in ``[0, T]``.
     Gradient: ``grad_s(t) = grad_c`` for every t.
 
-    Membrane-potential decoding (SPEC 4) is ``SpikeCount()`` followed by a
+    Membrane-potential decoding (method §4) is ``SpikeCount()`` followed by a
     ``keras.layers.Dense`` (its output is the free aggregate potential ``W c + b``);
     spike-count decoding is ``TandemDense(units, batch_norm=False)`` then ``SpikeCount()``.
 

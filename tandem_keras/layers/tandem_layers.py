@@ -1,4 +1,4 @@
-"""TandemConv2D and TandemDense: spike train in, spike train out (SPEC 3).
+"""TandemConv2D and TandemDense: spike train in, spike train out (method §3).
 
 Both share :class:`TandemLayer`, which holds the weights, the fused batch
 normalization, the modes and the coupling; a subclass only says how its linear
@@ -36,7 +36,7 @@ _CONSTRAINT_KEYS = ("kernel_constraint", "bias_constraint")
 class TandemLayer(ModeMixin, keras.layers.Layer):
     """Base of the tandem layers: an IF SNN layer forward, its coupled ANN backward.
 
-    Forward (``mode="tandem"``; SPEC 3, paper Eq. 1-3), with BN folded into the weights
+    Forward (``mode="tandem"``; method §3, paper Eq. 1-3), with BN folded into the weights
     (``g = gamma / sqrt(var + eps)``, ``W' = W g``, ``b' = (b - mu) g + beta``; batch
     statistics in training, moving statistics in inference)::
 
@@ -420,7 +420,7 @@ class TandemDense(TandemLayer):
     Takes the arguments of ``keras.layers.Dense`` plus ``threshold``,
     ``batch_norm``, ``surrogate``, ``mode``, ``momentum`` and ``epsilon``. Forward
     and gradient: see :class:`TandemLayer`. With ``batch_norm=False`` followed by
-    :class:`SpikeCount` it is the spike-count output layer of SPEC 4.
+    :class:`SpikeCount` it is the spike-count output layer of method §4.
 
     Example:
       >>> layer = TandemDense(3, batch_norm=False)
