@@ -48,12 +48,13 @@ def error_rate(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int
 
 
 def fig9_summary(model: keras.Model, x: np.ndarray, batch_size: int) -> tuple[list, dict]:
-    """Fig. 9 per layer against the unrounded ``a`` and against ``floor(a)`` (keys ``*_floor``);
+    """Fig. 9 per layer against the unrounded ``a`` and against ``floor(a)`` (keys ``angle_deg_floor``, ``pcc_floor``, ``pcc_floor_median``);
     also returns both raw results ``{"unrounded", "floor"}`` for the plots."""
     raw = {name: analysis.direction_preservation(model, x, batch_size=batch_size, rounding=r)
            for name, r in (("unrounded", None), ("floor", "floor"))}
     floor = {r["name"]: r for r in analysis.summarize(raw["floor"])}
-    rows = [{**row, **{f"{k}_floor": v for k, v in floor[row["name"]].items() if k != "name"}}
+    names = {"angle_deg": "angle_deg_floor", "pcc": "pcc_floor", "pcc_median": "pcc_floor_median"}
+    rows = [{**row, **{names[k]: v for k, v in floor[row["name"]].items() if k in names}}
             for row in analysis.summarize(raw["unrounded"])]
     return rows, raw
 

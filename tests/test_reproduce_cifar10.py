@@ -63,6 +63,8 @@ def test_tiny_run_writes_consistent_results(tmp_path):
     assert rows[0]["mean_abs_diff"] == 0.0  # the encoder is the same in both modes
     fig9 = results["direction_preservation"]
     for row in fig9:  # floor(a) is an integer version of a: both angles lie in [0, 90]
+        assert set(row) == {"name", "angle_deg", "pcc", "pcc_median", "angle_deg_floor",
+                            "pcc_floor", "pcc_floor_median"}  # the keys assess() reads
         for key in ("angle_deg", "angle_deg_floor"):
             assert row[key] is None or 0.0 <= row[key] <= 90.0
     assert len(os.listdir(tmp_path / "out" / "models")) == len(results["runs"])
