@@ -37,7 +37,7 @@ ENCODER_NOTE = (
     "4.6 pJ/MAC; synops_ratio_with_encoder counts them as SNN work.")
 TIME_STEPS_NOTE = (
     "inference_time_steps = time_steps + spiking_depth, the number of spiking layers "
-    "(encoder and tandem layers) on the longest path (SPEC 5).")
+    "(encoder and tandem layers) on the longest path (method §5).")
 
 
 def evaluate(model: export.LoadedModel, batches: Iterable, max_examples: Optional[int] = None,

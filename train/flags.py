@@ -1,6 +1,6 @@
 """Command-line flags of ``python -m train`` and their checks.
 
-The defaults reproduce the authors' CIFAR-10 recipe (SPEC 8): CIFARNet, T=10, Adam at
+The defaults reproduce the authors' CIFAR-10 recipe (docs/method.md §8): CIFARNet, T=10, Adam at
 1e-3 divided by 10 every 50 epochs, 150 epochs, global batch 256, no weight decay,
 45k/5k train/validation split, pad-4 random crop and horizontal flip.
 """
@@ -38,7 +38,7 @@ _integer("image_size", None,
          "Square input size: folder images are resized, ImageNet crops are taken at it.")
 _integer("time_steps", 10, "Encoding window T (time steps of every spike train).")
 _enum("decode", "membrane", ["membrane", "spike_count", "spike_count_st"],
-      "Output decoding (SPEC 4); spike_count_st: spike counts with the straight-through output "
+      "Output decoding (docs/method.md §4); spike_count_st: spike counts with the straight-through output "
       "coupling and ties broken by the final membrane potential (tandem_keras.decoding).")
 _enum("mode", "tandem", list(tk.MODES), "Training mode of every tandem layer.")
 _enum("export_mode", None, list(tk.MODES),
@@ -56,7 +56,7 @@ _float("lr_step_factor", 0.1, "Learning-rate factor per step (--lr_schedule=step
 _float("weight_decay", 0.0, "Decoupled weight decay of Adam (0: none).")
 _float("validation_split", 0.1, "Fraction of the training split held out for validation.")
 _enum("augment", "auto", ["auto", "cifar", "imagenet", "none"],
-      "Training augmentation; auto: the dataset's (SPEC 8; none for digits).")
+      "Training augmentation; auto: the dataset's (docs/method.md §8; none for digits).")
 _enum("strategy", "auto", list(STRATEGIES), "tf.distribute strategy.")
 _string("tpu", "", "TPU name or address for --strategy=tpu.")
 _integer("cpu_devices", 0,

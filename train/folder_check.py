@@ -6,7 +6,7 @@ The check decodes every file once with the decoder training uses (``tf.io.decode
 zero-byte, truncated or corrupt PNG/JPEG, files that are not images, files that cannot be
 read. A file this check passes decodes in training too.
 
-Cost, measured on the 50,000 32x32 CIFAR-10 JPEGs of ``../shared/data`` (2 CPU cores shared
+Cost, measured on the 50,000 32x32 CIFAR-10 JPEGs (a JPEG copy of the training set) (2 CPU cores shared
 with other jobs, load average 12-20): 3-5 s of CPU, 5-12 s wall with the files in the page
 cache; about 40 s wall from a cold cache, mostly reading the files (which the first epoch
 then finds cached). Listing the folder takes 0.4 s.

@@ -1,4 +1,4 @@
-"""``tf.data`` input pipelines: SPEC 8 augmentation, deterministic per-epoch shuffling, batching.
+"""``tf.data`` input pipelines: method §8 augmentation, deterministic per-epoch shuffling, batching.
 
 Training data is a function of ``(seed, epoch)`` only: epoch ``e`` shuffles with a seed
 derived from ``(seed, e)`` and augments example ``i`` with the stateless seed
@@ -7,7 +7,7 @@ uninterrupted run sees from epoch ``e`` on. Decoding and augmentation run in par
 (``num_parallel_calls=AUTOTUNE``), decoded examples are cached in memory where they fit, and
 batches are prefetched.
 
-Augmentation (SPEC 8):
+Augmentation (method §8):
 
 - ``"cifar"``: zero-pad by ``H/8`` pixels (4 for 32x32), random crop back to ``H x W``,
   random horizontal flip.
