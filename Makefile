@@ -31,7 +31,7 @@ $(NIR_STAMP): $(STAMP) setup.py
 	touch $@
 
 test: $(STAMP) $(NIR_STAMP)
-	$(PY) -m pytest -n 2 --dist loadfile -q $(PYTEST_ARGS) tests
+	$(PY) -m pytest -n 2 --dist loadfile -q --doctest-modules $(PYTEST_ARGS) tests tandem_keras models train eval
 
 # The wheel installed into a fresh venv outside the checkout, console scripts run (CI runs it).
 wheel-check:
