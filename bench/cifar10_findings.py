@@ -117,8 +117,8 @@ def runs_table(results: dict) -> str:
              + " train s | eval s |", "|---|---|---|---|---|" + ("---|" if test else "") + "---|---|"]
     for name, r in results["runs"].items():
         lines.append(f"| {name} | {r['mode']} | {r['time_steps']} | {r['decode']} | "
-                     f"{_points(r['val_error'])}% |"
-                     + (f" {_points(r['test_error'])}% |" if test else "")
+                     f"{100 * r['val_error']:.2f}% |"
+                     + (f" {100 * r['test_error']:.2f}% |" if test else "")
                      + f" {r['train_seconds']} | {r['eval_seconds']} |")
     return "\n".join(lines)
 
