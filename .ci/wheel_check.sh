@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # CI step: the project works as a normal (non-editable) install.
 #
-# Builds the wheel from a copy of the checkout, installs it with the `digits` extra into a
+# Builds the wheel from a copy of the checkout, installs it with the `digits` and `nir` extras into a
 # fresh virtual environment outside the checkout, and from another directory runs
 #   tandem-train (digits, 1 epoch, T=2) -> tandem-eval (its export, test split)
+#   -> tandem-export-nir (the same export to a NIR file; the `nir` extra)
 #   python -m train / python -m eval / python -m bench.reproduce_cifar10 --help
 # failing on any error, on a module imported from the checkout instead of the install,
 # or on an eval report without its top-1 error line.
@@ -37,7 +38,7 @@ echo "wheel_check: built $(basename "$wheel") ($((SECONDS - start)) s)"
 
 # 2. A fresh venv (no system site-packages), the wheel and its dependencies.
 "$PYTHON" -m venv "$WORK/venv"
-"$WORK/venv/bin/python" -m pip install --quiet --disable-pip-version-check "$wheel[digits]" \
+"$WORK/venv/bin/python" -m pip install --quiet --disable-pip-version-check "$wheel[digits,nir]" \
     2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
 echo "wheel_check: installed into a fresh venv ($((SECONDS - start)) s)"
 
@@ -77,4 +78,7 @@ LIST
     || { tail -20 eval.log >&2; fail "tandem-eval"; }
 grep -E "top-1 error: [0-9.]+%" eval.log || { cat eval.log >&2; fail "no top-1 error line in tandem-eval's output"; }
 test -s "$WORK/run/eval.json" || fail "tandem-eval wrote no --output_json"
+"$bin/tandem-export-nir" --saved_model="$WORK/run/export" --output="$WORK/run/model.nir" \
+    > nir.log 2>&1 || { tail -20 nir.log >&2; fail "tandem-export-nir"; }
+test -s "$WORK/run/model.nir" || fail "tandem-export-nir wrote no NIR file"
 echo "wheel_check: OK ($((SECONDS - start)) s)"
