@@ -2,7 +2,7 @@
 
 Every builder takes, keyword-only as ``keras.applications``, ``include_top``, ``weights``,
 ``input_tensor``, ``input_shape``, ``num_classes``, ``width_divisor``,
-``time_steps``, ``decode="membrane"|"spike_count"|"spike_count_st"``, ``mode`` (one of ``tk.MODES``:
+``time_steps``, ``decode="membrane"|"spike_count"|"spike_count_tie"|"spike_count_st"``, ``mode`` (one of ``tk.MODES``:
 ``"tandem"``, ``"ann"``, ``"quantized"``, ``"bptt"``), ``dropout``,
 ``include_preprocessing`` and ``name``, and returns a plain functional ``keras.Model``
 that maps images with pixel values in ``[0, 255]`` to float32 logits.

@@ -19,6 +19,8 @@ window (``noise_shape=[batch, 1, features]``), i.e. it acts on the spike counts.
 same IF output neurons, trained with the straight-through coupling (gradient also for
 silent and saturated output neurons) and predicting by spike count with ties broken by the
 final membrane potential (logits ``c + g(V_end)``, see ``tandem_keras.decoding``).
+``decode="spike_count_tie"``: the same layer with the paper's bounded-ReLU coupling: the
+paper's training, with the final-potential tie rule in the logits.
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ import keras
 
 import tandem_keras as tk
 
-DECODES = ("membrane", "spike_count", "spike_count_st")
+DECODES = ("membrane", "spike_count", "spike_count_tie", "spike_count_st")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,7 +103,8 @@ def build_classifier(
         ``input_tensor``).
       num_classes: number of logits.
       time_steps: encoding window ``T``.
-      decode: ``"membrane"``, ``"spike_count"`` or ``"spike_count_st"`` (output decoding).
+      decode: ``"membrane"``, ``"spike_count"``, ``"spike_count_tie"`` or
+        ``"spike_count_st"`` (output decoding).
       mode: one of ``tk.MODES``; every tandem_keras layer is built in it.
       encoder: the analog convolution in front of the ``SpikeEncoder``.
       convs: the ``TandemConv2D`` layers, in order.
@@ -181,11 +184,12 @@ def build_classifier(
             x = layers.Dropout(dropout, noise_shape=(None, 1, None), name="dropout")(x)
         x = tk.TandemDense(num_classes, batch_norm=False, mode=mode, name="output_neurons")(x)
         outputs = tk.SpikeCount(dtype="float32", name="logits")(x)
-    else:  # "spike_count_st"
+    else:  # "spike_count_tie", "spike_count_st"
         if dropout:
             x = layers.Dropout(dropout, noise_shape=(None, 1, None), name="dropout")(x)
+        surrogate = tk.decoding.StraightThrough() if decode == "spike_count_st" else "bounded_relu"
         outputs = tk.decoding.SpikeCountOutput(
-            num_classes, surrogate=tk.decoding.StraightThrough(), tie_break="membrane", mode=mode,
+            num_classes, surrogate=surrogate, tie_break="membrane", mode=mode,
             dtype="float32", name="logits")(x)
     model = keras.Model(images, outputs, name=name)
     if weights is not None:

@@ -193,6 +193,9 @@ def test_builder_decode_option_and_with_mode():
     assert ann(x, training=False).shape == (2, 10)
     paper = models.cifarnet(time_steps=2, width_divisor=32, decode="spike_count")
     assert "output_neurons" in [l.name for l in paper.layers]   # the paper's readout, unchanged
+    tie = models.cifarnet(time_steps=2, width_divisor=32, decode="spike_count_tie")
+    assert tie.get_layer("logits").surrogate == tk.surrogates.BoundedReLU()
+    assert tie.get_layer("logits").tie_break == "membrane"
 
 
 def test_train_flag_offers_every_builder_decode():

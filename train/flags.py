@@ -37,9 +37,10 @@ _string("data_dir", None, "TFDS data directory (default: TFDS's).")
 _integer("image_size", None,
          "Square input size: folder images are resized, ImageNet crops are taken at it.")
 _integer("time_steps", 10, "Encoding window T (time steps of every spike train).")
-_enum("decode", "membrane", ["membrane", "spike_count", "spike_count_st"],
-      "Output decoding (docs/method.md §4); spike_count_st: spike counts with the straight-through output "
-      "coupling and ties broken by the final membrane potential (tandem_keras.decoding).")
+_enum("decode", "membrane", ["membrane", "spike_count", "spike_count_tie", "spike_count_st"],
+      "Output decoding (docs/method.md §4); spike_count_tie: spike counts, ties broken by the "
+      "output neurons' final membrane potential; spike_count_st: the same with the "
+      "straight-through output coupling (tandem_keras.decoding).")
 _enum("mode", "tandem", list(tk.MODES), "Training mode of every tandem layer.")
 _enum("export_mode", None, list(tk.MODES),
       "Mode of the exported model (default: --mode). --mode=quantized "
