@@ -21,7 +21,7 @@ Variants (the hidden network is the same; only the readout and its training diff
 * ``st``: the straight-through coupling on the output layer only (candidate b);
 * ``nodrop``: the paper's readout without dropout before the output layer (candidate c);
 * ``scale_st``, ``scale_st_nodrop``: combinations
-  (``scale_st`` is ``decode="spike_count_scaled"`` of ``models``).
+  (``tie`` is ``decode="spike_count_tie"`` of ``models``, ``st`` is ``decode="spike_count_st"``).
 
 For every spike-count run the record holds the validation error under both decision
 rules on the same trained model: count with ties to the lower class index (the paper's
