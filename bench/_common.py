@@ -88,7 +88,7 @@ def synthetic_batch(batch: int, seed: int = 0):
 
 
 def compile_for_training(model: keras.Model, jit_compile: bool) -> keras.Model:
-    """Adam 1e-3 and sparse cross-entropy on logits (SPEC 8)."""
+    """Adam 1e-3 and sparse cross-entropy on logits (method §8)."""
     model.compile(optimizer=keras.optimizers.Adam(1e-3),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   jit_compile=jit_compile)

@@ -71,7 +71,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
 
 def build_variant(config: repro.Config, image_shape, num_classes: int, time_steps: int,
                   variant: str) -> keras.Model:
-    """CIFARNet / ``width_divisor`` with the readout of ``variant`` (``"membrane"``: SPEC 4's)."""
+    """CIFARNet / ``width_divisor`` with the readout of ``variant`` (``"membrane"``: method §4's)."""
     if variant in ("membrane", "membrane_nodrop"):
         if variant == "membrane_nodrop":
             config = dataclasses.replace(config, dropout=0.0)
