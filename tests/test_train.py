@@ -165,3 +165,13 @@ def test_importing_train_leaves_the_global_flags_alone():
 
     # Other modules may define flags of the same names globally (bench does); none is train's.
     assert all(name not in flags.FLAGS or flags.FLAGS[name] is not FLAGS[name] for name in FLAGS)
+
+
+def test_width_divisor_flag_narrows_the_model_and_is_fixed_for_the_run(tmp_path):
+    from train.rundir import RunDirError
+
+    model = run(parse(tmp_path, width_divisor=2))
+    assert model.get_layer("tandem_dense1").units == 64      # digits: 128 / 2
+    assert model.get_layer("tandem_conv1").filters == 32     # 64 / 2
+    with pytest.raises(RunDirError, match=r"--width_divisor=2 \(now 1\)"):
+        run(parse(tmp_path, width_divisor=1))

@@ -47,6 +47,8 @@ _enum("export_mode", None, list(tk.MODES),
       "--export_mode=tandem is constrain-then-train.")
 _float("dropout", None,
        "Dropout rate on the last hidden layer's spike counts (default: the model's).")
+_integer("width_divisor", 1,
+         "Divide every layer's width (filters, units) by this (the builders' width_divisor).")
 _integer("epochs", 150, "Number of epochs.")
 _integer("batch_size", 256, "Global batch size, split evenly across replicas.")
 _float("learning_rate", 1e-3, "Initial Adam learning rate.")
@@ -102,7 +104,8 @@ def check(values: Any) -> None:
         raise FlagError("dataset", dataset,
                         "unknown dataset; use cifar10, imagenet2012, digits or folder:PATH")
     positive = {"time_steps": values.time_steps, "epochs": values.epochs,
-                "batch_size": values.batch_size, "lr_step_epochs": values.lr_step_epochs}
+                "batch_size": values.batch_size, "lr_step_epochs": values.lr_step_epochs,
+                "width_divisor": getattr(values, "width_divisor", 1)}
     for name, value in positive.items():
         if value < 1:
             raise FlagError(name, value, "must be an integer >= 1")

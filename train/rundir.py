@@ -30,7 +30,7 @@ CONFIG_FILE = "config.json"
 #: batches the uninterrupted run would have seen), and the step -> epoch map of the
 #: learning-rate schedule (``batch_size``).
 FIXED = ("model", "dataset", "image_size", "time_steps", "decode", "mode", "dropout",
-         "validation_split", "augment", "seed", "batch_size", "mixed_precision",
+         "width_divisor", "validation_split", "augment", "seed", "batch_size", "mixed_precision",
          "skip_bad_images")
 #: May change when resuming: how long, how fast, where and how it runs.
 MAY_CHANGE = ("epochs", "learning_rate", "lr_schedule", "lr_step_epochs", "lr_step_factor",
