@@ -89,7 +89,7 @@ class StraightThrough(surrogates.Surrogate):
 class SpikeCountOutput(TandemDense):
     """Spike-count output layer: ``[batch, T, features]`` spikes -> ``[batch, units]`` logits.
 
-    A :class:`TandemDense` without batch norm (IF output neurons, SPEC 4) that returns its
+    A :class:`TandemDense` without batch norm (IF output neurons, method §4) that returns its
     decoded spike counts::
 
         c = sum_t s(t)                          (the output neurons' spike counts, [0, T])
@@ -102,7 +102,7 @@ class SpikeCountOutput(TandemDense):
     spikes, ties broken by the higher final membrane potential (``"membrane"``) or the
     lower class index (``"index"``); the count is ``floor(logits / s)``.
 
-    Gradient (the tandem rule, SPEC 3, through the surrogate of the output neurons)::
+    Gradient (the tandem rule, method §3, through the surrogate of the output neurons)::
 
         grad_c = s * grad_logits,   grad_V_f = (grad_c / theta) * theta a'(V_f)
         grad_log_scale = sum(grad_logits * logits)          (trainable_scale)
@@ -133,7 +133,7 @@ class SpikeCountOutput(TandemDense):
         owner = f"SpikeCountOutput{'' if 'name' not in kwargs else ' ' + repr(kwargs['name'])}"
         if batch_norm:
             raise ValueError(f"{owner}: batch_norm must be False (the output neurons of "
-                             "spike-count decoding have no batch norm, SPEC 4).")
+                             "spike-count decoding have no batch norm, method §4).")
         super().__init__(units, batch_norm=False, **kwargs)
         if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not (
                 math.isfinite(scale) and scale > 0):
