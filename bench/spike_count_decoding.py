@@ -83,7 +83,7 @@ def build_variant(config: repro.Config, image_shape, num_classes: int, time_step
     x = body.get_layer("tandem_dense1").output
     if spec["dropout"] and config.dropout:
         x = keras.layers.Dropout(config.dropout, noise_shape=(None, 1, None), name="dropout")(x)
-    surrogate = decoding.StraightThrough() if spec["surrogate"] == "straight_through" else spec["surrogate"]
+    surrogate = spec["surrogate"]  # an alias of tk.surrogates
     scale = 1.0 if spec["scale_t"] is None else spec["scale_t"] / time_steps
     logits = decoding.SpikeCountOutput(
         num_classes, scale=scale, trainable_scale=spec["trainable"], surrogate=surrogate,

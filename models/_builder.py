@@ -187,7 +187,7 @@ def build_classifier(
     else:  # "spike_count_tie", "spike_count_st"
         if dropout:
             x = layers.Dropout(dropout, noise_shape=(None, 1, None), name="dropout")(x)
-        surrogate = tk.decoding.StraightThrough() if decode == "spike_count_st" else "bounded_relu"
+        surrogate = "straight_through" if decode == "spike_count_st" else "bounded_relu"
         outputs = tk.decoding.SpikeCountOutput(
             num_classes, surrogate=surrogate, tie_break="membrane", mode=mode,
             dtype="float32", name="logits")(x)

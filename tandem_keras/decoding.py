@@ -16,7 +16,8 @@ for ties that uses the output neurons' final membrane potential:
 
 * ``scale`` (optionally ``trainable_scale``): logits ``s * c``; ``s > 0`` leaves the
   predicted class (the count order) unchanged but lets the loss reach 0;
-* ``surrogate="straight_through"`` (:class:`StraightThrough`): the output layer's coupled
+* ``surrogate="straight_through"`` (:class:`tandem_keras.surrogates.StraightThrough`, also
+  importable from here): the output layer's coupled
   ANN is ``a = V_f / theta`` (no clip) in the backward pass, so silent and saturated
   output neurons still learn;
 * ``tie_break="membrane"``: the logit is ``s * (c + g(V_end))`` with ``V_end = V_f -
@@ -42,7 +43,8 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from tandem_keras import registry, surrogates
+from tandem_keras import registry
+from tandem_keras.surrogates import StraightThrough  # noqa: F401  (re-exported: tk.decoding.StraightThrough)
 from tandem_keras.layers.tandem_layers import TandemDense
 
 TIE_BREAKS = ("membrane", "index")
@@ -65,24 +67,6 @@ def membrane_tie_break(potential: Any, threshold: float = 1.0):
     """
     r = tf.cast(tf.convert_to_tensor(potential), tf.float32)
     return 0.5 + G_SLOPE * r / (float(threshold) + tf.abs(r))
-
-
-@keras.saving.register_keras_serializable(package="tandem_keras")
-class StraightThrough(surrogates.Surrogate):
-    """``a = V_f / theta`` (no clip) in the backward pass: ``a' = 1 / theta`` everywhere.
-
-    For the output layer of spike-count decoding: a silent correct class (``V_f <= 0``)
-    and a saturated wrong class (``V_f >= T theta``) still receive gradient. The forward
-    pass stays the exact IF SNN.
-
-    Example:
-      >>> import tandem_keras as tk
-      >>> tk.TandemDense(10, batch_norm=False, surrogate=StraightThrough()).surrogate
-      StraightThrough()
-    """
-
-    def derivative(self, v_f, threshold, time_steps):
-        return tf.ones_like(v_f, tf.float32) / threshold
 
 
 @keras.saving.register_keras_serializable(package="tandem_keras")

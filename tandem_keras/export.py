@@ -49,6 +49,12 @@ METADATA_FILE = "tandem_keras.json"
 SERVE, SERVE_ACTIVITY, SERVE_SPIKES = "serve", "serve_activity", "serve_spikes"
 
 
+def non_finite_weights(model: keras.Model) -> list[str]:
+    """Paths of ``model``'s variables that hold a NaN or an infinity (empty: all finite)."""
+    return [v.path for v in model.weights
+            if not np.all(np.isfinite(keras.ops.convert_to_numpy(v)))]
+
+
 def export_model(model: keras.Model, export_dir: str, mode: Optional[str] = None,
                  spike_trains: bool = True, verbose: bool = False,
                  training: Optional[dict] = None) -> dict:
@@ -78,7 +84,7 @@ def export_model(model: keras.Model, export_dir: str, mode: Optional[str] = None
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise ValueError(f"export_model expects one input and one output, model {model.name!r} "
                          f"has {len(model.inputs)} and {len(model.outputs)}")
-    bad = [v.path for v in model.weights if not np.all(np.isfinite(keras.ops.convert_to_numpy(v)))]
+    bad = non_finite_weights(model)
     if bad:
         raise ValueError(f"export_model: model {model.name!r} has non-finite weights "
                          f"({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}); not exported")

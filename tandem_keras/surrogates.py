@@ -11,7 +11,8 @@ and larq quantizers):
 
 * ``"bounded_relu"`` (:class:`BoundedReLU`, the paper's): ``a = clip(V_f / theta, 0, T)``,
   ``a' = [0 < V_f < T theta] / theta``;
-* ``"relu"`` (:class:`ReLU`): ``a = max(V_f / theta, 0)``, ``a' = [V_f > 0] / theta``.
+* ``"relu"`` (:class:`ReLU`): ``a = max(V_f / theta, 0)``, ``a' = [V_f > 0] / theta``;
+* ``"straight_through"`` (:class:`StraightThrough`): ``a = V_f / theta``, ``a' = 1 / theta``.
 
 A user's own is a subclass with :meth:`Surrogate.derivative`, registered with
 ``keras.saving.register_keras_serializable`` so that models using it round-trip through
@@ -77,7 +78,26 @@ class ReLU(Surrogate):
         return tf.cast(v_f > 0.0, tf.float32) / threshold
 
 
-ALIASES: dict[str, type] = {"bounded_relu": BoundedReLU, "relu": ReLU}
+@keras.saving.register_keras_serializable(package="tandem_keras")
+class StraightThrough(Surrogate):
+    """``a = V_f / theta`` (no clip): ``a' = 1 / theta`` everywhere.
+
+    For the output layer of spike-count decoding (``decode="spike_count_st"``): a silent
+    correct class (``V_f <= 0``) and a saturated wrong class (``V_f >= T theta``) still
+    receive gradient. The forward pass stays the exact IF SNN.
+
+    Example:
+      >>> import tandem_keras as tk
+      >>> tk.TandemDense(10, batch_norm=False, surrogate="straight_through").surrogate
+      StraightThrough()
+    """
+
+    def derivative(self, v_f, threshold, time_steps):
+        return tf.ones_like(v_f, tf.float32) / threshold
+
+
+ALIASES: dict[str, type] = {"bounded_relu": BoundedReLU, "relu": ReLU,
+                            "straight_through": StraightThrough}
 
 
 def get(identifier: Union[str, dict, Surrogate]) -> Surrogate:

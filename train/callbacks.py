@@ -10,6 +10,8 @@ import keras
 import numpy as np
 from absl import logging
 
+from tandem_keras.export import non_finite_weights
+
 
 def resume_epoch(backup_dir: str) -> int:
     """The epoch ``keras.callbacks.BackupAndRestore(backup_dir)`` will resume from (0: none).
@@ -124,12 +126,6 @@ class StopOnDivergence(keras.callbacks.Callback):
             kept = f"the backup of epoch {resume_epoch(self.backup_dir)} in {self.backup_dir} is kept, " + kept
         raise TrainingDiverged(f"training diverged: {what}; {kept} (lower --learning_rate and "
                                "rerun to resume from the backup)")
-
-
-def non_finite_weights(model: keras.Model) -> list[str]:
-    """Paths of the model's variables holding a NaN or an infinity (empty: all finite)."""
-    return [v.path for v in model.weights
-            if not np.all(np.isfinite(keras.ops.convert_to_numpy(v)))]
 
 
 class SetLearningRate(keras.callbacks.Callback):
