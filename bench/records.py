@@ -173,6 +173,18 @@ def select(records: Iterable[Mapping[str, Any]], kind: str, **config: Any) -> li
             and all(r["config"].get(k) == v for k, v in config.items())]
 
 
+def latest(records: Iterable[Mapping[str, Any]], kind: str, converted_from: Optional[str] = None,
+           **config: Any) -> dict:
+    """The latest record of ``kind`` whose config has every ``config`` item (and, if given,
+    converted from that file): the largest ``date_utc``, of equal dates the one written last.
+    ``LookupError`` if there is none."""
+    found = [(r["date_utc"], i, r) for i, r in enumerate(select(records, kind, **config))
+             if converted_from is None or r.get("converted_from") == converted_from]
+    if not found:
+        raise LookupError(f"no {kind} record with {converted_from or config}")
+    return max(found, key=lambda item: item[:2])[2]
+
+
 def cite(record: Mapping[str, Any]) -> str:
     """``kind, date, commit`` of a record, for a table's caption."""
     sha = record.get("commit")
@@ -182,4 +194,4 @@ def cite(record: Mapping[str, Any]) -> str:
 
 
 __all__: Sequence[str] = ("SCHEMA", "FIELDS", "RECORDS", "make", "check", "append", "write",
-                          "read", "select", "cite", "jsonable")
+                          "read", "select", "latest", "cite", "jsonable")

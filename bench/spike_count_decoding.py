@@ -26,6 +26,13 @@ Variants (the hidden network is the same; only the readout and its training diff
 For every spike-count run the record holds the validation error under both decision
 rules on the same trained model: count with ties to the lower class index (the paper's
 ``argmax``) and count with ties broken by the final membrane potential.
+
+Each run is also appended as a ``spike_count_decoding`` record to ``--record_file``
+(default ``bench/results/records.jsonl``). ``python -m bench.tables`` makes the table of
+``bench/README_reproduce.md`` from every such record (the latest of each budget, epochs, T
+and variant); ``--summarize`` prints the same table (``bench.tables.spike_count_decoding``)::
+
+    python -m bench.spike_count_decoding --summarize
 """
 
 from __future__ import annotations
@@ -47,7 +54,7 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import tandem_keras as tk  # noqa: E402
-from bench import records  # noqa: E402
+from bench import records, tables  # noqa: E402
 from bench import reproduce_cifar10 as repro  # noqa: E402
 from models import cifarnet  # noqa: E402
 from tandem_keras import decoding  # noqa: E402
@@ -183,60 +190,13 @@ def run_variant(config: repro.Config, data: dict, variant: str, time_steps: int)
     return record, model
 
 
-LABELS = {"membrane": "membrane decoding (reference)", "paper": "spike count, the paper's",
-          "membrane_nodrop": "membrane decoding, no dropout",
-          "tie": "paper's training, ties by final potential in the loss too",
-          "scale": "(a) scale 10/T on the counts", "lscale": "(a) learned scale, init 10/T",
-          "st": "(b) straight-through output coupling", "nodrop": "(c) no dropout before output",
-          "st_nodrop": "(b) + (c)", "scale_st": "(a) + (b)", "scale_st_nodrop": "(a) + (b) + (c)"}
-
-
-def table(records: Sequence[dict]) -> str:
-    """Markdown table of validation errors from the JSON records (one row per record).
-
-    Example:
-      >>> r = {"variant": "membrane", "time_steps": 4, "config": {"budget": "small", "epochs": 2},
-      ...      "val": {"error": 0.5684}, "train_seconds": 174.6}
-      >>> table([r]).splitlines()[2]
-      '| small, 2 ep | 4 | membrane decoding (reference) | 56.84% | - | - | - | - | 175 |'
-    """
-    def pct(v):
-        return "-" if v is None else f"{100 * v:.2f}%"
-
-    lines = ["| budget | T | readout | error (decision rule of the model) | count, ties to lower "
-             "index | count, ties by final potential | ties | all outputs silent | train s |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for r in records:
-        val = r["val"]
-        membrane_rule = r.get("val_membrane_tie_rule_error",
-                              val["error"] if "tie_fraction" in val and r["variant"] != "paper" else None)
-        lines.append(
-            f"| {r['config']['budget']}, {r['config']['epochs']} ep | {r['time_steps']} | "
-            f"{LABELS.get(r['variant'], r['variant'])} | {pct(val['error'])} | "
-            f"{pct(val.get('error_count_index_rule'))} | {pct(membrane_rule)} | "
-            f"{pct(val.get('tie_fraction'))} | {pct(val.get('all_silent_fraction'))} | "
-            f"{r['train_seconds']:.0f} |")
-    return "\n".join(lines)
-
-
-def load_records(directory: str) -> list[dict]:
-    """The ``spike_count_*.json`` records of ``directory``, by budget, T, then variant order."""
-    order = list(MEMBRANE) + list(VARIANTS)
-    records = []
-    for name in sorted(os.listdir(directory)):
-        if name.startswith("spike_count_") and name.endswith(".json"):
-            with open(os.path.join(directory, name)) as f:
-                records.append(json.load(f))
-    return sorted(records, key=lambda r: (r["config"]["budget"] != "small", r["config"]["epochs"],
-                                          r["time_steps"], order.index(r["variant"])))
-
-
 FLAGS = flags.FLAGS
 # --budget, --train_dir, --test_dir, --out_dir, --time_steps, --epochs, --train_size, --seed,
 # ...: the flags of bench.reproduce_cifar10 (imported above), same meaning.
 flags.DEFINE_string("save_dir", None, "Optional: save each trained model as <variant>_T<T>.keras here.")
-flags.DEFINE_string("summarize", None, "Only print the Markdown table of the records in this "
-                    "directory (e.g. bench/results) and exit.")
+flags.DEFINE_bool("summarize", False, "Only print the Markdown table of the spike_count_decoding "
+                  "records of --record_file (bench.tables.spike_count_decoding, the table "
+                  "python -m bench.tables writes into bench/README_reproduce.md) and exit.")
 flags.DEFINE_list("variants", ["membrane", "paper", "scale_st"],
                   f"Any of {', '.join(MEMBRANE)}, {', '.join(VARIANTS)}.")
 
@@ -244,7 +204,7 @@ flags.DEFINE_list("variants", ["membrane", "paper", "scale_st"],
 def main(argv: Sequence[str]) -> None:
     del argv
     if FLAGS.summarize:
-        print(table(load_records(FLAGS.summarize)))
+        print(tables.spike_count_decoding(records.read(FLAGS.record_file or records.RECORDS))[0])
         return
     unknown = [v for v in FLAGS.variants if v not in MEMBRANE and v not in VARIANTS]
     if unknown:

@@ -6,7 +6,8 @@
 A table in a Markdown file is the text between ``<!-- table:NAME -->`` and
 ``<!-- /table -->``; :data:`TABLES` says how each NAME is made and from which record(s),
 and every generated table ends with a line citing them (kind, date, commit). Text
-outside the markers is left alone.
+outside the markers is left alone. The performance tables of ``bench/RESULTS.md`` are made
+in ``bench.tables_perf``.
 
 Example:
   >>> render("a\\n<!-- table:x -->\\nold\\n<!-- /table -->\\nb", {"x": lambda rs: ("new", [])}, [])
@@ -17,121 +18,84 @@ from __future__ import annotations
 import os
 import re
 import sys
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
-from bench import records
+from bench import records, tables_perf
 from bench.cifar10_findings import findings_table, runs_table
 
 DOCS = ("bench/RESULTS.md", "bench/README_reproduce.md")
 MARKER = re.compile(r"(<!-- table:([\w.-]+) -->\n)(.*?)(<!-- /table -->)", re.S)
-Table = Callable[[Sequence[dict]], "tuple[str, list[dict]]"]
-
-
-def _one(rs: Sequence[dict], kind: str, converted_from: str | None = None, **config: Any) -> dict:
-    """The latest record of ``kind`` with ``config`` (or converted from that file)."""
-    found = [r for r in records.select(rs, kind, **config)
-             if converted_from is None or r.get("converted_from") == converted_from]
-    if not found:
-        raise LookupError(f"no {kind} record with {config or converted_from}")
-    return found[-1]
-
-
-def _f(value: Any, spec: str) -> str:
-    return "" if value is None else format(value, spec)
+Table = tables_perf.Table
 
 
 def reproduction(budget: str, part: str, **config: Any) -> Table:
     """The findings or the run list of the latest ``reproduce_cifar10`` record of ``budget``."""
     def make(rs):
-        r = _one(rs, "reproduce_cifar10", budget=budget, **config)
+        r = records.latest(rs, "reproduce_cifar10", budget=budget, **config)
         results = dict(r["figures"], config=r["config"])
         return (findings_table if part == "findings" else runs_table)(results), [r]
     return make
 
 
-BOUND = {"tandem": "bound_shared", "bptt": "bound_bptt"}  # the ANN is the reference
+#: bench.spike_count_decoding's variants in table order, and how the table names them
+SPIKE_COUNT_LABELS = {
+    "membrane": "membrane decoding (reference)", "membrane_nodrop": "membrane decoding, no dropout",
+    "paper": "spike count, the paper's", "tie": "paper's training, ties by final potential in the loss too",
+    "scale": "(a) scale 10/T on the counts", "lscale": "(a) learned scale, init 10/T",
+    "st": "(b) straight-through output coupling", "nodrop": "(c) no dropout before output",
+    "st_nodrop": "(b) + (c)", "scale_st": "(a) + (b)", "scale_st_nodrop": "(a) + (b) + (c)"}
+BUDGETS = ("tiny", "small", "medium", "full")
 
 
-def train_step(source: str) -> Table:
-    """Every configuration of a ``bench.train_step`` record: images/s, wall and CPU s per
-    step (medians), tandem or BPTT over ANN (wall, CPU), the compute bound."""
-    def make(rs):
-        r = _one(rs, "train_step", converted_from=source)
-        lines = ["| network | policy | jit | T | mode | img/s | wall s / step | CPU s / step | "
-                 "time / ANN | CPU / ANN | bound (library) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
-        for row in r["figures"]["rows"]:
-            lines.append(
-                f"| {row['network']} | {row['policy']} | {int(row['jit'])} | {row['T']} | {row['mode']} | "
-                f"{_f(row.get('images_per_s'), '.1f')} | {_f(row.get('median_s'), '.2f')} | "
-                f"{_f(row.get('median_cpu_s'), '.2f')} | {_f(row.get('ratio_to_ann'), '.2f')} | "
-                f"{_f(row.get('cpu_ratio_to_ann'), '.2f')} | "
-                f"{_f(BOUND.get(row['mode']) and row.get(BOUND[row['mode']]), '.2f')} |")
-        return "\n".join(lines), [r]
-    return make
+def spike_count_runs(rs: Sequence[dict]) -> list[dict]:
+    """The latest ``spike_count_decoding`` record of every (budget, epochs, T, variant), in
+    table order: budget (small before medium), epochs, T, then the variant order of
+    :data:`SPIKE_COUNT_LABELS` (an unknown budget or variant after the known ones)."""
+    def key(r):
+        c, f = r["config"], r["figures"]
+        return c["budget"], c["epochs"], f["time_steps"], f["variant"]
+
+    def rank(order, name):
+        return (order.index(name), "") if name in order else (len(order), name)
+
+    runs = {}
+    for r in records.select(rs, "spike_count_decoding"):
+        runs.setdefault(key(r), []).append(r)
+    latest = [records.latest(found, "spike_count_decoding") for found in runs.values()]
+    return sorted(latest, key=lambda r: (rank(BUDGETS, key(r)[0]), *key(r)[1:3],
+                                         rank(list(SPIKE_COUNT_LABELS), key(r)[3])))
 
 
-def memory(*sources: str) -> Table:
-    """``bench.memory`` rows (several records merged): allocator step peak and RSS, and
-    their growth from the smallest T of the same mode."""
-    def make(rs):
-        used = [_one(rs, "memory", converted_from=s) for s in sources]
-        rows = [row for r in used for row in r["figures"]["rows"]]
-        lines = ["| mode | T | allocator: step peak MiB | allocator growth from T=1 MiB | peak RSS MiB | "
-                 "RSS: step peak above pre-step RSS, growth from T=1 MiB |", "|---|---|---|---|---|---|"]
-        for mode in dict.fromkeys(row["mode"] for row in rows):
-            mine = sorted((row for row in rows if row["mode"] == mode), key=lambda row: row["T"])
-            first = mine[0]
-            for row in mine:
-                alloc = row["allocator_step_peak_above_before_mib"]
-                lines.append(
-                    f"| {mode} | {row['T']} | {alloc:.0f} | "
-                    f"{alloc - first['allocator_step_peak_above_before_mib']:.0f} | {row['peak_mib']:.0f} | "
-                    f"{row['step_peak_above_before_mib'] - first['step_peak_above_before_mib']:.0f} |")
-        return "\n".join(lines), used
-    return make
+def spike_count_decoding(rs: Sequence[dict]) -> "tuple[str, list[dict]]":
+    """Validation errors of :func:`spike_count_runs` under both decision rules of a
+    spike-count readout (``bench.spike_count_decoding``), one row per run."""
+    def pct(v):
+        return "-" if v is None else f"{100 * v:.2f}%"
 
-
-def inference(source: str) -> Table:
-    """``bench.inference``: SNN and ANN images/s per T and the SNN/ANN time ratio."""
-    def make(rs):
-        r = _one(rs, "inference", converted_from=source)
-        by = {(row["T"], row["model"]): row for row in r["figures"]["rows"]}
-        lines = ["| T | SNN img/s | ANN img/s | SNN time / ANN time |", "|---|---|---|---|"]
-        for t in sorted({t for t, _ in by}):
-            snn, ann = by[(t, "snn")], by[(t, "ann")]
-            lines.append(f"| {t} | {snn['images_per_s']:.1f} | {ann['images_per_s']:.1f} | "
-                         f"{snn['time_over_ann']:.2f} |")
-        return "\n".join(lines), [r]
-    return make
-
-
-def digits(source: str) -> Table:
-    """``bench.digits_precision``: SNN test accuracy per seed and policy, and the mean."""
-    def make(rs):
-        r = _one(rs, "digits_precision", converted_from=source)
-        rows = r["figures"]["rows"]
-        policies = list(dict.fromkeys(row["policy"] for row in rows))
-        lines = ["| seed | " + " | ".join(policies) + " |", "|---|" + "---|" * len(policies)]
-        for seed in dict.fromkeys(row["seed"] for row in rows):
-            acc = {row["policy"]: row["test_accuracy"] for row in rows if row["seed"] == seed}
-            lines.append(f"| {seed} | " + " | ".join(f"{100 * acc[p]:.2f}%" for p in policies) + " |")
-        mean = r["figures"]["mean_accuracy"]
-        lines.append("| mean | " + " | ".join(f"**{100 * mean[p]:.2f}%**" for p in policies) + " |")
-        return "\n".join(lines), [r]
-    return make
+    used = spike_count_runs(rs)
+    lines = ["| budget | T | readout | error (decision rule of the model) | count, ties to lower "
+             "index | count, ties by final potential | ties | all outputs silent | train s |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in used:
+        f, val = r["figures"], r["figures"]["val"]
+        # every spike-count variant but paper predicts with the tie rule; paper's record has both
+        membrane_rule = f.get("val_membrane_tie_rule_error",
+                              val["error"] if "tie_fraction" in val and f["variant"] != "paper" else None)
+        lines.append(
+            f"| {r['config']['budget']}, {r['config']['epochs']} ep | {f['time_steps']} | "
+            f"{SPIKE_COUNT_LABELS.get(f['variant'], f['variant'])} | {pct(val['error'])} | "
+            f"{pct(val.get('error_count_index_rule'))} | {pct(membrane_rule)} | "
+            f"{pct(val.get('tie_fraction'))} | {pct(val.get('all_silent_fraction'))} | "
+            f"{f['train_seconds']:.0f} |")
+    return "\n".join(lines), used
 
 
 SMALL = dict(train_size=10000, val_size=5000, epochs=2, time_steps=4, width_divisor=8)
 TABLES: dict[str, Table] = {
     "reproduce_small_findings": reproduction("small", "findings", **SMALL),
     "reproduce_small_runs": reproduction("small", "runs", **SMALL),
-    "train_step_T_sweep": train_step("bench/results/train_step_cifarnet_T1_4_16.json"),
-    "train_step_w4": train_step("bench/results/train_step_cifarnet_w4.json"),
-    "memory_w4": memory("bench/results/memory_cifarnet_w4.json"),
-    "memory_full": memory("bench/results/memory_cifarnet.json",
-                          "bench/results/memory_cifarnet_tandem_T32.json"),
-    "digits_precision": digits("bench/results/digits_precision.json"),
-    "inference_cifarnet": inference("bench/results/inference_cifarnet.json"),
+    "spike_count_decoding": spike_count_decoding,
+    **tables_perf.TABLES,
 }
 
 

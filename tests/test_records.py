@@ -90,3 +90,38 @@ def test_render_cites_the_record_and_keeps_the_text_around():
     assert f"Record: `unit`, {record['date_utc']}" in out
     with pytest.raises(KeyError, match="unknown table 'u'"):
         tables.render("<!-- table:u -->\n<!-- /table -->", {}, [])
+
+
+def _spike_count_record(budget, epochs, t, variant, date, error):
+    figures = {"variant": variant, "time_steps": t, "train_seconds": 10.0, "val": {"error": error}}
+    if variant != "membrane":
+        figures["val"].update(error_count_index_rule=0.7, tie_fraction=0.5, all_silent_fraction=0.01)
+    return {"kind": "spike_count_decoding", "config": {"budget": budget, "epochs": epochs},
+            "date_utc": date, "commit": None, "figures": figures}
+
+
+def test_the_spike_count_table_has_the_latest_run_of_each_budget_epochs_t_and_variant():
+    rs = [_spike_count_record("medium", 6, 4, "membrane", "2026-11-29T10:00:00Z", 0.40),
+          _spike_count_record("small", 2, 4, "st", "2026-11-29T12:00:00Z", 0.60),
+          _spike_count_record("small", 2, 10, "membrane", "2026-11-29T10:00:00Z", 0.56),
+          _spike_count_record("small", 2, 4, "st", "2026-11-29T13:00:00Z", 0.55),  # rerun: used
+          _spike_count_record("small", 2, 4, "membrane", "2026-11-29T10:00:00Z", 0.57),
+          _spike_count_record("small", 2, 4, "new_idea", "2026-11-29T10:00:00Z", 0.58),
+          _spike_count_record("small", 2, 4, "st", "2026-11-29T11:00:00Z", 0.65),  # older, written last
+          {"kind": "train_step", "config": {}, "date_utc": "2026-11-29T14:00:00Z", "figures": {}}]
+    body, used = tables.spike_count_decoding(rs)
+    assert [rs.index(r) for r in used] == [4, 3, 5, 2, 0]  # small, then T, then the variant order
+    rows = [line.split(" | ") for line in body.splitlines()[2:]]
+    assert [row[:4] for row in rows] == [
+        ["| small, 2 ep", "4", "membrane decoding (reference)", "57.00%"],
+        ["| small, 2 ep", "4", "(b) straight-through output coupling", "55.00%"],
+        ["| small, 2 ep", "4", "new_idea", "58.00%"],
+        ["| small, 2 ep", "10", "membrane decoding (reference)", "56.00%"],
+        ["| medium, 6 ep", "4", "membrane decoding (reference)", "40.00%"]]
+    assert rows[1][4:] == ["70.00%", "55.00%", "50.00%", "1.00%", "10 |"]  # st's own rule: ties by V
+
+
+def test_the_spike_count_table_knows_every_variant_of_the_benchmark():
+    from bench import spike_count_decoding as scd
+
+    assert list(tables.SPIKE_COUNT_LABELS) == [*scd.MEMBRANE, *scd.VARIANTS]
