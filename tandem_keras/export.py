@@ -55,6 +55,15 @@ def non_finite_weights(model: keras.Model) -> list[str]:
             if not np.all(np.isfinite(keras.ops.convert_to_numpy(v)))]
 
 
+def _tf_variable(variable: Any) -> tf.Variable:
+    """The tf.Variable behind a ``keras.Variable`` (TensorFlow backend; outside any autocast
+    scope ``value`` is the variable itself, not a cast copy)."""
+    value = variable.value if isinstance(variable, keras.Variable) else variable
+    if not isinstance(value, tf.Variable):
+        raise TypeError(f"export_model: {variable.path} is not backed by a tf.Variable")
+    return value
+
+
 def export_model(model: keras.Model, export_dir: str, mode: Optional[str] = None,
                  spike_trains: bool = True, verbose: bool = False,
                  training: Optional[dict] = None) -> dict:
@@ -101,11 +110,16 @@ def export_model(model: keras.Model, export_dir: str, mode: Optional[str] = None
                          name="images")
 
     archive = keras.export.ExportArchive()
-    archive.track(model)
+    # Not ``archive.track(model)``: Keras (3.15 and earlier) would then store every weight
+    # twice, once through its ``keras.Variable`` wrapper and once through the tf.Variable
+    # the endpoints capture (keras-team/keras#23553): twice the files and, once loaded,
+    # twice the memory. The endpoints track the tf.Variables they use; the collection
+    # below names all of them (the same objects) as the SavedModel's ``variables``.
     archive.add_endpoint(SERVE, lambda images: model(images, training=False), [spec])
     archive.add_endpoint(SERVE_ACTIVITY, lambda images: counts_model(images, training=False), [spec])
     if spikes is not None:
         archive.add_endpoint(SERVE_SPIKES, lambda images: spikes(images, training=False), [spec])
+    archive.add_variable_collection("variables", [_tf_variable(v) for v in model.variables])
     with _quiet_tensorflow_logger(not verbose):
         archive.write_out(export_dir, verbose=verbose)
 

@@ -58,6 +58,20 @@ def test_endpoints_match_the_keras_model(exported):
     np.testing.assert_array_equal(np.sum(trains["tandem_conv1"], axis=1), activity["tandem_conv1"])
 
 
+def test_every_weight_is_stored_once(exported):
+    # Keras's ExportArchive.track() stores each weight twice (keras-team/keras#23553);
+    # export_model must not: the checkpoint holds as many values as the model has weights,
+    # and the loaded `variables` are those weights, by name and value.
+    model, path, _ = exported
+    stored = tf.train.list_variables(os.path.join(path, "variables", "variables"))
+    values = sum(int(np.prod(shape)) for name, shape in stored if "OBJECT_GRAPH" not in name)
+    assert values == sum(int(np.prod(w.shape)) for w in model.weights)
+    loaded = {v.name.split(":")[0]: v.numpy() for v in tf.saved_model.load(path).variables}
+    assert len(loaded) == len(model.weights)
+    for w in model.weights:
+        np.testing.assert_array_equal(loaded[w.path], keras.ops.convert_to_numpy(w), err_msg=w.path)
+
+
 def test_metadata(exported):
     model, path, metadata = exported
     with open(os.path.join(path, "assets", "tandem_keras.json")) as f:
