@@ -15,7 +15,9 @@ constrain-then-train), ``tandem_T{t}`` (membrane decoding, every window of the s
 of the SynOps windows) and ``tandem_spike_T{T}`` (spike-count decoding, main window).
 Findings: Fig. 8A, Sec. III-C / Fig. 7C, Fig. 8B, Table II, Fig. 9.
 
-Outputs: ``--out_dir`` (``results.json``, ``results.md``, ``models/<run>.keras``), PNG
+Outputs: ``--out_dir`` (``results.json``, ``results.md``, ``models/<run>.keras``, and
+``export/tandem_T{T}`` / ``export/quantized_T{T}``: SavedModels of the main window for
+``python -m eval --saved_model=... --split=validation``), PNG
 figures in ``--figures_dir`` named ``cifar10_<budget>_<figure>.png``, and the record.
 """
 from __future__ import annotations
@@ -41,6 +43,7 @@ from bench.cifar10_findings import assess, markdown  # noqa: E402
 from bench.cifar10_runs import (EpochMonitor, build_model, error_rate, fig9_summary,  # noqa: E402,F401
                                 learning_rate, predict_logits, tie_fraction, train_one)
 from train import data as train_data  # noqa: E402
+from train import export as train_export  # noqa: E402
 
 _jsonable = records.jsonable
 
@@ -78,6 +81,13 @@ def run(config: Config, record_file: Optional[str] = None) -> dict:
                   "representation_error": analysis.representation_error(quantized, x_analysis, batch_size=batch)}
         if "x_test" in data:
             ctt[t]["ctt_test_error"] = error_rate(snn, data["x_test"], data["y_test"], batch)
+    exports = {}  # the main window's tandem SNN and quantized ANN, for python -m eval
+    for name in (f"tandem_T{t_main}", f"quantized_T{t_main}"):
+        exports[name] = os.path.join(config.out_dir, "export", name)
+        train_export.export(models[name], exports[name], training={
+            "dataset": f"folder:{config.train_dir}", "validation_split": 0.1,
+            "num_train": data["available"]["train"], "num_validation": data["available"]["validation"],
+            "train_examples_used": len(data["y_train"]), "epochs": config.epochs, "seed": config.seed})
     main_model = models[f"tandem_T{t_main}"]
     tandem_discrepancy = analysis.representation_error(main_model, x_analysis, batch_size=batch)
     synops = {t: activity.count_synops(models[f"tandem_T{t}"], data["x_val"][:config.synops_examples],
@@ -114,7 +124,7 @@ def run(config: Config, record_file: Optional[str] = None) -> dict:
                  "test": len(data.get("y_test", [])), "image_shape": list(data["image_shape"])},
         "runs": runs, "constrain_then_train": {str(t): v for t, v in ctt.items()},
         "tandem_representation_error": tandem_discrepancy, "synops": synops,
-        "direction_preservation": fig9, "figures": figures,
+        "direction_preservation": fig9, "figures": figures, "exports": exports,
         "config": dataclasses.asdict(config)})
     results["findings"] = assess(results)
     results["wall_seconds"] = round(time.time() - wall, 1)

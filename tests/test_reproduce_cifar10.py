@@ -68,6 +68,14 @@ def test_tiny_run_writes_consistent_results(tmp_path):
         for key in ("angle_deg", "angle_deg_floor"):
             assert row[key] is None or 0.0 <= row[key] <= 90.0
     assert len(os.listdir(tmp_path / "out" / "models")) == len(results["runs"])
+    # The main window's SavedModels evaluate, as python -m eval does, to the run's own error
+    # on the validation split they record (all 6 held-out images here).
+    from eval import report as eval_report
+    for name in ("tandem_T2", "quantized_T2"):
+        [evaluated] = eval_report.evaluate_models([results["exports"][name]], split="validation",
+                                                  analysis=False, quiet=True)
+        assert evaluated["examples"] == 6
+        assert evaluated["top1_error"] == pytest.approx(100 * results["runs"][name]["val_error"])
     assert [r["name"] for r in fig9] == [
         "tandem_conv1", "tandem_conv2", "tandem_conv3", "tandem_conv4", "tandem_dense1"]
 
