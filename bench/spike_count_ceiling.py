@@ -1,0 +1,93 @@
+"""How much of spike-count decoding's gap a decision rule can close: the count ceiling.
+
+    python -m bench.spike_count_ceiling --budget=medium --epochs=6 --train_dir=/tmp/cifar/cifar10_jpeg/train \\
+        --models=paper_T4.keras,st_T4.keras,paper_T10.keras   # saved by spike_count_decoding --save_dir
+
+For each trained spike-count model (``bench.spike_count_decoding --save_dir``) on the
+budget's validation images, the top-1 error under three decision rules on the *same*
+output spike counts ``c``:
+
+* ``index``: ``argmax c``, ties to the lower class index (the paper's);
+* ``membrane``: ties broken by the output neurons' final membrane potential (the
+  library's ``spike_count_tie`` / ``spike_count_st`` rule);
+* ``ceiling``: every tie broken in favour of the true class, i.e. an error only where some
+  class fired strictly more spikes than the true one. No rule that predicts among the
+  classes with the top count can do better: what remains is in the counts themselves.
+
+Appends one ``spike_count_ceiling`` record per model (``bench.records``).
+
+Example:
+  >>> ceiling_error(np.array([[2, 2, 0], [1, 3, 0], [0, 0, 0]]), np.array([1, 0, 2]))
+  0.3333333333333333
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Sequence
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags  # noqa: E402
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+import tandem_keras as tk  # noqa: E402,F401  (registers the layers for load_model)
+from bench import records  # noqa: E402
+from bench import spike_count_decoding as scd  # noqa: E402
+from bench.cifar10_budgets import _to_arrays, make_config  # noqa: E402
+from bench.cifar10_runs import predict_logits  # noqa: E402
+from train import data as train_data  # noqa: E402
+
+
+def ceiling_error(counts: np.ndarray, labels: np.ndarray) -> float:
+    """Fraction of examples where some class has strictly more spikes than the true one."""
+    true = counts[np.arange(len(labels)), labels]
+    return float(np.mean(counts.max(axis=1) > true))
+
+
+def rules(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int) -> dict:
+    """Errors of the three decision rules, and the tie statistics, of one model."""
+    layer = model.get_layer("logits")
+    scale = float(layer.current_scale())
+    logits = scd.membrane_rule_logits(model, x, batch_size)  # c + g(V_end), g in [0.01, 0.99]
+    counts = np.floor(logits / scale + 1e-4)
+    return {"examples": len(y),
+            "error_index_rule": float(np.mean(np.argmax(counts, 1) != y)),
+            "error_membrane_rule": float(np.mean(np.argmax(logits, 1) != y)),
+            "error_ceiling": ceiling_error(counts, y),
+            "tie_fraction": float(np.mean(np.sum(counts == counts.max(1, keepdims=True), 1) > 1)),
+            "true_class_at_top_count_fraction": float(np.mean(counts[np.arange(len(y)), y] == counts.max(1))),
+            "mean_top_count": float(np.mean(counts.max(1)))}
+
+
+FLAGS = flags.FLAGS
+# --budget, --train_dir, --epochs, --record_file: the flags of bench.reproduce_cifar10
+# (imported through bench.spike_count_decoding), same meaning; --epochs only for the record.
+flags.DEFINE_list("models", None, "Saved spike-count models (<variant>_T<T>.keras).")
+
+
+def main(argv: Sequence[str]) -> None:
+    del argv
+    if not FLAGS.models:
+        raise app.UsageError("--models is required")
+    try:
+        config = make_config(FLAGS.budget, FLAGS.train_dir, epochs=FLAGS.epochs)
+    except ValueError as error:
+        raise app.UsageError(str(error)) from error
+    source = train_data.load(f"folder:{config.train_dir}", validation_split=0.1)
+    x, y = _to_arrays(source.split("validation")[0], config.val_size)
+    for path in FLAGS.models:
+        model = keras.models.load_model(path)
+        variant, t = os.path.basename(path)[:-len(".keras")].rsplit("_T", 1)
+        figures = dict(rules(model, x, y, config.eval_batch_size), variant=variant, time_steps=int(t),
+                       model_file=os.path.basename(path))
+        if FLAGS.record_file:
+            records.write("spike_count_ceiling", figures, dataclasses.asdict(config), path=FLAGS.record_file)
+        print(f"{variant} T={t}: index rule {100 * figures['error_index_rule']:.2f}%, membrane rule "
+              f"{100 * figures['error_membrane_rule']:.2f}%, ceiling {100 * figures['error_ceiling']:.2f}% "
+              f"(ties {100 * figures['tie_fraction']:.1f}%)", flush=True)
+
+
+if __name__ == "__main__":
+    app.run(main)
