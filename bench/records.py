@@ -37,6 +37,8 @@ FIELDS = ("schema", "kind", "command", "config", "commit", "dirty", "versions", 
 OPTIONAL = ("converted_from", "note")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECORDS = os.path.join(ROOT, "bench", "results", "records.jsonl")
+#: what runs write (records, figures, trained models): not code, so not "dirty"
+OUTPUTS = ("bench/results", "bench/figures", "bench/models")
 
 
 def _git(*args: str) -> Optional[str]:
@@ -48,12 +50,15 @@ def _git(*args: str) -> Optional[str]:
 
 
 def commit() -> tuple[Optional[str], Optional[bool]]:
-    """``(HEAD's sha, dirty)`` of the checkout (``dirty``: tracked files differ from HEAD);
-    ``(None, None)`` outside a git checkout (e.g. an installed wheel)."""
+    """``(HEAD's sha, dirty)`` of the checkout (``dirty``: tracked files other than the
+    results themselves, :data:`OUTPUTS`, differ from HEAD); ``(None, None)`` outside a git
+    checkout (e.g. an installed wheel). A run that appends several records is not made
+    dirty by its own first record."""
     sha = _git("rev-parse", "HEAD")
     if sha is None:
         return None, None
-    status = _git("status", "--porcelain", "--untracked-files=no")
+    status = _git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                  *(f":(exclude){path}" for path in OUTPUTS))
     return sha.strip(), (None if status is None else bool(status.strip()))
 
 

@@ -90,11 +90,80 @@ def spike_count_decoding(rs: Sequence[dict]) -> "tuple[str, list[dict]]":
     return "\n".join(lines), used
 
 
+def tie_rule_change(budget: str, epochs: int) -> Table:
+    """Per T, membrane decoding against the paper's spike-count model under both decision
+    rules (``spike_count_decoding`` records of ``budget`` / ``epochs``)."""
+    def make(rs):
+        runs = {(r["figures"]["time_steps"], r["figures"]["variant"]): r for r in spike_count_runs(rs)
+                if r["config"]["budget"] == budget and r["config"]["epochs"] == epochs}
+        lines = ["| T | membrane decoding | paper's spike count (ties to lower index) | with the "
+                 "final-potential tie rule (`spike_count_tie`) | change | gap to membrane |",
+                 "|---|---|---|---|---|---|"]
+        used = []
+        for t in sorted({t for t, v in runs if v == "paper" and (t, "membrane") in runs}):
+            membrane, paper = runs[(t, "membrane")], runs[(t, "paper")]
+            m, i = 100 * membrane["figures"]["val"]["error"], 100 * paper["figures"]["val"]["error"]
+            tie = 100 * paper["figures"]["val_membrane_tie_rule_error"]
+            lines.append(f"| {t} | {m:.2f}% | {i:.2f}% | {tie:.2f}% | **{tie - i:+.2f} points** | "
+                         f"**{tie - m:+.2f}** |")
+            used += [membrane, paper]
+        return "\n".join(lines), used
+    return make
+
+
+def spike_count_ceiling(rs: Sequence[dict]) -> "tuple[str, list[dict]]":
+    """``bench.spike_count_ceiling``: one trained spike-count model's errors under the
+    index rule, the final-potential rule and the ceiling of any tie rule (latest per
+    budget, epochs, T and variant)."""
+    latest: dict[tuple, dict] = {}
+    for r in records.select(rs, "spike_count_ceiling"):
+        c, f = r["config"], r["figures"]
+        latest[(c["budget"], c["epochs"], f["time_steps"], f["variant"])] = r
+    lines = ["| budget | T | readout | ties to lower index | ties by final potential | "
+             "ceiling (ties to the true class) | top count tied | true class at the top count |",
+             "|---|---|---|---|---|---|---|---|"]
+    for (budget, epochs, t, variant), r in sorted(latest.items()):
+        f = r["figures"]
+        lines.append(f"| {budget}, {epochs} ep | {t} | {SPIKE_COUNT_LABELS.get(variant, variant)} | "
+                     f"{100 * f['error_index_rule']:.2f}% | {100 * f['error_membrane_rule']:.2f}% | "
+                     f"**{100 * f['error_ceiling']:.2f}%** | {100 * f['tie_fraction']:.1f}% | "
+                     f"{100 * f['true_class_at_top_count_fraction']:.1f}% |")
+    return "\n".join(lines), list(latest.values())
+
+
+def trained_models(rs: Sequence[dict]) -> "tuple[str, list[dict]]":
+    """One row per ``trained_model`` record (``bench.record_training``), latest per name:
+    the run's recipe, the ``python -m eval`` errors of its SavedModel and where it is."""
+    latest: dict[str, dict] = {}
+    for r in records.select(rs, "trained_model"):
+        latest[r["config"]["name"]] = r
+    lines = ["| model | mode | T | width | precision | epochs | top-1 error | top-5 error | "
+             "SynOps SNN/ANN | training wall | SavedModel |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in latest.values():
+        c, f = r["config"], r["figures"]
+        wall = f.get("train_wall_seconds")
+        lines.append(
+            f"| {c['name']} | {c['mode']} | {c['time_steps'] if c['mode'] != 'ann' else '-'} | "
+            f"{c['model']}/{c.get('width_divisor', 1)} | {c['mixed_precision']} | {c['epochs']} | "
+            f"**{f['top1_error']:.2f}%** ({f.get('split')}, {f.get('examples')} images) | "
+            f"{f['top5_error']:.2f}% | {_f(f.get('synops_ratio'), '.3f') or '-'} | "
+            f"{'-' if wall is None else f'{wall / 60:.0f} min'} | `{f['saved_model']}` "
+            f"({f['saved_model_bytes'] / 2**20:.1f} MiB) |")
+    return "\n".join(lines), list(latest.values())
+
+
+_f = tables_perf._f
+
+
 SMALL = dict(train_size=10000, val_size=5000, epochs=2, time_steps=4, width_divisor=8)
+MEDIUM = dict(train_size=45000, val_size=5000, epochs=3, time_steps=4, width_divisor=8)
 TABLES: dict[str, Table] = {
     "reproduce_small_findings": reproduction("small", "findings", **SMALL),
     "reproduce_small_runs": reproduction("small", "runs", **SMALL),
     "spike_count_decoding": spike_count_decoding,
+    "trained_models": trained_models,
+    "spike_count_ceiling": spike_count_ceiling,
+    "spike_count_tie_rule_medium": tie_rule_change("medium", 6),
     **tables_perf.TABLES,
 }
 

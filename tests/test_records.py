@@ -31,8 +31,8 @@ def test_a_written_record_has_every_field_and_says_how_it_was_made(tmp_path):
     if head is None:
         pytest.skip("not a git checkout")
     assert first["commit"] == head
-    dirty = bool(_git("status", "--porcelain", "--untracked-files=no"))
-    assert first["dirty"] is dirty
+    changed = [line[3:] for line in _git("status", "--porcelain", "--untracked-files=no").splitlines()]
+    assert first["dirty"] is any(not p.startswith(records.OUTPUTS) for p in changed)
     import keras
     import numpy as np
     import tensorflow as tf
@@ -125,3 +125,49 @@ def test_the_spike_count_table_knows_every_variant_of_the_benchmark():
     from bench import spike_count_decoding as scd
 
     assert list(tables.SPIKE_COUNT_LABELS) == [*scd.MEMBRANE, *scd.VARIANTS]
+
+
+def test_a_training_run_becomes_a_trained_model_record_and_a_table_row(tmp_path):
+    from bench import record_training, tables
+
+    run = tmp_path / "run"
+    (run / "export" / "variables").mkdir(parents=True)
+    (run / "export" / "variables" / "variables.data").write_bytes(b"\0" * 2048)
+    (run / "config.json").write_text(json.dumps({
+        "model": "cifarnet", "width_divisor": 4, "mode": "tandem", "time_steps": 4,
+        "mixed_precision": "mixed_bfloat16", "epochs": 2}))
+    (run / "history.csv").write_text("epoch,loss,val_top1\n0,1.5,0.5\n1,1.2,0.625\n")
+    report = {"saved_model": str(run / "export"), "examples": 5000, "top1_error": 37.5,
+              "top5_error": 4.25, "synops_ratio": 0.153, "split": "validation", "layers": []}
+    record = record_training.make_record(
+        "w4", str(run), "python -m train --epochs=2", report, str(run / "export"),
+        started="2026-11-29T13:00:00Z", finished="2026-11-29T13:30:00Z", commit="a" * 40, dirty=False)
+    records.check(record)
+    assert record["command"] == "python -m train --epochs=2" and record["commit"] == "a" * 40
+    assert record["config"]["name"] == "w4" and "layers" not in record["figures"]
+    figures = record["figures"]
+    assert figures["train_wall_seconds"] == 1800.0 and figures["saved_model_bytes"] == 2048
+    assert [e["val_top1"] for e in figures["per_epoch"]] == [0.5, 0.625]
+    older = dict(record, figures=dict(figures, top1_error=99.0))
+    text, used = tables.trained_models([older, record])  # the latest record of a name wins
+    assert used == [record]
+    [row] = text.splitlines()[2:]
+    assert "**37.50%** (validation, 5000 images)" in row and "| 30 min |" in row and "0.153" in row
+
+
+def test_dirty_means_code_differs_not_results(tmp_path, monkeypatch):
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    (tmp_path / "bench" / "results").mkdir(parents=True)
+    (tmp_path / "bench" / "results" / "records.jsonl").write_text("")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c")
+    monkeypatch.setattr(records, "ROOT", str(tmp_path))
+    records.write("unit", {}, path=str(tmp_path / "bench" / "results" / "records.jsonl"))
+    sha, dirty = records.commit()
+    assert len(sha) == 40 and dirty is False  # its own record does not make a run dirty
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert records.commit() == (sha, True)
