@@ -161,6 +161,8 @@ MEDIUM = dict(train_size=45000, val_size=5000, epochs=3, time_steps=4, width_div
 TABLES: dict[str, Table] = {
     "reproduce_small_findings": reproduction("small", "findings", **SMALL),
     "reproduce_small_runs": reproduction("small", "runs", **SMALL),
+    "reproduce_medium_findings": reproduction("medium", "findings", **MEDIUM),
+    "reproduce_medium_runs": reproduction("medium", "runs", **MEDIUM),
     "spike_count_decoding": spike_count_decoding,
     "trained_models": trained_models,
     "spike_count_ceiling": spike_count_ceiling,
