@@ -146,7 +146,7 @@ def trained_models(rs: Sequence[dict]) -> "tuple[str, list[dict]]":
             f"| {c['name']} | {c['mode']} | {c['time_steps'] if c['mode'] != 'ann' else '-'} | "
             f"{c['model']}/{c.get('width_divisor', 1)} | {c['mixed_precision']} | {c['epochs']} | "
             f"**{f['top1_error']:.2f}%** ({f.get('split')}, {f.get('examples')} images) | "
-            f"{f['top5_error']:.2f}% | {_f(f.get('synops_ratio'), '.3f') or '-'} | "
+            f"{f['top5_error']:.2f}% | {(_f(f.get('synops_ratio'), '.3f') if c['mode'] == 'tandem' else '') or '-'} | "
             f"{'-' if wall is None else f'{wall / 60:.0f} min'} | "
             + ("not committed" if os.path.isabs(f["saved_model"]) else
                f"`{f['saved_model']}` ({f['saved_model_bytes'] / 2**20:.1f} MiB)") + " |")
