@@ -36,7 +36,7 @@ import tandem_keras as tk  # noqa: E402,F401  (registers the layers for load_mod
 from bench import records  # noqa: E402
 from bench import spike_count_decoding as scd  # noqa: E402
 from bench.cifar10_budgets import _to_arrays, make_config  # noqa: E402
-from bench.cifar10_runs import predict_logits  # noqa: E402
+from bench.cifar10_runs import tie_fraction  # noqa: E402
 from train import data as train_data  # noqa: E402
 
 
@@ -56,7 +56,7 @@ def rules(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int) -> 
             "error_index_rule": float(np.mean(np.argmax(counts, 1) != y)),
             "error_membrane_rule": float(np.mean(np.argmax(logits, 1) != y)),
             "error_ceiling": ceiling_error(counts, y),
-            "tie_fraction": float(np.mean(np.sum(counts == counts.max(1, keepdims=True), 1) > 1)),
+            "tie_fraction": tie_fraction(counts),
             "true_class_at_top_count_fraction": float(np.mean(counts[np.arange(len(y)), y] == counts.max(1))),
             "mean_top_count": float(np.mean(counts.max(1)))}
 
