@@ -21,7 +21,7 @@ venv: $(STAMP)
 
 # NIR export tests: nir always; the CPU torch + snnTorch of the 'nir-test' extra for the
 # third-party check, unless torch==2.13.0 would come as a CUDA build here (several GB):
-# then tests/test_nir_snntorch.py skips, saying so.
+# then tests/tandem_keras/test_nir_snntorch.py skips, saying so.
 NIR_STAMP := $(VENV)/.nir
 $(NIR_STAMP): $(STAMP) setup.py
 	$(PY) -m pip install --quiet -e '.[nir]'

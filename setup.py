@@ -48,7 +48,7 @@ setup(
         "digits": ["scikit-learn"],
         # tk.export_nir (NIR 1.0.x file format)
         "nir": ["nir==1.0.8"],
-        # tests/test_nir_snntorch.py: the third-party check (CPU torch; snnTorch's NIR import needs nirtorch)
+        # tests/tandem_keras/test_nir_snntorch.py: the third-party check (CPU torch; snnTorch's NIR import needs nirtorch)
         "nir-test": ["nir==1.0.8", "torch==2.13.0", "snntorch==1.0.0", "nirtorch==2.6"],
     },
     entry_points={

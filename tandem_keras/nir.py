@@ -38,7 +38,7 @@ NIR's own semantics) is executed by none of the importers below. Importers and t
   z(t) - theta s(t-1)``, the IF neuron of method §3) and every ``Flatten(0, -1)`` by
   ``Flatten(1, -1)`` (snnTorch passes NIR's ``start_dim``, which does not count the batch
   axis, to torch as is). With these corrections the spikes are those of the Keras model
-  (``tests/test_nir_snntorch.py``; README, "Deploy").
+  (``tests/tandem_keras/test_nir_snntorch.py``; README, "Deploy").
 - An importer that follows NIR's ``IF`` literally resets to ``v_reset = 0``: that is not
   this network (the residue above threshold is lost); use the simulator's subtractive IF
   neuron instead. Other importers are not checked here.

@@ -15,7 +15,7 @@ import zipfile
 
 import pytest
 
-from _train_helpers import ROOT
+from tests._train_helpers import ROOT
 
 PACKAGES = ("tandem_keras", "models", "train", "eval", "bench")
 IGNORE = shutil.ignore_patterns(".git", ".venv", "build", "dist", "*.egg-info", "__pycache__",

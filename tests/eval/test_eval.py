@@ -11,7 +11,7 @@ import pytest
 import tandem_keras as tk
 from tandem_keras import export, synops
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 data = pytest.importorskip("train.data", reason="train/data.py (dataset loaders) is not available")
 report_lib = pytest.importorskip("eval.report")
 

@@ -14,7 +14,7 @@ nir = pytest.importorskip("nir")
 import models  # noqa: E402
 from eval import export_nir  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def test_cli_writes_the_graph_of_the_saved_model(tmp_path):

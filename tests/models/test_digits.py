@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 import tandem_keras as tk
-from test_neurons_reference import encode_np, layer_variables, tandem_layer_np
+from tests.tandem_keras.test_neurons_reference import encode_np, layer_variables, tandem_layer_np
 
 sklearn_datasets = pytest.importorskip("sklearn.datasets")
 model_selection = pytest.importorskip("sklearn.model_selection")

@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 import tandem_keras as tk
-from test_neurons_reference import (
+from tests.tandem_keras.test_neurons_reference import (
     bn_weights,
     free_potential_np,
     layer_variables,

@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 import tandem_keras as tk
-from test_neurons_reference import (
+from tests.tandem_keras.test_neurons_reference import (
     assert_spikes_match,
     bn_fold_np,
     bn_weights,
@@ -318,7 +318,7 @@ def test_non_spike_input_rejected():
 def test_folded_weights_with_batch_statistics():
     layer, x, kernel, bias, bn, op = conv_case(8)
     k, b = layer.folded_weights(training=True, inputs=x)
-    from test_neurons_reference import folded_np
+    from tests.tandem_keras.test_neurons_reference import folded_np
     ek, eb = folded_np(x, kernel, bias, op, bn, training=True)
     np.testing.assert_allclose(np.asarray(k), ek, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(np.asarray(b), eb, rtol=1e-4, atol=1e-5)

@@ -11,7 +11,7 @@ import pytest
 
 import tandem_keras as tk
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _import_with(env_extra):

@@ -16,7 +16,7 @@ import pytest
 import tensorflow as tf
 
 import tandem_keras as tk
-from test_neurons_reference import (
+from tests.tandem_keras.test_neurons_reference import (
     assert_spikes_match,
     bn_weights,
     encode_np,

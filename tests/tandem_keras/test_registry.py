@@ -13,7 +13,7 @@ import tandem_keras as tk
 from tandem_keras import registry
 from tandem_keras._keras_internals import all_layers, call_nodes
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 class MyReadout(keras.layers.Layer):

@@ -99,7 +99,7 @@ def _spiking_stack(input_shape, encoder, convs, dense, num_classes, decode="memb
 
 
 def test_paper_networks_description():
-    # Same hand-computed totals as tests/test_synops.py, from real Keras graphs.
+    # Same hand-computed totals as tests/tandem_keras/test_synops.py, from real Keras graphs.
     cifarnet = activity.describe_model(_spiking_stack(
         (32, 32, 3), (128, 3, 1), [(256, 3, 2), (512, 3, 2), (1024, 3, 1), (512, 3, 1)],
         [1024], 10))

@@ -1,6 +1,6 @@
 """ANN MACs and inference time steps of the registered paper models (models/), hand-computed.
 
-The MAC totals are derived layer by layer in tests/test_synops.py (Eq. 14, fan-in x
+The MAC totals are derived layer by layer in tests/tandem_keras/test_synops.py (Eq. 14, fan-in x
 neurons, all convolutions "same", method §7). Inference time steps = T + spiking layers
 (method §5): the paper says CIFARNet 10 + 6 = 16 and AlexNet 10 + 8 = 18; these models have
 6 (AlexNet CIFAR-10) and 7 (AlexNet ImageNet) spiking layers, so 16 and 17.

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from _train_helpers import ROOT
+from tests._train_helpers import ROOT
 from train import data, folder_check
 from train import flags as train_flags
 

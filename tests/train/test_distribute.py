@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 
 import tandem_keras as tk
-from test_layers import numpy_forward, small_model
+from tests.tandem_keras.test_layers import numpy_forward, small_model
 
 T = 4
 N = 8

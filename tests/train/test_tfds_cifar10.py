@@ -16,7 +16,7 @@ import tarfile
 import numpy as np
 import pytest
 
-from _train_helpers import ROOT
+from tests._train_helpers import ROOT
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
