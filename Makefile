@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 # Keep TensorFlow's C++ start-up chatter out of the output.
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: venv demo test wheel-check bench clean
+.PHONY: venv demo test test-slow wheel-check bench clean
 
 $(STAMP): setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,8 +30,13 @@ $(NIR_STAMP): $(STAMP) setup.py
 	else $(PY) -m pip install --quiet -e '.[nir-test]'; fi
 	touch $@
 
+# `make test` (what CI runs) deselects the tests marked slow (end-to-end trainings over ~20 s);
+# `make test-slow` runs just those.
 test: $(STAMP) $(NIR_STAMP)
-	$(PY) -m pytest -n 2 --dist loadfile -q --doctest-modules $(PYTEST_ARGS) tests tandem_keras models train eval
+	$(PY) -m pytest -n 2 --dist loadfile -q --doctest-modules -m "not slow" $(PYTEST_ARGS) tests tandem_keras models train eval
+
+test-slow: $(STAMP) $(NIR_STAMP)
+	$(PY) -m pytest -n 2 --dist loadfile -q -m slow $(PYTEST_ARGS) tests
 
 # The wheel installed into a fresh venv outside the checkout, console scripts run (CI runs it).
 wheel-check:
