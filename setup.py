@@ -43,7 +43,10 @@ setup(
         "tensorboard",
     ],
     extras_require={
-        "test": ["pytest>=7", "pytest-xdist", "scikit-learn", "matplotlib", "psutil"],
+        "test": ["pytest>=7", "pytest-xdist", "scikit-learn", "matplotlib", "psutil",
+                 "pandas>=2.2", "tabulate>=0.9"],
+        # bench.tables: the docs' results tables (DataFrame.to_markdown, which uses tabulate)
+        "bench": ["pandas>=2.2", "tabulate>=0.9"],
         "plots": ["matplotlib"],
         "digits": ["scikit-learn"],
         # tk.export_nir (NIR 1.0.x file format)
