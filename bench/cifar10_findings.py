@@ -14,6 +14,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from bench import records
+
+
+def pct(fraction: float) -> str:
+    return f"{100 * fraction:.2f}%"
+
 
 def _points(fraction: float) -> float:
     return round(100.0 * fraction, 2)
@@ -103,24 +109,17 @@ def assess(results: dict) -> list[dict]:
 
 def findings_table(results: dict) -> str:
     """The five findings as a Markdown table."""
-    lines = ["| finding | measured | paper | reproduced |", "|---|---|---|---|"]
-    for row in results["findings"]:
-        lines.append(f"| {row['finding']} | {row['measured'].replace('|', chr(92) + '|')} | "
-                     f"{row['paper']} | {row['reproduced']} |")
-    return "\n".join(lines)
+    return records.markdown([{**row, "measured": row["measured"].replace("|", "\\|")} for row in results["findings"]],
+                    ["finding", "measured", "paper", "reproduced"])
 
 
 def runs_table(results: dict) -> str:
     """Every trained run: mode, window, decoding, validation (and test) error, seconds."""
-    test = any("test_error" in r for r in results["runs"].values())
-    lines = ["| run | mode | T | decode | val error |" + (" test error |" if test else "")
-             + " train s | eval s |", "|---|---|---|---|---|" + ("---|" if test else "") + "---|---|"]
-    for name, r in results["runs"].items():
-        lines.append(f"| {name} | {r['mode']} | {r['time_steps']} | {r['decode']} | "
-                     f"{100 * r['val_error']:.2f}% |"
-                     + (f" {100 * r['test_error']:.2f}% |" if test else "")
-                     + f" {r['train_seconds']} | {r['eval_seconds']} |")
-    return "\n".join(lines)
+    test = ["test error"] if any("test_error" in r for r in results["runs"].values()) else []
+    return records.markdown([[name, r["mode"], r["time_steps"], r["decode"], pct(r["val_error"]),
+                      *(pct(r["test_error"]) for _ in test), r["train_seconds"], r["eval_seconds"]]
+                     for name, r in results["runs"].items()],
+                    ["run", "mode", "T", "decode", "val error", *test, "train s", "eval s"])
 
 
 def markdown(results: dict) -> str:

@@ -29,7 +29,7 @@ import platform
 import subprocess
 import sys
 import time
-from typing import Any, Iterable, Mapping, Optional, Sequence
+from typing import Any, Callable, Hashable, Iterable, Mapping, Optional, Sequence
 
 SCHEMA = "tandem_keras.record/1"
 FIELDS = ("schema", "kind", "command", "config", "commit", "dirty", "versions", "machine",
@@ -178,16 +178,28 @@ def select(records: Iterable[Mapping[str, Any]], kind: str, **config: Any) -> li
             and all(r["config"].get(k) == v for k, v in config.items())]
 
 
+def latest_each(records: Iterable[Mapping[str, Any]], kind: str,
+                key: Callable[[dict], Hashable]) -> dict:
+    """``{key(r): the latest record r of kind with that key}``, keys in the order they first
+    appear. The latest: the largest ``date_utc``, of equal dates the one written last."""
+    found: dict = {}
+    for i, r in enumerate(select(records, kind)):
+        k = key(r)
+        if k not in found or (r["date_utc"], i) >= found[k][0]:
+            found[k] = ((r["date_utc"], i), r)
+    return {k: r for k, (_, r) in found.items()}
+
+
 def latest(records: Iterable[Mapping[str, Any]], kind: str, converted_from: Optional[str] = None,
            **config: Any) -> dict:
     """The latest record of ``kind`` whose config has every ``config`` item (and, if given,
-    converted from that file): the largest ``date_utc``, of equal dates the one written last.
-    ``LookupError`` if there is none."""
-    found = [(r["date_utc"], i, r) for i, r in enumerate(select(records, kind, **config))
-             if converted_from is None or r.get("converted_from") == converted_from]
+    converted from that file), as in :func:`latest_each`. ``LookupError`` if there is none."""
+    found = latest_each((r for r in select(records, kind, **config)
+                         if converted_from is None or r.get("converted_from") == converted_from),
+                        kind, key=lambda r: None)
     if not found:
         raise LookupError(f"no {kind} record with {converted_from or config}")
-    return max(found, key=lambda item: item[:2])[2]
+    return found[None]
 
 
 def cite(record: Mapping[str, Any]) -> str:
@@ -198,5 +210,23 @@ def cite(record: Mapping[str, Any]) -> str:
     return f"`{record['kind']}`, {record['date_utc']}, {where}"
 
 
+def markdown(rows: Sequence[Any], columns: Optional[Sequence[str]] = None) -> str:
+    """``rows`` (dicts of column -> cell text, or lists of cells with ``columns``) as a
+    Markdown table made by pandas / tabulate (the ``bench`` extra); a missing cell is blank.
+    Cells are text, shown as given (numbers are formatted by the table makers).
+
+    Example:
+      >>> print(markdown([{"T": "4", "error": "56.84%"}, {"T": "10"}]))
+      | T   | error   |
+      |-----|---------|
+      | 4   | 56.84%  |
+      | 10  |         |
+    """
+    import pandas as pd
+
+    frame = pd.DataFrame(list(rows), columns=columns).astype(object).fillna("").map(str)
+    return frame.to_markdown(index=False, tablefmt="github", disable_numparse=True)
+
+
 __all__: Sequence[str] = ("SCHEMA", "FIELDS", "RECORDS", "make", "check", "append", "write",
-                          "read", "select", "latest", "cite", "jsonable")
+                          "read", "select", "latest", "latest_each", "cite", "markdown", "jsonable")

@@ -6,8 +6,10 @@
 A table in a Markdown file is the text between ``<!-- table:NAME -->`` and
 ``<!-- /table -->``; :data:`TABLES` says how each NAME is made and from which record(s),
 and every generated table ends with a line citing them (kind, date, commit). Text
-outside the markers is left alone. The performance tables of ``bench/RESULTS.md`` are made
-in ``bench.tables_perf``.
+outside the markers is left alone. A table maker takes every record and returns
+``(markdown, records used)``; the reproduction's and the decoding studies' are here, the
+performance ones in ``bench.tables_perf``. The Markdown is made by
+:func:`bench.records.markdown` (pandas).
 
 Example:
   >>> render("a\\n<!-- table:x -->\\nold\\n<!-- /table -->\\nb", {"x": lambda rs: ("new", [])}, [])
@@ -22,10 +24,11 @@ from typing import Any, Mapping, Sequence
 
 from bench import records, tables_perf
 from bench.cifar10_findings import findings_table, runs_table
+from bench.records import markdown
+from bench.tables_perf import Table, _f, pct
 
 DOCS = ("bench/RESULTS.md", "bench/README_reproduce.md")
 MARKER = re.compile(r"(<!-- table:([\w.-]+) -->\n)(.*?)(<!-- /table -->)", re.S)
-Table = tables_perf.Table
 
 
 def reproduction(budget: str, part: str, **config: Any) -> Table:
@@ -47,67 +50,64 @@ SPIKE_COUNT_LABELS = {
 BUDGETS = ("tiny", "small", "medium", "full")
 
 
+def _run_key(r: dict) -> tuple:
+    """(budget, epochs, T, variant) of a spike-count study's record."""
+    return r["config"]["budget"], r["config"]["epochs"], r["figures"]["time_steps"], r["figures"]["variant"]
+
+
+def _rank(order: Sequence[str], name: str) -> tuple:
+    return (list(order).index(name), "") if name in order else (len(order), name)
+
+
 def spike_count_runs(rs: Sequence[dict]) -> list[dict]:
     """The latest ``spike_count_decoding`` record of every (budget, epochs, T, variant), in
     table order: budget (small before medium), epochs, T, then the variant order of
     :data:`SPIKE_COUNT_LABELS` (an unknown budget or variant after the known ones)."""
-    def key(r):
-        c, f = r["config"], r["figures"]
-        return c["budget"], c["epochs"], f["time_steps"], f["variant"]
-
-    def rank(order, name):
-        return (order.index(name), "") if name in order else (len(order), name)
-
-    runs = {}
-    for r in records.select(rs, "spike_count_decoding"):
-        runs.setdefault(key(r), []).append(r)
-    latest = [records.latest(found, "spike_count_decoding") for found in runs.values()]
-    return sorted(latest, key=lambda r: (rank(BUDGETS, key(r)[0]), *key(r)[1:3],
-                                         rank(list(SPIKE_COUNT_LABELS), key(r)[3])))
+    def order(r):
+        budget, epochs, t, variant = _run_key(r)
+        return _rank(BUDGETS, budget), epochs, t, _rank(SPIKE_COUNT_LABELS, variant)
+    return sorted(records.latest_each(rs, "spike_count_decoding", _run_key).values(), key=order)
 
 
 def spike_count_decoding(rs: Sequence[dict]) -> "tuple[str, list[dict]]":
     """Validation errors of :func:`spike_count_runs` under both decision rules of a
     spike-count readout (``bench.spike_count_decoding``), one row per run."""
-    def pct(v):
-        return "-" if v is None else f"{100 * v:.2f}%"
+    def cell(v):
+        return "-" if v is None else pct(v)
 
-    used = spike_count_runs(rs)
-    lines = ["| budget | T | readout | error (decision rule of the model) | count, ties to lower "
-             "index | count, ties by final potential | ties | all outputs silent | train s |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    used, rows = spike_count_runs(rs), []
     for r in used:
-        f, val = r["figures"], r["figures"]["val"]
+        (budget, epochs, t, variant), f = _run_key(r), r["figures"]
+        val = f["val"]
         # every spike-count variant but paper predicts with the tie rule; paper's record has both
         membrane_rule = f.get("val_membrane_tie_rule_error",
-                              val["error"] if "tie_fraction" in val and f["variant"] != "paper" else None)
-        lines.append(
-            f"| {r['config']['budget']}, {r['config']['epochs']} ep | {f['time_steps']} | "
-            f"{SPIKE_COUNT_LABELS.get(f['variant'], f['variant'])} | {pct(val['error'])} | "
-            f"{pct(val.get('error_count_index_rule'))} | {pct(membrane_rule)} | "
-            f"{pct(val.get('tie_fraction'))} | {pct(val.get('all_silent_fraction'))} | "
-            f"{f['train_seconds']:.0f} |")
-    return "\n".join(lines), used
+                              val["error"] if "tie_fraction" in val and variant != "paper" else None)
+        rows.append([f"{budget}, {epochs} ep", t, SPIKE_COUNT_LABELS.get(variant, variant), cell(val["error"]),
+                     cell(val.get("error_count_index_rule")), cell(membrane_rule),
+                     cell(val.get("tie_fraction")), cell(val.get("all_silent_fraction")),
+                     f"{f['train_seconds']:.0f}"])
+    return markdown(rows, ["budget", "T", "readout", "error (decision rule of the model)",
+                           "count, ties to lower index", "count, ties by final potential", "ties",
+                           "all outputs silent", "train s"]), used
 
 
 def tie_rule_change(budget: str, epochs: int) -> Table:
     """Per T, membrane decoding against the paper's spike-count model under both decision
     rules (``spike_count_decoding`` records of ``budget`` / ``epochs``)."""
     def make(rs):
-        runs = {(r["figures"]["time_steps"], r["figures"]["variant"]): r for r in spike_count_runs(rs)
-                if r["config"]["budget"] == budget and r["config"]["epochs"] == epochs}
-        lines = ["| T | membrane decoding | paper's spike count (ties to lower index) | with the "
-                 "final-potential tie rule (`spike_count_tie`) | change | gap to membrane |",
-                 "|---|---|---|---|---|---|"]
-        used = []
+        runs = {(t, v): r for r in spike_count_runs(rs) for b, e, t, v in [_run_key(r)]
+                if (b, e) == (budget, epochs)}
+        rows, used = [], []
         for t in sorted({t for t, v in runs if v == "paper" and (t, "membrane") in runs}):
             membrane, paper = runs[(t, "membrane")], runs[(t, "paper")]
             m, i = 100 * membrane["figures"]["val"]["error"], 100 * paper["figures"]["val"]["error"]
             tie = 100 * paper["figures"]["val_membrane_tie_rule_error"]
-            lines.append(f"| {t} | {m:.2f}% | {i:.2f}% | {tie:.2f}% | **{tie - i:+.2f} points** | "
-                         f"**{tie - m:+.2f}** |")
+            rows.append([t, f"{m:.2f}%", f"{i:.2f}%", f"{tie:.2f}%", f"**{tie - i:+.2f} points**",
+                         f"**{tie - m:+.2f}**"])
             used += [membrane, paper]
-        return "\n".join(lines), used
+        return markdown(rows, ["T", "membrane decoding", "paper's spike count (ties to lower index)",
+                               "with the final-potential tie rule (`spike_count_tie`)", "change",
+                               "gap to membrane"]), used
     return make
 
 
@@ -115,45 +115,34 @@ def spike_count_ceiling(rs: Sequence[dict]) -> "tuple[str, list[dict]]":
     """``bench.spike_count_ceiling``: one trained spike-count model's errors under the
     index rule, the final-potential rule and the ceiling of any tie rule (latest per
     budget, epochs, T and variant)."""
-    latest: dict[tuple, dict] = {}
-    for r in records.select(rs, "spike_count_ceiling"):
-        c, f = r["config"], r["figures"]
-        latest[(c["budget"], c["epochs"], f["time_steps"], f["variant"])] = r
-    lines = ["| budget | T | readout | ties to lower index | ties by final potential | "
-             "ceiling (ties to the true class) | top count tied | true class at the top count |",
-             "|---|---|---|---|---|---|---|---|"]
+    latest = records.latest_each(rs, "spike_count_ceiling", _run_key)
+    rows = []
     for (budget, epochs, t, variant), r in sorted(latest.items()):
         f = r["figures"]
-        lines.append(f"| {budget}, {epochs} ep | {t} | {SPIKE_COUNT_LABELS.get(variant, variant)} | "
-                     f"{100 * f['error_index_rule']:.2f}% | {100 * f['error_membrane_rule']:.2f}% | "
-                     f"**{100 * f['error_ceiling']:.2f}%** | {100 * f['tie_fraction']:.1f}% | "
-                     f"{100 * f['true_class_at_top_count_fraction']:.1f}% |")
-    return "\n".join(lines), list(latest.values())
+        rows.append([f"{budget}, {epochs} ep", t, SPIKE_COUNT_LABELS.get(variant, variant),
+                     pct(f["error_index_rule"]), pct(f["error_membrane_rule"]), f"**{pct(f['error_ceiling'])}**",
+                     pct(f["tie_fraction"], 1), pct(f["true_class_at_top_count_fraction"], 1)])
+    return markdown(rows, ["budget", "T", "readout", "ties to lower index", "ties by final potential",
+                           "ceiling (ties to the true class)", "top count tied",
+                           "true class at the top count"]), [r for _, r in sorted(latest.items())]
 
 
 def trained_models(rs: Sequence[dict]) -> "tuple[str, list[dict]]":
     """One row per ``trained_model`` record (``bench.record_training``), latest per name:
     the run's recipe, the ``python -m eval`` errors of its SavedModel and where it is."""
-    latest: dict[str, dict] = {}
-    for r in records.select(rs, "trained_model"):
-        latest[r["config"]["name"]] = r
-    lines = ["| model | mode | T | width | precision | epochs | top-1 error | top-5 error | "
-             "SynOps SNN/ANN | training wall | SavedModel |", "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in latest.values():
+    used, rows = list(records.latest_each(rs, "trained_model", lambda r: r["config"]["name"]).values()), []
+    for r in used:
         c, f = r["config"], r["figures"]
-        wall = f.get("train_wall_seconds")
-        lines.append(
-            f"| {c['name']} | {c['mode']} | {c['time_steps'] if c['mode'] != 'ann' else '-'} | "
-            f"{c['model']}/{c.get('width_divisor', 1)} | {c['mixed_precision']} | {c['epochs']} | "
-            f"**{f['top1_error']:.2f}%** ({f.get('split')}, {f.get('examples')} images) | "
-            f"{f['top5_error']:.2f}% | {(_f(f.get('synops_ratio'), '.3f') if c['mode'] == 'tandem' else '') or '-'} | "
-            f"{'-' if wall is None else f'{wall / 60:.0f} min'} | "
-            + ("not committed" if os.path.isabs(f["saved_model"]) else
-               f"`{f['saved_model']}` ({f['saved_model_bytes'] / 2**20:.1f} MiB)") + " |")
-    return "\n".join(lines), list(latest.values())
-
-
-_f = tables_perf._f
+        tandem, wall = c["mode"] == "tandem", f.get("train_wall_seconds")
+        rows.append([
+            c["name"], c["mode"], "-" if c["mode"] == "ann" else c["time_steps"],
+            f"{c['model']}/{c.get('width_divisor', 1)}", c["mixed_precision"], c["epochs"],
+            f"**{f['top1_error']:.2f}%** ({f.get('split')}, {f.get('examples')} images)", f"{f['top5_error']:.2f}%",
+            (tandem and _f(f.get("synops_ratio"), ".3f")) or "-", "-" if wall is None else f"{wall / 60:.0f} min",
+            "not committed" if os.path.isabs(f["saved_model"]) else
+            f"`{f['saved_model']}` ({f['saved_model_bytes'] / 2**20:.1f} MiB)"])
+    return markdown(rows, ["model", "mode", "T", "width", "precision", "epochs", "top-1 error", "top-5 error",
+                           "SynOps SNN/ANN", "training wall", "SavedModel"]), used
 
 
 SMALL = dict(train_size=10000, val_size=5000, epochs=2, time_steps=4, width_divisor=8)

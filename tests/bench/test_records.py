@@ -12,6 +12,11 @@ FIELDS = {"schema", "kind", "command", "config", "commit", "dirty", "versions", 
           "date_utc", "figures"}
 
 
+def cells(table):
+    """The body rows of a Markdown table as lists of cell texts (the header and rule dropped)."""
+    return [[cell.strip() for cell in line.strip().strip("|").split(" | ")] for line in table.splitlines()[2:]]
+
+
 def _git(*args):
     out = subprocess.run(["git", *args], cwd=records.ROOT, capture_output=True, text=True)
     return out.stdout.strip() if out.returncode == 0 else None
@@ -111,14 +116,14 @@ def test_the_spike_count_table_has_the_latest_run_of_each_budget_epochs_t_and_va
           {"kind": "train_step", "config": {}, "date_utc": "2026-11-29T14:00:00Z", "figures": {}}]
     body, used = tables.spike_count_decoding(rs)
     assert [rs.index(r) for r in used] == [4, 3, 5, 2, 0]  # small, then T, then the variant order
-    rows = [line.split(" | ") for line in body.splitlines()[2:]]
+    rows = cells(body)
     assert [row[:4] for row in rows] == [
-        ["| small, 2 ep", "4", "membrane decoding (reference)", "57.00%"],
-        ["| small, 2 ep", "4", "(b) straight-through output coupling", "55.00%"],
-        ["| small, 2 ep", "4", "new_idea", "58.00%"],
-        ["| small, 2 ep", "10", "membrane decoding (reference)", "56.00%"],
-        ["| medium, 6 ep", "4", "membrane decoding (reference)", "40.00%"]]
-    assert rows[1][4:] == ["70.00%", "55.00%", "50.00%", "1.00%", "10 |"]  # st's own rule: ties by V
+        ["small, 2 ep", "4", "membrane decoding (reference)", "57.00%"],
+        ["small, 2 ep", "4", "(b) straight-through output coupling", "55.00%"],
+        ["small, 2 ep", "4", "new_idea", "58.00%"],
+        ["small, 2 ep", "10", "membrane decoding (reference)", "56.00%"],
+        ["medium, 6 ep", "4", "membrane decoding (reference)", "40.00%"]]
+    assert rows[1][4:] == ["70.00%", "55.00%", "50.00%", "1.00%", "10"]  # st's own rule: ties by V
 
 
 def test_the_spike_count_table_knows_every_variant_of_the_benchmark():
@@ -151,8 +156,8 @@ def test_a_training_run_becomes_a_trained_model_record_and_a_table_row(tmp_path)
     older = dict(record, figures=dict(figures, top1_error=99.0))
     text, used = tables.trained_models([older, record])  # the latest record of a name wins
     assert used == [record]
-    [row] = text.splitlines()[2:]
-    assert "**37.50%** (validation, 5000 images)" in row and "| 30 min |" in row and "0.153" in row
+    [row] = cells(text)
+    assert row[6:10] == ["**37.50%** (validation, 5000 images)", "4.25%", "0.153", "30 min"]
 
 
 def test_dirty_means_code_differs_not_results(tmp_path, monkeypatch):
@@ -171,3 +176,36 @@ def test_dirty_means_code_differs_not_results(tmp_path, monkeypatch):
     assert len(sha) == 40 and dirty is False  # its own record does not make a run dirty
     (tmp_path / "code.py").write_text("x = 2\n")
     assert records.commit() == (sha, True)
+
+
+def test_a_train_step_table_shows_the_library_bound_per_mode_and_a_failed_mode():
+    from bench import tables_perf
+
+    common = {"network": "cifarnet_w4", "policy": "float32", "jit": True, "T": 4, "batch": 32,
+              "bound_shared": 1.9876, "bound_bptt": 3.9612, "bound_issue": 2.5}
+    rows = [dict(common, mode="tandem", images_per_s=94.94, median_s=0.337, median_cpu_s=0.2251,
+                 ratio_to_ann=1.7849, cpu_ratio_to_ann=1.9),
+            dict(common, mode="ann", images_per_s=169.2, median_s=0.189, median_cpu_s=0.1186,
+                 ratio_to_ann=1.0, cpu_ratio_to_ann=1.0),
+            dict(common, mode="bptt", error="XlaRuntimeError: unsupported op")]
+    table = tables_perf.train_step_table({"figures": {"rows": rows}})
+    assert [c.strip() for c in table.splitlines()[0].strip("|").split("|")][-2:] == ["bound (library)", "error"]
+    assert cells(table) == [
+        ["cifarnet_w4", "float32", "1", "4", "tandem", "94.9", "0.34", "0.23", "1.78", "1.90", "1.99", ""],
+        ["cifarnet_w4", "float32", "1", "4", "ann", "169.2", "0.19", "0.12", "1.00", "1.00", "", ""],
+        ["cifarnet_w4", "float32", "1", "4", "bptt", "", "", "", "", "", "3.96", "XlaRuntimeError: unsupported op"]]
+    without_error = tables_perf.train_step_table({"figures": {"rows": rows[:2]}})
+    assert "error" not in without_error and len(cells(without_error)[0]) == 11
+
+
+def test_the_input_checks_table_has_the_quartiles_of_both_checked_variants():
+    from bench import tables_perf
+
+    row = {"T": 10, "assert_ops": {"shipped": 2, "every_layer": 6, "unchecked": 0},
+           "shipped_over_unchecked_wall_q25_q50_q75": [0.99, 1.004, 1.0261],
+           "shipped_over_unchecked_cpu_q25_q50_q75": [0.98, 1.0, 1.01],
+           "every_layer_over_unchecked_wall_q25_q50_q75": [1.05, 1.08, 1.1],
+           "every_layer_over_unchecked_cpu_q25_q50_q75": [1.04, 1.07, 1.09]}
+    assert cells(tables_perf.input_checks_table({"figures": {"rows": [row]}})) == [
+        ["10", "shipped", "2", "0.990 / 1.004 / 1.026", "0.980 / 1.000 / 1.010"],
+        ["10", "every_layer", "6", "1.050 / 1.080 / 1.100", "1.040 / 1.070 / 1.090"]]
