@@ -1,8 +1,13 @@
 """Packaging for tandem_keras: the library plus its model, training and evaluation programs.
 
-The wheel holds ``tandem_keras``, ``models``, ``train``, ``eval`` and ``bench`` and installs
-the console scripts ``tandem-train`` (= ``python -m train``) and ``tandem-eval``
-(= ``python -m eval``). The version lives in ``tandem_keras/_version.py`` only.
+The wheel holds the library ``tandem_keras`` and the programs of the checkout's top-level
+``models``, ``train``, ``eval`` and ``bench``, installed *inside* ``tandem_keras_programs``
+(``package_dir`` maps ``tandem_keras_programs.train`` to ``train/``, ...), so that nothing
+named ``models`` or ``train`` lands at the top of site-packages beside other projects. The
+console scripts ``tandem-train`` (= ``python -m train``), ``tandem-eval`` (= ``python -m
+eval``) and ``tandem-export-nir`` run them (``tandem_keras_programs``), and
+``python -m tandem_keras_programs MODULE`` any other (``bench.NAME``). The version lives in
+``tandem_keras/_version.py`` only.
 """
 import os
 import re
@@ -17,6 +22,11 @@ def _read(*parts: str) -> str:
         return f.read()
 
 
+#: The checkout's top-level program packages, installed under ``tandem_keras_programs``.
+PROGRAMS = ("models", "train", "eval", "bench")
+PROGRAM_PACKAGES = [f"tandem_keras_programs.{name}" for name in find_packages(
+    include=[*PROGRAMS, *(f"{p}.*" for p in PROGRAMS)])]
+
 VERSION = re.search(r'^__version__ = "([^"]+)"', _read("tandem_keras", "_version.py"), re.M).group(1)
 
 setup(
@@ -28,8 +38,11 @@ setup(
     ),
     long_description=_read("README.md"),
     long_description_content_type="text/markdown",
-    packages=find_packages(include=["tandem_keras", "tandem_keras.*", "models", "train", "eval", "bench"]),
-    package_data={"train": ["README.md"], "bench": ["*.md"]},
+    packages=[*find_packages(include=["tandem_keras", "tandem_keras.*", "tandem_keras_programs"]),
+              *PROGRAM_PACKAGES],
+    package_dir={f"tandem_keras_programs.{p}": p for p in PROGRAMS},
+    package_data={"tandem_keras_programs.train": ["README.md"],
+                  "tandem_keras_programs.bench": ["*.md"]},
     python_requires=">=3.10",
     install_requires=[
         "tensorflow>=2.16",
@@ -56,9 +69,9 @@ setup(
     },
     entry_points={
         "console_scripts": [
-            "tandem-train = train.__main__:console_main",
-            "tandem-eval = eval.__main__:console_main",
-            "tandem-export-nir = eval.export_nir:main",
+            "tandem-train = tandem_keras_programs:train",
+            "tandem-eval = tandem_keras_programs:evaluate",
+            "tandem-export-nir = tandem_keras_programs:export_nir",
         ],
     },
     license="Apache-2.0",
