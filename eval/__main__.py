@@ -62,14 +62,5 @@ def main(argv: list[str]) -> None:
         usage_error(PROGRAM, str(error))
 
 
-def console_main() -> None:
-    """Entry point of the console script (``tandem-eval``): the same as ``python -m eval``."""
-    import sys
-
-    for flag in flags.FLAGS.get_flags_for_module(__name__):  # --help lists them, as for -m
-        flags.FLAGS.register_flag_by_module(sys.argv[0], flag)
-    app.run(main, flags_parser=flags_parser(PROGRAM))
-
-
 if __name__ == "__main__":
     app.run(main, flags_parser=flags_parser(PROGRAM))
