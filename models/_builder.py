@@ -29,6 +29,7 @@ import os
 from typing import Any, Sequence
 
 import keras
+import tensorflow as tf
 
 import tandem_keras as tk
 
@@ -162,7 +163,10 @@ def build_classifier(
         use_bias=False, name="encoder_conv",
     )(x)
     # Same momentum as the tandem layers' fused BN (0.9): short runs need fresh moving statistics.
-    x = layers.BatchNormalization(momentum=0.9, name="encoder_bn")(x)
+    # Under several replicas the batch statistics are synchronized (else each replica keeps its
+    # own moving statistics); one replica keeps the exact single-device computation.
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    x = layers.BatchNormalization(momentum=0.9, synchronized=replicas > 1, name="encoder_bn")(x)
     x = tk.SpikeEncoder(time_steps, mode=mode, name="encoder")(x)
     for i, conv in enumerate(convs, start=1):
         x = tk.TandemConv2D(

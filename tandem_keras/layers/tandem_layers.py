@@ -175,11 +175,14 @@ class TandemLayer(ModeMixin, keras.layers.Layer):
                                          regularizer=self.gamma_regularizer, autocast=False)
             self.beta = self.add_weight(name="beta", shape=channels, initializer=self.beta_initializer,
                                         regularizer=self.beta_regularizer, autocast=False)
+            # aggregation="mean": under a tf.distribute strategy every replica's update is
+            # averaged into one value (else each replica keeps its own statistics).
             self.moving_mean = self.add_weight(name="moving_mean", shape=channels, trainable=False,
-                                               initializer=self.moving_mean_initializer, autocast=False)
+                                               initializer=self.moving_mean_initializer, autocast=False,
+                                               aggregation="mean")
             self.moving_variance = self.add_weight(
                 name="moving_variance", shape=channels, trainable=False,
-                initializer=self.moving_variance_initializer, autocast=False)
+                initializer=self.moving_variance_initializer, autocast=False, aggregation="mean")
 
     def compute_output_shape(self, input_shape):
         time_axis = 1 if self.mode == "ann" else input_shape[1]
