@@ -1,31 +1,32 @@
-"""Shared pieces of the benchmarks: the networks, their MAC counts, the compute bound,
-timing and the machine description.
+"""What the benchmark programs share: start-up as ``python -m train`` (TensorFlow's start-up
+lines held back, a bad flag in one line), the networks, their MACs and compute bound,
+synthetic data, round-robin timing, and the record each program appends and prints.
 
 The full and the width-reduced CIFARNet both come from ``models.cifarnet``
-(``width_divisor``).
+(``width_divisor``); every model is compiled by ``train.recipe`` (Adam 1e-3, cross-entropy
+on the logits, the top-1 / top-5 metrics of ``python -m train``).
 """
-
 from __future__ import annotations
 
-import json
 import os
-import platform
-import resource
-import subprocess
-import sys
+import statistics
 import time
-from typing import Callable, Dict, List, Sequence
+from typing import Callable, Dict, List, NoReturn, Sequence
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
-import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
+from train import console  # noqa: E402
 
-import tandem_keras as tk  # noqa: E402
+with console.quiet_tensorflow_startup():
+    from absl import app, flags
+    import keras
+    import numpy as np
 
+    import tandem_keras as tk
+    from bench import records
+    from train import recipe
 
-NETWORKS = ("cifarnet", "cifarnet_w4")  # full width; every width divided by 4
+median = statistics.median_high  # the benchmarks' median: the upper one for an even count
 
 
 def build_network(name: str, time_steps: int, mode: str) -> keras.Model:
@@ -42,15 +43,27 @@ def build_network(name: str, time_steps: int, mode: str) -> keras.Model:
     return cifarnet(time_steps=time_steps, mode=mode, width_divisor=divisor, name=name)
 
 
+def compile_model(model: keras.Model, jit_compile: bool = False, num_classes: int = 10) -> keras.Model:
+    """``model`` compiled by ``train.recipe`` with a constant learning rate of 1e-3."""
+    from types import SimpleNamespace
+
+    values = SimpleNamespace(learning_rate=1e-3, lr_schedule="constant", epochs=1, weight_decay=0.0,
+                             jit_compile=jit_compile, run_eagerly=False)
+    return recipe.compile_model(model, values, num_classes, steps_per_epoch=1)
+
+
+def compiled_network(name: str, time_steps: int, mode: str, jit_compile: bool = False) -> keras.Model:
+    """:func:`build_network` compiled by :func:`compile_model`."""
+    return compile_model(build_network(name, time_steps, mode), jit_compile)
+
+
 def layer_macs(model: keras.Model) -> List[Dict]:
     """Per-image multiply-accumulates of every conv / dense layer of ``model`` (Eq. 14),
     from ``tk.describe_model`` and ``tk.synops.macs`` (the encoder's analog convolution
     is its own row). ``spiking`` marks the tandem layers (they run T times in the SNN
     forward).
     """
-    from tandem_keras import synops
-
-    return [{"layer": spec["layer"], "macs": int(synops.macs(spec)), "spiking": row["kind"] == "tandem"}
+    return [{"layer": spec["layer"], "macs": int(tk.synops.macs(spec)), "spiking": row["kind"] == "tandem"}
             for row in tk.describe_model(model)["layers"] for spec in row["mac_specs"]]
 
 
@@ -87,102 +100,41 @@ def synthetic_batch(batch: int, seed: int = 0):
     return images, labels
 
 
-def compile_for_training(model: keras.Model, jit_compile: bool) -> keras.Model:
-    """Adam 1e-3 and sparse cross-entropy on logits (method §8)."""
-    model.compile(optimizer=keras.optimizers.Adam(1e-3),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  jit_compile=jit_compile)
-    return model
-
-
-def interleaved_timing(steps: Dict[str, Callable[[], None]], repeats: int,
-                       cpu_times: Dict[str, List[float]] = None) -> Dict[str, List[float]]:
-    """Runs every callable ``repeats`` times, round-robin, and returns the wall times.
+def interleaved_timing(steps: Dict[str, Callable[[], None]], repeats: int) -> tuple[Dict[str, List[float]], ...]:
+    """Runs every callable ``repeats`` times, round-robin; returns the wall times and the
+    process CPU times (user + system, all threads) of every call, by key.
 
     Round-robin keeps a slow drift of the machine's load (other jobs on the shared
-    cores) out of the ratios between the entries. If ``cpu_times`` is given, the
-    process CPU time (user + system, all threads) of every call is appended to it.
+    cores) out of the ratios between the entries.
     """
-    times = {key: [] for key in steps}
+    wall: Dict[str, List[float]] = {key: [] for key in steps}
+    cpu: Dict[str, List[float]] = {key: [] for key in steps}
     for _ in range(repeats):
         for key, step in steps.items():
-            cpu = time.process_time()
-            start = time.perf_counter()
+            cpu_start, start = time.process_time(), time.perf_counter()
             step()
-            times[key].append(time.perf_counter() - start)
-            if cpu_times is not None:
-                cpu_times.setdefault(key, []).append(time.process_time() - cpu)
-    return times
+            wall[key].append(time.perf_counter() - start)
+            cpu[key].append(time.process_time() - cpu_start)
+    return wall, cpu
 
 
-def median(values: Sequence[float]) -> float:
-    """The median (upper median for an even count)."""
-    return sorted(values)[len(values) // 2]
-
-
-def machine() -> Dict[str, str]:
-    """A short description of the machine and the software."""
-    cpu = "unknown"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        load = os.getloadavg()
-    except OSError:
-        load = (float("nan"),) * 3
-    return {"cpu": cpu, "cores": str(os.cpu_count()), "python": platform.python_version(),
-            "tensorflow": tf.__version__, "keras": keras.__version__,
-            "loadavg_1_5_15": " ".join(f"{v:.2f}" for v in load),
-            "date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())}
-
-
-def peak_rss_mib() -> float:
-    """Peak resident set size of this process so far (ru_maxrss, KiB on Linux), in MiB."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def current_rss_mib() -> float:
-    """Current resident set size of this process, in MiB (from /proc/self/statm)."""
-    with open("/proc/self/statm") as handle:
-        pages = int(handle.read().split()[1])
-    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def run_subprocess(module: str, args: Sequence[str], env: Dict[str, str] = None) -> Dict:
-    """Runs ``python -m module args`` in a fresh process (``env`` added to the environment);
-    returns its last stdout line as JSON."""
-    command = [sys.executable, "-m", module, *args]
-    env = dict(os.environ, **(env or {}))
-    result = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
-    lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
-    if result.returncode != 0 or not lines:
-        raise RuntimeError(f"{' '.join(command)} failed ({result.returncode}):\n{result.stderr[-2000:]}")
-    return json.loads(lines[-1])
-
-
-def flag_config() -> Dict:
-    """The values of the bench module's own absl flags (the record's ``config``)."""
-    from absl import flags
-
-    found = {}
-    for module, module_flags in flags.FLAGS.flags_by_module_dict().items():
-        if module.startswith("bench") or f"{os.sep}bench{os.sep}" in module:
-            for flag in module_flags:
-                found[flag.name] = flag.value
-    return found
-
-
-def write_record(kind: str, figures: Dict, out: str = "") -> Dict:
-    """Appends the result ``figures`` as a ``bench.records`` record of ``kind`` (config: the
-    module's flags; command, commit, versions, machine and date stamped) to ``out``
-    (default ``bench/results/records.jsonl``); returns the record."""
-    from bench import records
-
-    figures = {k: v for k, v in figures.items() if k != "machine"}
-    record = records.write(kind, figures, flag_config(), path=out or records.RECORDS)
+def finish(kind: str, figures: Dict, table: Callable[[dict], str], out: str = "") -> dict:
+    """Appends ``figures`` as a ``bench.records`` record of ``kind`` (config: the program's
+    flags) to ``out`` (default ``bench/results/records.jsonl``), prints ``table(record)`` (the
+    table ``python -m bench.tables`` makes of it) and where the record went."""
+    config = {flag.name: flag.value for module, module_flags in flags.FLAGS.flags_by_module_dict().items()
+              if module.startswith("bench") or f"{os.sep}bench{os.sep}" in module for flag in module_flags}
+    record = records.write(kind, figures, config, path=out or records.RECORDS)
+    print(table(record))
     print(f"appended a {kind} record to {out or records.RECORDS}")
     return record
+
+
+def usage_error(message: str) -> NoReturn:
+    """Bad input, as ``python -m train`` reports it: one line ``PROGRAM: error: MESSAGE``, exit 2."""
+    console.usage_error(records._main_module(), message)
+
+
+def run(main: Callable[[List[str]], None]) -> None:
+    """``app.run(main)`` with ``python -m train``'s handling of flag errors (one line, exit 2)."""
+    app.run(main, flags_parser=console.flags_parser(records._main_module()))

@@ -19,17 +19,6 @@ from bench.cifar10_budgets import Config, recipe_values, train_dataset
 from train import recipe
 
 
-def learning_rate(config: Config, steps_per_epoch: int):
-    """``train.recipe.learning_rate`` of a budget (the schedule ``python -m train`` uses)."""
-    return recipe.learning_rate(config, steps_per_epoch)
-
-
-def build_model(config: Config, image_shape, num_classes: int, mode: str, time_steps: int,
-                decode: str = "membrane") -> keras.Model:
-    """CIFARNet / ``config.width_divisor`` of one run, built by ``train.recipe``."""
-    return recipe.build_model(recipe_values(config, mode, time_steps, decode), image_shape, num_classes)
-
-
 def predict_logits(model: keras.Model, x: np.ndarray, batch_size: int) -> np.ndarray:
     """``model(x)`` in inference mode, batch by batch, as one NumPy array."""
     return np.concatenate([np.asarray(model(x[i:i + batch_size], training=False))
@@ -77,21 +66,27 @@ class EpochMonitor(keras.callbacks.Callback):
         logging.info("  epoch %d: validation error %.4f", epoch + 1, self.errors[-1])
 
 
+def fit(config: Config, data: dict, model: keras.Model, monitor: Optional[EpochMonitor] = None
+        ) -> tuple[dict[str, list[float]], float]:
+    """Trains the compiled ``model`` on the budget's training batches; returns the per-epoch
+    history (``loss``, ``top1``, ...) and the training seconds."""
+    start = time.time()
+    history = model.fit(train_dataset(config, data["x_train"], data["y_train"], data["image_shape"]),
+                        epochs=config.epochs, steps_per_epoch=len(data["y_train"]) // config.batch_size,
+                        verbose=0, shuffle=False, callbacks=[monitor] if monitor else [])
+    return {k: [float(v) for v in vs] for k, vs in history.history.items()}, round(time.time() - start, 1)
+
+
 def train_one(config: Config, data: dict, mode: str, time_steps: int, decode: str = "membrane",
               curve: bool = False, fig9_x=None) -> tuple[keras.Model, dict]:
     """Trains one run with ``train.recipe``'s compiled model; returns it and its result."""
     keras.utils.set_random_seed(config.seed)
-    steps = len(data["y_train"]) // config.batch_size
-    model = recipe.compiled_model(recipe_values(config, mode, time_steps, decode),
-                                  data["image_shape"], data["num_classes"], steps)
+    model = recipe.compiled_model(recipe_values(config, mode, time_steps, decode), data["image_shape"],
+                                  data["num_classes"], len(data["y_train"]) // config.batch_size)
     monitor = EpochMonitor(data["x_val"], data["y_val"], config.eval_batch_size, fig9_x) if curve else None
-    start = time.time()
-    history = model.fit(train_dataset(config, data["x_train"], data["y_train"], data["image_shape"]),
-                        epochs=config.epochs, steps_per_epoch=steps, verbose=0, shuffle=False,
-                        callbacks=[monitor] if monitor else [])
-    result = {"mode": mode, "time_steps": time_steps, "decode": decode,
-              "train_seconds": round(time.time() - start, 1),
-              "train_loss": [float(v) for v in history.history["loss"]]}
+    history, seconds = fit(config, data, model, monitor)
+    result = {"mode": mode, "time_steps": time_steps, "decode": decode, "train_seconds": seconds,
+              "train_loss": history["loss"]}
     start = time.time()
     logits = monitor.last_logits if monitor else predict_logits(model, data["x_val"], config.eval_batch_size)
     result["val_error"] = float(np.mean(np.argmax(logits, axis=1) != data["y_val"]))

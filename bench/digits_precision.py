@@ -7,16 +7,16 @@ statistics, IF dynamics) and the training time per epoch, side by side.
     python -m bench.digits_precision                    # 3 seeds, 15 epochs, T=4
     python -m bench.digits_precision --seeds=0 --epochs=5
 
-Appends a ``bench.records`` record (``bench/results/records.jsonl``) and prints a Markdown table.
+Appends a ``bench.records`` record (``bench/results/records.jsonl``) and prints its table
+(``bench.tables_perf.digits_table``).
 """
-
 from __future__ import annotations
 
 import time
 
-from absl import app, flags
-
 from bench import _common
+from bench._common import flags, keras, np
+from bench.tables_perf import digits_table
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Initialization / shuffling seeds.")
@@ -29,7 +29,6 @@ flags.DEFINE_string("out", "", "Records file to append to (default bench/results
 
 def digits_split():
     """sklearn digits as [0, 255] images; a fixed 75/25 stratified train/test split."""
-    import numpy as np
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -41,7 +40,6 @@ def digits_split():
 
 def main(argv) -> None:
     del argv
-    import keras
     from models.digits import digits
 
     x_train, x_test, y_train, y_test = digits_split()
@@ -54,30 +52,21 @@ def main(argv) -> None:
             model = digits(time_steps=FLAGS.time_steps)
             keras.mixed_precision.set_global_policy("float32")
             model.set_weights(initial)
-            model.compile(optimizer=keras.optimizers.Adam(1e-3),
-                          loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                          metrics=["accuracy"])
+            _common.compile_model(model)
             keras.utils.set_random_seed(seed + 1000)  # same shuffling for both policies
             start = time.perf_counter()
             model.fit(x_train, y_train, batch_size=FLAGS.batch, epochs=FLAGS.epochs, verbose=0)
             seconds = time.perf_counter() - start
-            _, accuracy = model.evaluate(x_test, y_test, batch_size=256, verbose=0)
+            accuracy = model.evaluate(x_test, y_test, batch_size=256, verbose=0, return_dict=True)["top1"]
             rows.append({"seed": seed, "policy": policy, "test_accuracy": accuracy,
                          "train_s_per_epoch": seconds / FLAGS.epochs})
-            print(rows[-1], flush=True)
-    lines = ["| seed | policy | SNN test accuracy | train s / epoch |", "|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['seed']} | {r['policy']} | {100 * r['test_accuracy']:.2f}% | "
-                     f"{r['train_s_per_epoch']:.2f} |")
+            print(f"seed {seed}, {policy}: test accuracy {100 * accuracy:.2f}%, "
+                  f"{seconds / FLAGS.epochs:.2f} s per epoch", flush=True)
     mean = {p: sum(r["test_accuracy"] for r in rows if r["policy"] == p) / len(FLAGS.seeds)
             for p in FLAGS.policies}
-    lines.append("")
-    lines.append("mean test accuracy: " + ", ".join(f"{p} {100 * a:.2f}%" for p, a in mean.items()))
-    print("\n".join(lines))
-    _common.write_record("digits_precision", {"rows": rows, "mean_accuracy": mean,
-                                                  "epochs": FLAGS.epochs, "time_steps": FLAGS.time_steps},
-                         FLAGS.out)
+    _common.finish("digits_precision", {"rows": rows, "mean_accuracy": mean, "epochs": FLAGS.epochs,
+                                        "time_steps": FLAGS.time_steps}, digits_table, FLAGS.out)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    _common.run(main)

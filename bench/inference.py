@@ -8,17 +8,17 @@ The network is built in ``mode="tandem"`` (the SNN: folded BN, IF dynamics over 
     python -m bench.inference                                # CIFARNet/4 width, T 4, 10, 16
     python -m bench.inference --network=cifarnet --batch=64
 
-Appends a ``bench.records`` record (``bench/results/records.jsonl``) and prints a Markdown table.
+Appends a ``bench.records`` record (``bench/results/records.jsonl``) and prints its table
+(``bench.tables_perf.inference_table``).
 """
-
 from __future__ import annotations
 
 import os
 import tempfile
 
-from absl import app, flags
-
 from bench import _common
+from bench._common import flags, keras, tk
+from bench.tables_perf import inference_table
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("network", "cifarnet_w4", "cifarnet or cifarnet_wK.")
@@ -29,25 +29,17 @@ flags.DEFINE_integer("repeats", 5, "Timed calls per model (after 2 warm-up calls
 flags.DEFINE_string("out", "", "Records file to append to (default bench/results/records.jsonl).")
 
 
-_LOADED = []
-
-
-def export_and_load(model, directory: str):
-    """Exports with ``tk.export.export_model`` and returns the reloaded ``serve`` function."""
+def exported(model, directory: str):
+    """The model exported with ``tk.export.export_model`` and reloaded (its ``serve`` is timed)."""
     import tensorflow as tf
-    from tandem_keras import export
 
-    export.export_model(model, directory, spike_trains=False)
-    loaded = tf.saved_model.load(directory)
-    _LOADED.append(loaded)  # keep the object (and its variables) alive
-    return loaded.serve
+    tk.export.export_model(model, directory, spike_trains=False)
+    return tf.saved_model.load(directory)
 
 
 def main(argv) -> None:
     del argv
-    import keras
     import tensorflow as tf
-    import tandem_keras as tk
 
     keras.mixed_precision.set_global_policy(FLAGS.policy)
     images = tf.constant(_common.synthetic_batch(FLAGS.batch)[0])
@@ -55,34 +47,24 @@ def main(argv) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for time_steps in map(int, FLAGS.time_steps):
             snn = _common.build_network(FLAGS.network, time_steps, "tandem")
-            ann = tk.with_mode(snn, "ann")
-            serves = {"snn": export_and_load(snn, os.path.join(tmp, f"snn{time_steps}")),
-                      "ann": export_and_load(ann, os.path.join(tmp, f"ann{time_steps}"))}
-            calls = {k: (lambda f=f: f(images).numpy()) for k, f in serves.items()}
+            loaded = {kind: exported(model, os.path.join(tmp, f"{kind}{time_steps}"))
+                      for kind, model in (("snn", snn), ("ann", tk.with_mode(snn, "ann")))}
+            calls = {k: (lambda m=m: m.serve(images).numpy()) for k, m in loaded.items()}
             for call in calls.values():
                 call(), call()
-            cpu = {}
-            times = _common.interleaved_timing(calls, FLAGS.repeats, cpu)
-            medians = {k: _common.median(v) for k, v in times.items()}
-            cpu_medians = {k: _common.median(v) for k, v in cpu.items()}
+            times, cpu = _common.interleaved_timing(calls, FLAGS.repeats)
+            wall = {k: _common.median(v) for k, v in times.items()}
+            cpu_s = {k: _common.median(v) for k, v in cpu.items()}
             for kind in ("snn", "ann"):
                 rows.append({"network": FLAGS.network, "T": time_steps, "model": kind,
                              "batch": FLAGS.batch, "policy": FLAGS.policy, "call_s": times[kind],
-                             "cpu_s": cpu[kind], "median_s": medians[kind],
-                             "median_cpu_s": cpu_medians[kind],
-                             "images_per_s": FLAGS.batch / medians[kind],
-                             "time_over_ann": medians[kind] / medians["ann"],
-                             "cpu_over_ann": cpu_medians[kind] / cpu_medians["ann"]})
-            print(rows[-2:], flush=True)
-    lines = ["| network | T | model | img/s | call s (median) | CPU s (median) | time / ANN | CPU / ANN |",
-             "|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['network']} | {r['T']} | {r['model']} | {r['images_per_s']:.1f} | "
-                     f"{r['median_s']:.3f} | {r['median_cpu_s']:.3f} | {r['time_over_ann']:.2f} | "
-                     f"{r['cpu_over_ann']:.2f} |")
-    print("\n".join(lines))
-    _common.write_record("inference", {"rows": rows}, FLAGS.out)
+                             "cpu_s": cpu[kind], "median_s": wall[kind], "median_cpu_s": cpu_s[kind],
+                             "images_per_s": FLAGS.batch / wall[kind], "time_over_ann": wall[kind] / wall["ann"],
+                             "cpu_over_ann": cpu_s[kind] / cpu_s["ann"]})
+            print(f"T={time_steps}: SNN {rows[-2]['images_per_s']:.1f} img/s, ANN "
+                  f"{rows[-1]['images_per_s']:.1f} img/s", flush=True)
+    _common.finish("inference", {"rows": rows}, lambda r: inference_table(r, cpu=True), FLAGS.out)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    _common.run(main)

@@ -7,6 +7,7 @@ spike encoder (tagged, 0/1 by construction): a compare-and-reduce and a
 (``tf.function(model(x, training=False))``, no XLA: XLA drops asserts) of the same model
 traced three times: as shipped, checking every tandem layer's input (tags ignored), and
 with no checks; calls interleaved round-robin; per-round time ratios against no checks.
+Appends a ``bench.records`` record and prints its table (``bench.tables_perf.input_checks_table``).
 
     python -m bench.input_checks                               # CIFARNet/4, T 4 and 10
     python -m bench.input_checks --time_steps=10 --repeats=40
@@ -14,10 +15,9 @@ with no checks; calls interleaved round-robin; per-round time ratios against no 
 
 from __future__ import annotations
 
-
-from absl import app, flags
-
 from bench import _common
+from bench._common import flags, np
+from bench.tables_perf import input_checks_table
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("network", "cifarnet_w4", "cifarnet or cifarnet_wK.")
@@ -51,7 +51,6 @@ def _trace(model, images, patches):
 
 def main(argv) -> None:
     del argv
-    import numpy as np
     import tensorflow as tf
     from tandem_keras import _checks
     from tandem_keras.layers import encoding, tandem_layers
@@ -74,8 +73,7 @@ def main(argv) -> None:
         for call in calls.values():
             for _ in range(3):
                 call()
-        cpu: dict = {}
-        times = _common.interleaved_timing(calls, FLAGS.repeats, cpu)
+        times, cpu = _common.interleaved_timing(calls, FLAGS.repeats)
         row = {"network": FLAGS.network, "T": time_steps, "batch": FLAGS.batch,
                "assert_ops": {name: t[2] for name, t in traced.items()},
                "call_s": times, "cpu_s": cpu,
@@ -86,9 +84,10 @@ def main(argv) -> None:
             row[f"{name}_over_unchecked_cpu_q25_q50_q75"] = _quantiles(
                 [a / b for a, b in zip(cpu[name], cpu["unchecked"])])
         rows.append(row)
-        print({k: v for k, v in row.items() if k not in ("call_s", "cpu_s")}, flush=True)
-    _common.write_record("input_checks", {"rows": rows}, FLAGS.out)
+        print(f"T={time_steps}: shipped / unchecked {row['shipped_over_unchecked_wall_q25_q50_q75'][1]:.3f} "
+              "(median of the rounds)", flush=True)
+    _common.finish("input_checks", {"rows": rows}, input_checks_table, FLAGS.out)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    _common.run(main)

@@ -10,10 +10,11 @@ and by layer.
     python -m bench.profile_step                               # CIFARNet/4 width, T=10
     python -m bench.profile_step --network=cifarnet --time_steps=10 --steps=2
 
-Appends a ``bench.records`` record (``bench/results/records.jsonl``) and prints two Markdown
-tables (by category, and by layer and category). Self times are host wall-clock
-intervals of op execution, so on a loaded machine they include time the op's thread
-waited for a core; compare shares, not absolute numbers.
+Appends a ``bench.records`` record (``bench/results/records.jsonl``; it also holds the time
+by layer and category and the 40 slowest ops) and prints the share of each category
+(``bench.tables_perf.profile_table``, the categories' own names). Self times are host wall-clock intervals of op
+execution, so on a loaded machine they include time the op's thread waited for a core;
+compare shares, not absolute numbers.
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ import re
 import tempfile
 import time
 
-from absl import app, flags
-
 from bench import _common
+from bench._common import flags, keras
+from bench.tables_perf import profile_table
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("network", "cifarnet_w4", "cifarnet or cifarnet_wK.")
@@ -91,13 +92,11 @@ def op_table(logdir: str) -> list:
 
 def main(argv) -> None:
     del argv
-    import keras
     import tensorflow as tf
 
     keras.mixed_precision.set_global_policy(FLAGS.policy)
     images, labels = _common.synthetic_batch(FLAGS.batch)
-    model = _common.compile_for_training(
-        _common.build_network(FLAGS.network, FLAGS.time_steps, FLAGS.mode), FLAGS.jit)
+    model = _common.compiled_network(FLAGS.network, FLAGS.time_steps, FLAGS.mode, FLAGS.jit)
     for _ in range(2):
         model.train_on_batch(images, labels)
     with tempfile.TemporaryDirectory() as logdir:
@@ -108,31 +107,19 @@ def main(argv) -> None:
         tf.profiler.experimental.stop()
         wall = (time.perf_counter() - start) / FLAGS.steps
         ops = op_table(logdir)
-    by_category = collections.Counter()
-    by_layer = collections.Counter()
+    by_category, by_layer = collections.Counter(), collections.Counter()
     for op_type, name, self_us in ops:
         category = categorize(name, op_type)
         by_category[category] += self_us / FLAGS.steps
         layer = LAYER.search(name)
         if category != "idle":
-            by_layer[(layer.group(1) if layer else "-", category)] += self_us / FLAGS.steps
-    busy = sum(v for k, v in by_category.items() if k != "idle")
-    lines = [f"{FLAGS.network}, T={FLAGS.time_steps}, {FLAGS.mode}, {FLAGS.policy}, jit={FLAGS.jit}, "
-             f"batch {FLAGS.batch}: {wall:.3f} s per step (profiled), op self time {busy / 1e6:.3f} s",
-             "", "| category | ms per step | share of op time |", "|---|---|---|"]
-    for category, us in by_category.most_common():
-        if category != "idle":
-            lines.append(f"| {category} | {us / 1e3:.1f} | {100 * us / busy:.1f}% |")
-    lines += ["", "| layer | category | ms per step | share |", "|---|---|---|---|"]
-    for (layer, category), us in by_layer.most_common(25):
-        lines.append(f"| {layer} | {category} | {us / 1e3:.1f} | {100 * us / busy:.1f}% |")
-    print("\n".join(lines))
-    top = sorted(ops, key=lambda r: -r[2])[:40]
-    _common.write_record("profile_step", {"wall_s_per_step": wall,
-                                          "by_category_us": dict(by_category),
-                                          "by_layer_us": {f"{k[0]} | {k[1]}": v for k, v in by_layer.items()},
-                                          "top_ops": top}, FLAGS.out)
+            by_layer[f"{layer.group(1) if layer else '-'} | {category}"] += self_us / FLAGS.steps
+    print(f"{FLAGS.network}, T={FLAGS.time_steps}, {FLAGS.mode}, {FLAGS.policy}, jit={FLAGS.jit}, batch "
+          f"{FLAGS.batch}: {wall:.3f} s per step (profiled)")
+    _common.finish("profile_step", {"wall_s_per_step": wall, "by_category_us": dict(by_category),
+                                    "by_layer_us": dict(by_layer), "top_ops": sorted(ops, key=lambda r: -r[2])[:40]},
+                   lambda r: profile_table(r, labels={}), FLAGS.out)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    _common.run(main)

@@ -28,24 +28,18 @@ import os
 import time
 from typing import Optional, Sequence
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from bench import _common  # first: TensorFlow's start-up lines held back
+from bench import records
+from bench.cifar10_budgets import BUDGETS, Config, load_data, make_config
+from bench.cifar10_findings import assess, markdown
+from bench.cifar10_runs import error_rate, fig9_summary, train_one
+from absl import flags, logging
+import numpy as np
+import tandem_keras as tk
+from tandem_keras import activity, analysis, plots
+from train import data as train_data
+from train import export as train_export
 
-from absl import app, flags, logging  # noqa: E402
-import numpy as np  # noqa: E402
-
-import tandem_keras as tk  # noqa: E402
-from tandem_keras import activity, analysis, plots  # noqa: E402
-from bench import records  # noqa: E402
-from bench.cifar10_budgets import (BUDGETS, Config, load_data, make_config,  # noqa: E402,F401
-                                   train_dataset)
-from bench.cifar10_findings import assess, markdown  # noqa: E402
-# The per-run pieces, also used by bench.spike_count_decoding under these names:
-from bench.cifar10_runs import (EpochMonitor, build_model, error_rate, fig9_summary,  # noqa: E402,F401
-                                learning_rate, predict_logits, tie_fraction, train_one)
-from train import data as train_data  # noqa: E402
-from train import export as train_export  # noqa: E402
-
-_jsonable = records.jsonable
 
 def run(config: Config, record_file: Optional[str] = None) -> dict:
     """Trains every run of ``config``, measures the five findings, writes figures, results
@@ -69,7 +63,7 @@ def run(config: Config, record_file: Optional[str] = None) -> dict:
         train(f"quantized_T{t}", "quantized", t, curve=(t == t_main))
     train(f"tandem_T{t_main}", "tandem", t_main, curve=True, fig9_x=x_analysis)
     train(f"tandem_spike_T{t_main}", "tandem", t_main, decode="spike_count", curve=True)
-    for t in sorted(set(config.sweep_time_steps) | set(config.synops_time_steps)) :
+    for t in sorted(set(config.sweep_time_steps) | set(config.synops_time_steps)):
         if t != t_main:
             train(f"tandem_T{t}", "tandem", t)
 
@@ -167,10 +161,10 @@ def main(argv: Sequence[str]) -> None:
                              out_dir=FLAGS.out_dir, figures_dir=FLAGS.figures_dir, **overrides)
         results = run(config, FLAGS.record_file or None)
     except (ValueError, train_data.DatasetError) as error:  # e.g. a missing or empty image folder
-        raise app.UsageError(str(error)) from error
+        _common.usage_error(str(error))
     print(markdown(results))
     print(f"wall time {results['wall_seconds']} s; results in {config.out_dir}")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    _common.run(main)

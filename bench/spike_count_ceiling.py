@@ -26,18 +26,16 @@ import dataclasses
 import os
 from typing import Sequence
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from absl import app, flags  # noqa: E402
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-
-import tandem_keras as tk  # noqa: E402,F401  (registers the layers for load_model)
-from bench import records  # noqa: E402
-from bench import spike_count_decoding as scd  # noqa: E402
-from bench.cifar10_budgets import _to_arrays, make_config  # noqa: E402
-from bench.cifar10_runs import tie_fraction  # noqa: E402
-from train import data as train_data  # noqa: E402
+from bench import _common  # first: TensorFlow's start-up lines held back
+from bench import records
+from bench import spike_count_decoding as scd  # and the flags of bench.reproduce_cifar10
+from bench.cifar10_budgets import _to_arrays, make_config
+from bench.cifar10_runs import tie_fraction
+from absl import flags
+import keras
+import numpy as np
+import tandem_keras as tk  # noqa: F401  (registers the layers for load_model)
+from train import data as train_data
 
 
 def ceiling_error(counts: np.ndarray, labels: np.ndarray) -> float:
@@ -61,20 +59,18 @@ def rules(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int) -> 
             "mean_top_count": float(np.mean(counts.max(1)))}
 
 
-FLAGS = flags.FLAGS
-# --budget, --train_dir, --epochs, --record_file: the flags of bench.reproduce_cifar10
-# (imported through bench.spike_count_decoding), same meaning; --epochs only for the record.
+FLAGS = flags.FLAGS  # --budget, --train_dir, --epochs (only for the record), --record_file
 flags.DEFINE_list("models", None, "Saved spike-count models (<variant>_T<T>.keras).")
 
 
 def main(argv: Sequence[str]) -> None:
     del argv
     if not FLAGS.models:
-        raise app.UsageError("--models is required")
+        _common.usage_error("--models is required")
     try:
         config = make_config(FLAGS.budget, FLAGS.train_dir, epochs=FLAGS.epochs)
     except ValueError as error:
-        raise app.UsageError(str(error)) from error
+        _common.usage_error(str(error))
     source = train_data.load(f"folder:{config.train_dir}", validation_split=0.1)
     x, y = _to_arrays(source.split("validation")[0], config.val_size)
     for path in FLAGS.models:
@@ -90,4 +86,4 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    _common.run(main)

@@ -17,6 +17,7 @@ Example:
 """
 from __future__ import annotations
 
+import statistics
 from typing import Any, Callable, Mapping, Sequence
 
 from bench import records
@@ -36,9 +37,7 @@ def pct(fraction: float, digits: int = 2) -> str:
     return f"{100 * fraction:.{digits}f}%"
 
 
-def median(values: Sequence[float]) -> float:
-    """The upper median (the benchmarks' median)."""
-    return sorted(values)[len(values) // 2]
+median = statistics.median_high  # the benchmarks' median: the upper one for an even count
 
 
 def _rows(r: dict, **match: Any) -> dict:
@@ -195,12 +194,12 @@ PROFILE_LABELS = {
 }
 
 
-def profile_table(r: dict) -> str:
+def profile_table(r: dict, labels: Mapping[str, str] = PROFILE_LABELS) -> str:
     """``bench.profile_step``: each category's share of the op time (idle time excluded),
-    largest first."""
+    largest first (a category named as in ``labels``)."""
     busy = {k: v for k, v in r["figures"]["by_category_us"].items() if k != "idle"}
     total = sum(busy.values())
-    return markdown([[PROFILE_LABELS.get(name, name), pct(us / total, 1)]
+    return markdown([[labels.get(name, name), pct(us / total, 1)]
                      for name, us in sorted(busy.items(), key=lambda kv: -kv[1])]
                     + [["data pipeline", "0 (one in-memory batch; `bench/reproduce_cifar10.py` covers the "
                                          "tf.data pipeline)"]], ["where the time goes", "share"])

@@ -10,16 +10,17 @@ images/s (median), the tandem/ANN and BPTT/ANN time ratios, and the compute boun
     python -m bench.train_step --full                # + full CIFARNet, + jit_compile=True (hours here)
     python -m bench.train_step --networks=cifarnet --time_steps=10 --policies=float32 --jit=0
 
-Appends a ``bench.records`` record (``bench/results/records.jsonl``) and prints a Markdown table.
+Appends a ``bench.records`` record (``bench/results/records.jsonl``) and prints its table
+(``bench.tables_perf.train_step_table``); one line of images/s per configuration as it is
+measured.
 """
-
 from __future__ import annotations
 
 import gc
 
-from absl import app, flags
-
 from bench import _common
+from bench._common import flags, keras
+from bench.tables_perf import train_step_table
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("networks", ["cifarnet_w4"], "cifarnet and/or cifarnet_wK (width / K).")
@@ -36,26 +37,21 @@ flags.DEFINE_string("out", "", "Records file to append to (default bench/results
 def time_group(network: str, policy: str, jit: bool, time_steps: int, modes, batch: int,
                repeats: int, images, labels) -> list:
     """Builds the modes of one configuration, warms them up and times them round-robin."""
-    import keras
-
     keras.mixed_precision.set_global_policy(policy)
     steps, macs, errors = {}, None, {}
     for mode in modes:
         try:
-            model = _common.compile_for_training(
-                _common.build_network(network, time_steps, mode), jit)
-            if macs is None:
-                macs = _common.layer_macs(model)
+            model = _common.compiled_network(network, time_steps, mode, jit)
+            macs = macs or _common.layer_macs(model)
             for _ in range(2):
                 model.train_on_batch(images, labels)
             steps[mode] = (lambda m=model: m.train_on_batch(images, labels))
         except Exception as error:  # noqa: BLE001 -- record and go on (e.g. XLA refusing an op)
             errors[mode] = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
-    cpu = {}
-    times = _common.interleaved_timing(steps, repeats, cpu)
+    times, cpu = _common.interleaved_timing(steps, repeats)
     keras.mixed_precision.set_global_policy("float32")
     bounds = _common.compute_bounds(macs, time_steps) if macs else {}
-    ann_median = _common.median(times["ann"]) if "ann" in times else None
+    median = {mode: (_common.median(times[mode]), _common.median(cpu[mode])) for mode in times}
     rows = []
     for mode in modes:
         row = {"network": network, "policy": policy, "jit": jit, "T": time_steps, "mode": mode,
@@ -63,35 +59,14 @@ def time_group(network: str, policy: str, jit: bool, time_steps: int, modes, bat
         if mode in errors:
             row["error"] = errors[mode]
         else:
-            median = _common.median(times[mode])
-            row.update(step_s=times[mode], median_s=median, images_per_s=batch / median,
-                       ratio_to_ann=median / ann_median if ann_median else None,
-                       cpu_s=cpu[mode], median_cpu_s=_common.median(cpu[mode]),
-                       cpu_ratio_to_ann=(_common.median(cpu[mode]) / _common.median(cpu["ann"])
-                                         if "ann" in cpu else None))
+            (wall, cpu_s), ann = median[mode], median.get("ann")
+            row.update(step_s=times[mode], median_s=wall, images_per_s=batch / wall,
+                       ratio_to_ann=ann and wall / ann[0], cpu_s=cpu[mode], median_cpu_s=cpu_s,
+                       cpu_ratio_to_ann=ann and cpu_s / ann[1])
         rows.append(row)
     del steps
     gc.collect()
     return rows
-
-
-def markdown(rows) -> str:
-    """The result table, one line per configuration and mode."""
-    lines = ["| network | policy | jit | T | mode | img/s | step s (median) | time / ANN | "
-             "CPU s / ANN | bound (issue) | bound (shared conv) | bound BPTT |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        if "error" in r:
-            lines.append(f"| {r['network']} | {r['policy']} | {int(r['jit'])} | {r['T']} | {r['mode']} | "
-                         f"error: {r['error']} | | | | | | |")
-            continue
-        ratio = f"{r['ratio_to_ann']:.2f}" if r.get("ratio_to_ann") else ""
-        cpu_ratio = f"{r['cpu_ratio_to_ann']:.2f}" if r.get("cpu_ratio_to_ann") else ""
-        lines.append(
-            f"| {r['network']} | {r['policy']} | {int(r['jit'])} | {r['T']} | {r['mode']} | "
-            f"{r['images_per_s']:.1f} | {r['median_s']:.3f} | {ratio} | {cpu_ratio} | {r['bound_issue']:.2f} | "
-            f"{r['bound_shared']:.2f} | {r['bound_bptt']:.2f} |")
-    return "\n".join(lines)
 
 
 def main(argv) -> None:
@@ -104,14 +79,14 @@ def main(argv) -> None:
         for policy in FLAGS.policies:
             for jit in FLAGS.jit:
                 for time_steps in FLAGS.time_steps:
-                    rows += time_group(network, policy, jit == "1", int(time_steps), FLAGS.modes,
+                    group = time_group(network, policy, jit == "1", int(time_steps), FLAGS.modes,
                                        FLAGS.batch, FLAGS.repeats, images, labels)
-                    print(markdown(rows[-len(FLAGS.modes):]).splitlines()[-len(FLAGS.modes):],
-                          flush=True)
-    table = markdown(rows)
-    print(table)
-    _common.write_record("train_step", {"rows": rows}, FLAGS.out)
+                    print(f"{network} {policy} jit={jit} T={time_steps}: " + ", ".join(
+                        f"{r['mode']} {r['images_per_s']:.1f} img/s" if "error" not in r else
+                        f"{r['mode']} failed" for r in group), flush=True)
+                    rows += group
+    _common.finish("train_step", {"rows": rows}, train_step_table, FLAGS.out)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    _common.run(main)

@@ -1,0 +1,16 @@
+"""The docstring examples of the bench modules (make test's --doctest-modules does not
+collect bench/: its programs define absl flags of the same names)."""
+import doctest
+import importlib
+
+import pytest
+
+MODULES = ("records", "tables", "tables_perf", "cifar10_budgets", "cifar10_runs", "cifar10_findings",
+           "spike_count_ceiling", "record_training")
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name):
+    module = importlib.import_module(f"bench.{name}")
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
