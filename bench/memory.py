@@ -105,16 +105,7 @@ def main(argv) -> None:
         for time_steps in FLAGS.time_steps:
             rows.append(measure(mode, time_steps))
             print(f"{mode} T={time_steps}: peak RSS {rows[-1]['peak_mib']:.0f} MiB", flush=True)
-    growth = {}  # first -> last T, MiB
-    for key, label in (("step_peak_above_before_mib", "rss"), ("allocator_step_peak_above_before_mib", "allocator")):
-        for mode in FLAGS.modes:
-            mine = [r for r in rows if r["mode"] == mode and key in r]
-            if mine:
-                growth[f"{label}_{mode}"] = mine[-1][key] - mine[0][key]
-        if growth.get(f"{label}_bptt"):
-            growth[f"{label}_tandem_growth_over_bptt_growth"] = (
-                growth.get(f"{label}_tandem", float("nan")) / growth[f"{label}_bptt"])
-    _common.finish("memory", {"rows": rows, "growth": growth}, lambda r: memory_table([r]), FLAGS.out)
+    _common.finish("memory", {"rows": rows}, memory_table, FLAGS.out)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ import os
 from typing import Sequence
 
 from bench import _common  # first: TensorFlow's start-up lines held back
-from bench import records
+from bench import records, tables
 from bench import spike_count_decoding as scd  # and the flags of bench.reproduce_cifar10
 from bench.cifar10_budgets import _to_arrays, make_config
 from bench.cifar10_runs import tie_fraction
@@ -69,21 +69,20 @@ def main(argv: Sequence[str]) -> None:
         _common.usage_error("--models is required")
     try:
         config = make_config(FLAGS.budget, FLAGS.train_dir, epochs=FLAGS.epochs)
-    except ValueError as error:
+        source = train_data.load(f"folder:{config.train_dir}", validation_split=0.1)
+        x, y = _to_arrays(source.split("validation")[0], config.val_size)
+        trained = {path: keras.models.load_model(path) for path in FLAGS.models}
+    except (ValueError, OSError, train_data.DatasetError) as error:  # a missing folder or model file
         _common.usage_error(str(error))
-    source = train_data.load(f"folder:{config.train_dir}", validation_split=0.1)
-    x, y = _to_arrays(source.split("validation")[0], config.val_size)
-    for path in FLAGS.models:
-        model = keras.models.load_model(path)
+    made = []
+    for path, model in trained.items():
         variant, t = os.path.basename(path)[:-len(".keras")].rsplit("_T", 1)
-        figures = dict(rules(model, x, y, config.eval_batch_size), variant=variant, time_steps=int(t),
-                       model_file=os.path.basename(path))
+        figures = dict(rules(model, x, y, config.eval_batch_size), variant=variant,
+                       time_steps=int(t), model_file=os.path.basename(path))
+        made.append(records.make("spike_count_ceiling", figures, dataclasses.asdict(config)))
         if FLAGS.record_file:
-            records.write("spike_count_ceiling", figures, dataclasses.asdict(config), path=FLAGS.record_file)
-        print(f"{variant} T={t}: index rule {100 * figures['error_index_rule']:.2f}%, membrane rule "
-              f"{100 * figures['error_membrane_rule']:.2f}%, ceiling {100 * figures['error_ceiling']:.2f}% "
-              f"(ties {100 * figures['tie_fraction']:.1f}%)", flush=True)
-
+            records.append(made[-1], FLAGS.record_file)
+    print(tables.spike_count_ceiling(made)[0])
 
 if __name__ == "__main__":
     _common.run(main)

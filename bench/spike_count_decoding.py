@@ -53,21 +53,23 @@ import numpy as np
 from models import cifarnet
 from tandem_keras import decoding
 from train import recipe
+from train.data import DatasetError
 
 MEMBRANE = ("membrane", "membrane_nodrop")
 
-#: variant -> (scale factor times T (None: 1), trainable, surrogate, dropout before output)
+
+def _readout(scale_t=None, trainable=False, surrogate="bounded_relu", dropout=True) -> dict[str, Any]:
+    """A spike-count readout: logits ``(scale_t / T) c`` (``None``: ``c``), the scale learned
+    or not, the output layer's coupling (a ``tk.surrogates`` alias), dropout before it."""
+    return dict(scale_t=scale_t, trainable=trainable, surrogate=surrogate, dropout=dropout)
+
+
 VARIANTS: dict[str, dict[str, Any]] = {
-    "paper": dict(scale_t=None, trainable=False, surrogate="bounded_relu", dropout=True),
-    "tie": dict(scale_t=None, trainable=False, surrogate="bounded_relu", dropout=True),
-    "scale": dict(scale_t=10.0, trainable=False, surrogate="bounded_relu", dropout=True),
-    "lscale": dict(scale_t=10.0, trainable=True, surrogate="bounded_relu", dropout=True),
-    "st": dict(scale_t=None, trainable=False, surrogate="straight_through", dropout=True),
-    "nodrop": dict(scale_t=None, trainable=False, surrogate="bounded_relu", dropout=False),
-    "st_nodrop": dict(scale_t=None, trainable=False, surrogate="straight_through", dropout=False),
-    "scale_st": dict(scale_t=10.0, trainable=False, surrogate="straight_through", dropout=True),
-    "scale_st_nodrop": dict(scale_t=10.0, trainable=False, surrogate="straight_through",
-                            dropout=False),
+    "paper": _readout(), "tie": _readout(), "scale": _readout(10.0), "lscale": _readout(10.0, trainable=True),
+    "st": _readout(surrogate="straight_through"), "nodrop": _readout(dropout=False),
+    "st_nodrop": _readout(surrogate="straight_through", dropout=False),
+    "scale_st": _readout(10.0, surrogate="straight_through"),
+    "scale_st_nodrop": _readout(10.0, surrogate="straight_through", dropout=False),
 }
 
 
@@ -84,12 +86,10 @@ def build_variant(config: Config, image_shape, num_classes: int, time_steps: int
     x = body.get_layer("tandem_dense1").output
     if spec["dropout"] and config.dropout:
         x = keras.layers.Dropout(config.dropout, noise_shape=(None, 1, None), name="dropout")(x)
-    surrogate = spec["surrogate"]  # an alias of tk.surrogates
-    scale = 1.0 if spec["scale_t"] is None else spec["scale_t"] / time_steps
     logits = decoding.SpikeCountOutput(
-        num_classes, scale=scale, trainable_scale=spec["trainable"], surrogate=surrogate,
-        tie_break="index" if variant == "paper" else "membrane", dtype="float32",
-        name="logits")(x)
+        num_classes, scale=1.0 if spec["scale_t"] is None else spec["scale_t"] / time_steps,
+        trainable_scale=spec["trainable"], surrogate=spec["surrogate"],
+        tie_break="index" if variant == "paper" else "membrane", dtype="float32", name="logits")(x)
     return keras.Model(body.input, logits, name=body.name)
 
 
@@ -169,26 +169,20 @@ def main(argv: Sequence[str]) -> None:
         config = make_config(FLAGS.budget, FLAGS.train_dir, test_dir=FLAGS.test_dir, time_steps=FLAGS.time_steps,
                              epochs=FLAGS.epochs, train_size=FLAGS.train_size, val_size=FLAGS.val_size,
                              learning_rate=FLAGS.learning_rate, width_divisor=FLAGS.width_divisor, seed=FLAGS.seed)
-    except ValueError as error:
+        data = load_data(config)
+    except (ValueError, DatasetError) as error:  # e.g. a missing or empty image folder
         _common.usage_error(str(error))
-    data = load_data(config)
+    made = []
     for variant in FLAGS.variants:
         logging.info("training %s at T=%d", variant, config.time_steps)
         figures, model = run_variant(config, data, variant, config.time_steps)
+        made.append(records.make("spike_count_decoding", figures, dataclasses.asdict(config)))
         if FLAGS.record_file:
-            records.write("spike_count_decoding", figures, dataclasses.asdict(config), path=FLAGS.record_file)
+            records.append(made[-1], FLAGS.record_file)
         if FLAGS.save_dir:
             os.makedirs(FLAGS.save_dir, exist_ok=True)
             model.save(os.path.join(FLAGS.save_dir, f"{variant}_T{config.time_steps}.keras"))
-        val = figures["val"]
-        print(f"{variant:>16s} T={config.time_steps}: val error {100 * val['error']:.2f}%"
-              + (f" (count + index rule {100 * val['error_count_index_rule']:.2f}%, ties "
-                 f"{100 * val['tie_fraction']:.1f}%, all silent {100 * val['all_silent_fraction']:.1f}%)"
-                 if "tie_fraction" in val else "")
-              + (f", membrane tie rule {100 * figures['val_membrane_tie_rule_error']:.2f}%"
-                 if "val_membrane_tie_rule_error" in figures else "")
-              + f", train {figures['train_seconds']} s", flush=True)
-
+    print(tables.spike_count_decoding(made)[0])
 
 if __name__ == "__main__":
     _common.run(main)

@@ -1,10 +1,10 @@
 """The performance tables of ``bench/RESULTS.md``, made from ``bench.records`` records.
 
-A ``*_table(record)`` function is the table of one record; the benchmark that writes the
-record prints the same. :data:`TABLES` (for :data:`bench.tables.TABLES`) picks the records
-by the file they were converted from (``converted_from``), so that a new run of a benchmark
-does not silently replace the measurement a section's text discusses. Medians are upper
-medians, as the benchmarks take them.
+A ``*_table(*records)`` function makes the Markdown of its records; a benchmark prints the
+table of the record it writes. :data:`TABLES` picks the records of the docs by the file they
+were converted from (``converted_from``), so that a new run of a benchmark does not silently
+replace the measurement a section's text discusses. Medians are upper medians, as the
+benchmarks take them.
 
 Example:
   >>> record = {"figures": {"rows": [{"seed": 0, "policy": "float32", "test_accuracy": 0.98}],
@@ -26,6 +26,8 @@ from bench.records import markdown
 Table = Callable[[Sequence[dict]], "tuple[str, list[dict]]"]
 BOUND = {"tandem": "bound_shared", "bptt": "bound_bptt"}  # the ANN is the reference
 CORES = 2  # "unloaded-equivalent img/s" = batch / (CPU s / 2 cores), RESULTS.md's definition
+POLICIES = ("float32", "mixed_bfloat16")
+median = statistics.median_high  # the benchmarks' median: the upper one for an even count
 
 
 def _f(value: Any, spec: str) -> str:
@@ -37,20 +39,25 @@ def pct(fraction: float, digits: int = 2) -> str:
     return f"{100 * fraction:.{digits}f}%"
 
 
-median = statistics.median_high  # the benchmarks' median: the upper one for an even count
-
-
 def _rows(r: dict, **match: Any) -> dict:
     """The rows of a ``train_step`` record with ``match``, by mode."""
-    return {row["mode"]: row for row in r["figures"]["rows"]
-            if all(row[k] == v for k, v in match.items())}
+    return {row["mode"]: row for row in r["figures"]["rows"] if all(row[k] == v for k, v in match.items())}
 
 
-def from_file(kind: str, source: str, table: Callable[[dict], str]) -> Table:
-    """The ``table`` of the latest ``kind`` record converted from ``bench/results/<source>.json``."""
+def _torch_rows(r: dict) -> dict:
+    """A ``torch_reference`` record's medians by mode, as ``train_step`` rows name them."""
+    f = r["figures"]
+    return {m: dict(median_s=median(f["step_s"][m]), median_cpu_s=median(f["cpu_s"][m]),
+                    images_per_s=f["images_per_s"][m], best_s=min(f["step_s"][m])) for m in ("tandem", "ann")}
+
+
+def from_files(table: Callable[..., str], *sources: str, **options: Any) -> Table:
+    """A table maker: ``table(*records, **options)`` of the latest record of each
+    ``"kind:name"`` in ``sources``, the one converted from ``bench/results/<name>.json``."""
     def make(rs):
-        r = records.latest(rs, kind, converted_from=f"bench/results/{source}.json")
-        return table(r), [r]
+        used = [records.latest(rs, kind, converted_from=f"bench/results/{name}.json")
+                for kind, name in (source.split(":") for source in sources)]
+        return table(*used, **options), used
     return make
 
 
@@ -70,83 +77,73 @@ def train_step_table(r: dict) -> str:
                      "time / ANN", "CPU / ANN", "bound (library)", *errors])
 
 
-def train_step_t10(runs: Mapping[str, str], torch_runs: Mapping[str, str]) -> Table:
-    """Section 1: CIFARNet at T=10, one row per mode of each ``bench.train_step`` run (by
-    policy, then run) and of each run of the authors' PyTorch loop (``torch_reference``);
-    ``runs`` and ``torch_runs`` map a run's label to the file its record was converted from.
-    Median wall and CPU s per step, img/s, unloaded-equivalent img/s, ratios to the ANN."""
-    def make(rs):
-        used = {k: records.latest(rs, "train_step", converted_from=s) for k, s in runs.items()}
-        torch = {k: records.latest(rs, "torch_reference", converted_from=s) for k, s in torch_runs.items()}
-        rows = []
-        for policy in dict.fromkeys(row["policy"] for r in used.values() for row in r["figures"]["rows"]):
-            for label, r in used.items():
-                for mode, row in _rows(r, policy=policy, T=10).items():
-                    ratios = ("1", "1", "") if mode == "ann" else (
-                        f"{row['ratio_to_ann']:.2f}", f"{row['cpu_ratio_to_ann']:.2f}",
-                        f"{row['bound_shared']:.2f} ({row['bound_issue']:.2f})")
-                    rows.append([f"tandem_keras {label}", policy, mode, f"{row['median_s']:.1f}",
-                                 f"{row['images_per_s']:.1f}", f"{row['median_cpu_s']:.2f}",
-                                 f"{row['batch'] * CORES / row['median_cpu_s']:.1f}", *ratios])
-        for label, r in torch.items():
-            f = r["figures"]
-            cpu = {m: median(v) for m, v in f["cpu_s"].items()}
-            for mode in ("tandem", "ann"):
-                wall, best = median(f["step_s"][mode]), min(f["step_s"][mode])
-                ratios = ("", "", "") if mode == "ann" else (
-                    f"{f['tandem_over_ann']:.2f}", f"{cpu['tandem'] / cpu['ann']:.1f}", "")
-                rows.append([f"authors' PyTorch {label}", "float32", mode,  # best: if under half the median
+def train_step_t10_table(*used: dict, labels: Sequence[str]) -> str:
+    """Section 1: CIFARNet at T=10, one row per mode of each ``train_step`` record (by policy,
+    then record) and of each ``torch_reference`` record (the authors' PyTorch loop), labelled
+    by ``labels`` in the order of ``used``: median wall and CPU s per step, img/s,
+    unloaded-equivalent img/s, ratios to the ANN."""
+    ours = [(label, r) for label, r in zip(labels, used) if r["kind"] == "train_step"]
+    rows = []
+    for policy in dict.fromkeys(row["policy"] for _, r in ours for row in r["figures"]["rows"]):
+        for label, r in ours:
+            for mode, row in _rows(r, policy=policy, T=10).items():
+                rows.append([f"tandem_keras {label}", policy, mode, f"{row['median_s']:.1f}",
+                             f"{row['images_per_s']:.1f}", f"{row['median_cpu_s']:.2f}",
+                             f"{row['batch'] * CORES / row['median_cpu_s']:.1f}",
+                             *(("1", "1", "") if mode == "ann" else (
+                                 f"{row['ratio_to_ann']:.2f}", f"{row['cpu_ratio_to_ann']:.2f}",
+                                 f"{row['bound_shared']:.2f} ({row['bound_issue']:.2f})"))])
+    for label, r in zip(labels, used):
+        if r["kind"] == "torch_reference":
+            by_mode, f = _torch_rows(r), r["figures"]
+            for mode, row in by_mode.items():
+                wall, best = row["median_s"], row["best_s"]  # best: shown if under half the median
+                rows.append([f"authors' PyTorch {label}", "float32", mode,
                              f"{wall:.1f}" + (f" (best {best:.2f})" if best < wall / 2 else ""),
-                             f"{f['images_per_s'][mode]:.1f}", f"{cpu[mode]:.2f}",
-                             f"{f['batch'] * CORES / cpu[mode]:.1f}", *ratios])
-        return markdown(rows, ["implementation", "policy", "mode", "wall s / step (median)",
-                               "img/s (wall, loaded)", "CPU s / step", "unloaded-equiv. img/s",
-                               "time / ANN (wall)", "CPU / ANN", "bound"]), [*used.values(), *torch.values()]
-    return make
+                             f"{row['images_per_s']:.1f}", f"{row['median_cpu_s']:.2f}",
+                             f"{f['batch'] * CORES / row['median_cpu_s']:.1f}",
+                             *(("", "", "") if mode == "ann" else (
+                                 f"{f['tandem_over_ann']:.2f}",
+                                 f"{row['median_cpu_s'] / by_mode['ann']['median_cpu_s']:.1f}", ""))])
+    return markdown(rows, ["implementation", "policy", "mode", "wall s / step (median)", "img/s (wall, loaded)",
+                           "CPU s / step", "unloaded-equiv. img/s", "time / ANN (wall)", "CPU / ANN", "bound"])
 
 
-def train_step_side_by_side(source: str, torch_source: str) -> Table:
-    """Section 1a: tandem and ANN, float32 and mixed_bfloat16, of one ``bench.train_step``
-    run at T=10 next to one run of the authors' PyTorch loop (float32): median wall s per
-    step (img/s) and CPU s to 3 significant figures, PyTorch over tandem_keras, and the
-    tandem/ANN ratios."""
-    def make(rs):
-        r = records.latest(rs, "train_step", converted_from=source)
-        t = records.latest(rs, "torch_reference", converted_from=torch_source)
-        cols = [(p, m) for p in ("float32", "mixed_bfloat16") for m in ("tandem", "ann")]
-        ours = {(p, m): row for p in ("float32", "mixed_bfloat16") for m, row in _rows(r, policy=p, T=10).items()}
-        f = t["figures"]
-        torch = {("float32", m): dict(median_s=median(f["step_s"][m]), median_cpu_s=median(f["cpu_s"][m]),
-                                      images_per_s=f["images_per_s"][m]) for m in ("tandem", "ann")}
+def side_by_side_table(r: dict, t: dict) -> str:
+    """Section 1a: tandem and ANN, float32 and mixed_bfloat16, of a ``train_step`` record
+    at T=10 next to a ``torch_reference`` record (float32): median wall s per step (img/s)
+    and CPU s to 3 significant figures, PyTorch over tandem_keras, and tandem/ANN."""
+    cols = [(p, m) for p in POLICIES for m in ("tandem", "ann")]
+    ours = {(p, m): row for p in POLICIES for m, row in _rows(r, policy=p, T=10).items()}
+    torch = {("float32", m): row for m, row in _torch_rows(t).items()}
 
-        def cells(rows, key, img):
-            return ["" if col not in rows else format(rows[col][key], "#.3g") + (
-                f" ({rows[col]['images_per_s']:.1f}{' img/s' if i == 0 else ''})" if img else "")
-                for i, col in enumerate(cols)]
+    def cells(rows, key, img):
+        return ["" if col not in rows else format(rows[col][key], "#.3g") + (
+            f" ({rows[col]['images_per_s']:.1f}{' img/s' if i == 0 else ''})" if img else "")
+            for i, col in enumerate(cols)]
 
-        def ratio(col):
-            theirs, mine = torch[("float32", col[1])], ours[col]
-            return (f"{theirs['median_s'] / mine['median_s']:.1f}x wall, "
-                    f"{theirs['median_cpu_s'] / mine['median_cpu_s']:.1f}x CPU")
+    def ratio(col):
+        theirs, mine = torch[("float32", col[1])], ours[col]
+        return (f"{theirs['median_s'] / mine['median_s']:.1f}x wall, "
+                f"{theirs['median_cpu_s'] / mine['median_cpu_s']:.1f}x CPU")
 
-        table = markdown([["tandem_keras, wall", *cells(ours, "median_s", True)],
-                          ["tandem_keras, CPU", *cells(ours, "median_cpu_s", False)],
-                          ["authors' PyTorch loop, wall", *cells(torch, "median_s", True)],
-                          ["authors' PyTorch loop, CPU", *cells(torch, "median_cpu_s", False)],
-                          ["**ratio, PyTorch / tandem_keras**", f"**{ratio(cols[0])}**", ratio(cols[1]),
-                           f"**{ratio(cols[2])}** (vs PyTorch float32)", ""]],
-                         ["", *(f"{'ANN' if m == 'ann' else m} {p}" for p, m in cols)])
-        tandem = {p: ours[(p, "tandem")] for p in ("float32", "mixed_bfloat16")}
-        return (table + "\n\nTandem/ANN: " + ", ".join(
+    tandem = {p: ours[(p, "tandem")] for p in POLICIES}
+    return markdown([["tandem_keras, wall", *cells(ours, "median_s", True)],
+                     ["tandem_keras, CPU", *cells(ours, "median_cpu_s", False)],
+                     ["authors' PyTorch loop, wall", *cells(torch, "median_s", True)],
+                     ["authors' PyTorch loop, CPU", *cells(torch, "median_cpu_s", False)],
+                     ["**ratio, PyTorch / tandem_keras**", f"**{ratio(cols[0])}**", ratio(cols[1]),
+                      f"**{ratio(cols[2])}** (vs PyTorch float32)", ""]],
+                    ["", *(f"{'ANN' if m == 'ann' else m} {p}" for p, m in cols)]) + (
+        "\n\nTandem/ANN: " + ", ".join(
             f"{row['ratio_to_ann']:.2f}{' (wall)' if p == 'float32' else ''} / "
             f"{row['cpu_ratio_to_ann']:.2f}{' (CPU)' if p == 'float32' else ''} in {p}" for p, row in tandem.items())
-            + f", bound {tandem['float32']['bound_shared']:.2f}."), [r, t]
-    return make
+        + f", bound {tandem['float32']['bound_shared']:.2f}.")
 
 
 def train_step_range_table(r: dict) -> str:
-    """Every mode of a (short) ``bench.train_step`` run: the range of its timed steps, wall
-    and CPU s, and tandem/ANN of the medians."""
+    """Every mode of a (short) ``train_step`` record: the range of its timed steps, wall and
+    CPU s, and tandem/ANN of the medians."""
     def span(values):
         return f"{min(values):.2f}-{max(values):.2f}"
 
@@ -157,24 +154,20 @@ def train_step_range_table(r: dict) -> str:
                     ["mode", "wall s / step (every timed step)", "CPU s / step"])
 
 
-def train_step_runs(*sources: str) -> Table:
-    """Tandem and ANN img/s of several ``bench.train_step`` runs side by side (one row per
+def train_step_runs_table(*used: dict) -> str:
+    """Tandem and ANN img/s of several ``train_step`` records side by side (one row per
     policy, the runs' figures comma-separated), tandem/ANN time and the bound."""
-    def make(rs):
-        used = [records.latest(rs, "train_step", converted_from=s) for s in sources]
-        runs = ", ".join(f"run {i}" for i in range(1, len(used) + 1))
-        rows = []
-        for policy in dict.fromkeys(row["policy"] for r in used for row in r["figures"]["rows"]):
-            by_mode = [_rows(r, policy=policy) for r in used]
-            tandem = [row["tandem"] for row in by_mode]
-            rows.append(["tandem_keras", policy, ", ".join(f"{row['images_per_s']:.1f}" for row in tandem),
-                         ", ".join(f"{row['ann']['images_per_s']:.1f}" for row in by_mode),
-                         ", ".join(f"{row['ratio_to_ann']:.2f}" for row in tandem),
-                         f"{tandem[0]['bound_shared']:.2f} ({tandem[0]['bound_issue']:.2f} issue's formula)"
-                         if policy == "float32" else ""])
-        return markdown(rows, ["implementation", "policy", f"tandem img/s ({runs})", f"ANN img/s ({runs})",
-                               "tandem / ANN time", "bound"]), used
-    return make
+    runs, rows = ", ".join(f"run {i}" for i in range(1, len(used) + 1)), []
+    for policy in dict.fromkeys(row["policy"] for r in used for row in r["figures"]["rows"]):
+        by_mode = [_rows(r, policy=policy) for r in used]
+        tandem = [row["tandem"] for row in by_mode]
+        rows.append(["tandem_keras", policy, ", ".join(f"{row['images_per_s']:.1f}" for row in tandem),
+                     ", ".join(f"{row['ann']['images_per_s']:.1f}" for row in by_mode),
+                     ", ".join(f"{row['ratio_to_ann']:.2f}" for row in tandem),
+                     f"{tandem[0]['bound_shared']:.2f} ({tandem[0]['bound_issue']:.2f} issue's formula)"
+                     if policy == "float32" else ""])
+    return markdown(rows, ["implementation", "policy", f"tandem img/s ({runs})", f"ANN img/s ({runs})",
+                           "tandem / ANN time", "bound"])
 
 
 #: the profile's categories (bench.profile_step) as RESULTS.md section 3 words them
@@ -198,44 +191,32 @@ def profile_table(r: dict, labels: Mapping[str, str] = PROFILE_LABELS) -> str:
     """``bench.profile_step``: each category's share of the op time (idle time excluded),
     largest first (a category named as in ``labels``)."""
     busy = {k: v for k, v in r["figures"]["by_category_us"].items() if k != "idle"}
-    total = sum(busy.values())
-    return markdown([[labels.get(name, name), pct(us / total, 1)]
+    return markdown([[labels.get(name, name), pct(us / sum(busy.values()), 1)]
                      for name, us in sorted(busy.items(), key=lambda kv: -kv[1])]
                     + [["data pipeline", "0 (one in-memory batch; `bench/reproduce_cifar10.py` covers the "
                                          "tf.data pipeline)"]], ["where the time goes", "share"])
 
 
-def memory_table(used: Sequence[dict]) -> str:
+def memory_table(*used: dict) -> str:
     """``bench.memory`` rows (of one or several records): allocator step peak and RSS, and
     their growth from the smallest T of the same mode."""
-    rows = [row for r in used for row in r["figures"]["rows"]]
-    cells = []
+    rows, cells = [row for r in used for row in r["figures"]["rows"]], []
+    alloc, rss = "allocator_step_peak_above_before_mib", "step_peak_above_before_mib"
     for mode in dict.fromkeys(row["mode"] for row in rows):
         mine = sorted((row for row in rows if row["mode"] == mode), key=lambda row: row["T"])
-        alloc, rss = "allocator_step_peak_above_before_mib", "step_peak_above_before_mib"
         cells += [[mode, row["T"], f"{row[alloc]:.0f}", f"{row[alloc] - mine[0][alloc]:.0f}",
                    f"{row['peak_mib']:.0f}", f"{row[rss] - mine[0][rss]:.0f}"] for row in mine]
     return markdown(cells, ["mode", "T", "allocator: step peak MiB", "allocator growth from T=1 MiB",
                             "peak RSS MiB", "RSS: step peak above pre-step RSS, growth from T=1 MiB"])
 
 
-def memory(*sources: str) -> Table:
-    """:func:`memory_table` of several records merged."""
-    def make(rs):
-        used = [records.latest(rs, "memory", converted_from=f"bench/results/{s}.json") for s in sources]
-        return memory_table(used), used
-    return make
-
-
 def inference_table(r: dict, cpu: bool = False) -> str:
     """``bench.inference``: SNN and ANN images/s per T and the SNN/ANN time ratio (``cpu``:
     also the SNN's CPU s per batch and the SNN/ANN CPU-time ratio)."""
     by = {(row["T"], row["model"]): row for row in r["figures"]["rows"]}
-    rows = []
-    for t in sorted({t for t, _ in by}):
-        snn, ann = by[(t, "snn")], by[(t, "ann")]
-        rows.append([t, f"{snn['images_per_s']:.1f}", f"{ann['images_per_s']:.1f}", f"{snn['time_over_ann']:.2f}",
-                     *([f"{snn['median_cpu_s']:.2f}", f"{snn['cpu_over_ann']:.2f}"] if cpu else [])])
+    rows = [[t, f"{snn['images_per_s']:.1f}", f"{ann['images_per_s']:.1f}", f"{snn['time_over_ann']:.2f}",
+             *([f"{snn['median_cpu_s']:.2f}", f"{snn['cpu_over_ann']:.2f}"] if cpu else [])]
+            for t in sorted({t for t, _ in by}) for snn, ann in [(by[(t, "snn")], by[(t, "ann")])]]
     return markdown(rows, ["T", "SNN img/s", "ANN img/s", "SNN time / ANN time",
                            *(["SNN CPU s / batch", "SNN CPU / ANN CPU"] if cpu else [])])
 
@@ -257,36 +238,30 @@ def input_checks_table(r: dict) -> str:
     def quartiles(values):
         return " / ".join(f"{v:.3f}" for v in values)
 
-    return markdown([[row["T"], name, row["assert_ops"][name],
-                      quartiles(row[f"{name}_over_unchecked_wall_q25_q50_q75"]),
+    return markdown([[row["T"], name, row["assert_ops"][name], quartiles(row[f"{name}_over_unchecked_wall_q25_q50_q75"]),
                       quartiles(row[f"{name}_over_unchecked_cpu_q25_q50_q75"])]
                      for row in r["figures"]["rows"] for name in ("shipped", "every_layer")],
                     ["T", "checks", "Assert ops", "time / unchecked (q25 / q50 / q75)",
                      "CPU / unchecked (q25 / q50 / q75)"])
 
 
-def _results(name: str) -> str:
-    return f"bench/results/{name}.json"
-
-
 #: table name -> maker, for bench.tables (RESULTS.md, "Performance")
 TABLES: dict[str, Table] = {
-    "train_step_T10": train_step_t10(
-        {"run 1": _results("train_step_cifarnet_T10"), "run 2": _results("train_step_cifarnet_T10_run2")},
-        {"run 2": _results("torch_reference_T10_run2")}),
-    "train_step_T10_less_loaded": train_step_side_by_side(
-        _results("train_step_cifarnet_T10_run3"), _results("torch_reference_T10_run3")),
-    "train_step_T10_xla": from_file("train_step", "train_step_cifarnet_T10_xla", train_step_range_table),
-    "train_step_T_sweep": from_file("train_step", "train_step_cifarnet_T1_4_16", train_step_table),
-    "train_step_w4": from_file("train_step", "train_step_cifarnet_w4", train_step_table),
-    "memory_w4": memory("memory_cifarnet_w4"),
-    "memory_full": memory("memory_cifarnet", "memory_cifarnet_tandem_T32"),
-    "profile_step": from_file("profile_step", "profile_cifarnet_T10_float32", profile_table),
-    "digits_precision": from_file("digits_precision", "digits_precision", digits_table),
-    "inference_cifarnet": from_file("inference", "inference_cifarnet", inference_table),
-    "inference_cifarnet_bf16_T10": from_file("inference", "inference_cifarnet_bf16_T10",
-                                             lambda r: inference_table(r, cpu=True)),
-    "inference_cifarnet_w4": from_file("inference", "inference_cifarnet_w4", lambda r: inference_table(r, cpu=True)),
-    "train_step_T10_idle": train_step_runs(_results("train_step_cifarnet_T10_idle"),
-                                           _results("train_step_cifarnet_T10_idle2")),
+    "train_step_T10": from_files(
+        train_step_t10_table, "train_step:train_step_cifarnet_T10", "train_step:train_step_cifarnet_T10_run2",
+        "torch_reference:torch_reference_T10_run2", labels=("run 1", "run 2", "run 2")),
+    "train_step_T10_less_loaded": from_files(side_by_side_table, "train_step:train_step_cifarnet_T10_run3",
+                                             "torch_reference:torch_reference_T10_run3"),
+    "train_step_T10_xla": from_files(train_step_range_table, "train_step:train_step_cifarnet_T10_xla"),
+    "train_step_T_sweep": from_files(train_step_table, "train_step:train_step_cifarnet_T1_4_16"),
+    "train_step_w4": from_files(train_step_table, "train_step:train_step_cifarnet_w4"),
+    "memory_w4": from_files(memory_table, "memory:memory_cifarnet_w4"),
+    "memory_full": from_files(memory_table, "memory:memory_cifarnet", "memory:memory_cifarnet_tandem_T32"),
+    "profile_step": from_files(profile_table, "profile_step:profile_cifarnet_T10_float32"),
+    "digits_precision": from_files(digits_table, "digits_precision:digits_precision"),
+    "inference_cifarnet": from_files(inference_table, "inference:inference_cifarnet"),
+    "inference_cifarnet_bf16_T10": from_files(inference_table, "inference:inference_cifarnet_bf16_T10", cpu=True),
+    "inference_cifarnet_w4": from_files(inference_table, "inference:inference_cifarnet_w4", cpu=True),
+    "train_step_T10_idle": from_files(train_step_runs_table, "train_step:train_step_cifarnet_T10_idle",
+                                      "train_step:train_step_cifarnet_T10_idle2"),
 }

@@ -54,50 +54,42 @@ def _if_loop(per_step_input, bias, threshold, time_steps):
     return torch.stack(outputs, dim=1)
 
 
-class ConvBNIF(nn.Module):
-    def __init__(self, cin, cout, stride):
+class TandemIF(nn.Module):
+    """A spiking layer of CifarNetIF: the coupled ANN (``synapse`` + BN + ReLU on the input
+    count, with autograd), then the IF SNN with the BN-folded weights on the spike train,
+    one step at a time, without autograd; the output count carries the ANN's gradient."""
+
+    def __init__(self, synapse, features):
         super().__init__()
-        self.conv = nn.Conv2d(cin, cout, 3, stride, 1)
-        self.bn = nn.BatchNorm2d(cout, eps=1e-4, momentum=0.9)
-        self.stride = stride
+        self.synapse = synapse
+        self.bn = (nn.BatchNorm2d if isinstance(synapse, nn.Conv2d) else nn.BatchNorm1d)(features, 1e-4, 0.9)
 
     def forward(self, spikes, counts):
-        ann = F.relu(self.bn(self.conv(counts)))
+        ann = F.relu(self.bn(self.synapse(counts)))
         with torch.no_grad():
             ratio = self.bn.weight / torch.sqrt(self.bn.running_var)
-            weight = self.conv.weight * ratio.view(-1, 1, 1, 1)
-            bias = ((self.conv.bias - self.bn.running_mean) * ratio + self.bn.bias).view(1, -1, 1, 1)
+            weight = self.synapse.weight * ratio.view(-1, *[1] * (self.synapse.weight.dim() - 1))
+            bias = (self.synapse.bias - self.bn.running_mean) * ratio + self.bn.bias
             time_steps = spikes.shape[1]
-            out = _if_loop(lambda t: F.conv2d(spikes[:, t], weight, None, self.stride, 1),
-                           bias / time_steps, 1.0, time_steps)
+            if isinstance(self.synapse, nn.Conv2d):
+                stride = self.synapse.stride
+                out = _if_loop(lambda t: F.conv2d(spikes[:, t], weight, None, stride, 1),
+                               bias.view(1, -1, 1, 1) / time_steps, 1.0, time_steps)
+            else:
+                products = spikes.matmul(weight.t())
+                out = _if_loop(lambda t: products[:, t], bias / time_steps, 1.0, time_steps)
         return _CountCoupling.apply(ann, out)
 
 
-class LinearBNIF(nn.Module):
-    def __init__(self, fin, fout):
-        super().__init__()
-        self.linear = nn.Linear(fin, fout)
-        self.bn = nn.BatchNorm1d(fout, eps=1e-4, momentum=0.9)
-
-    def forward(self, spikes, counts):
-        ann = F.relu(self.bn(self.linear(counts)))
-        with torch.no_grad():
-            ratio = self.bn.weight / torch.sqrt(self.bn.running_var)
-            weight = self.linear.weight * ratio.view(-1, 1)
-            bias = (self.linear.bias - self.bn.running_mean) * ratio + self.bn.bias
-            time_steps = spikes.shape[1]
-            products = spikes.matmul(weight.t())
-            out = _if_loop(lambda t: products[:, t], bias / time_steps, 1.0, time_steps)
-        return _CountCoupling.apply(ann, out)
+CONVS = [(3, 128, 1), (128, 256, 2), (256, 512, 2), (512, 1024, 1), (1024, 512, 1)]  # in, out, stride
 
 
 class CifarNetIF(nn.Module):
     def __init__(self, time_steps):
         super().__init__()
         self.time_steps = time_steps
-        specs = [(3, 128, 1), (128, 256, 2), (256, 512, 2), (512, 1024, 1), (1024, 512, 1)]
-        self.convs = nn.ModuleList([ConvBNIF(*s) for s in specs])
-        self.fc5 = LinearBNIF(8 * 8 * 512, 1024)
+        self.convs = nn.ModuleList([TandemIF(nn.Conv2d(a, b, 3, s, 1), b) for a, b, s in CONVS])
+        self.fc5 = TandemIF(nn.Linear(8 * 8 * 512, 1024), 1024)
         self.fc6 = nn.Linear(1024, 10)
 
     def forward(self, images):
@@ -112,9 +104,8 @@ class CifarNetIF(nn.Module):
 class CifarNet(nn.Module):
     def __init__(self):
         super().__init__()
-        specs = [(3, 128, 1), (128, 256, 2), (256, 512, 2), (512, 1024, 1), (1024, 512, 1)]
         self.convs = nn.ModuleList([nn.Sequential(nn.Conv2d(a, b, 3, s, 1), nn.BatchNorm2d(b, 1e-4, 0.9))
-                                    for a, b, s in specs])
+                                    for a, b, s in CONVS])
         self.fc5 = nn.Sequential(nn.Linear(8 * 8 * 512, 1024), nn.BatchNorm1d(1024, 1e-4, 0.9))
         self.fc6 = nn.Linear(1024, 10)
 
