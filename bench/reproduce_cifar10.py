@@ -4,7 +4,7 @@
 
 A thin driver: the budgets are named configurations (``bench.cifar10_budgets``), every
 model is built, compiled and scheduled by ``train.recipe`` (the code ``python -m train``
-runs), the analyses are ``tandem_keras.analysis`` / ``activity``, the figures
+runs), the analyses are ``tandem_keras.analysis`` / ``synops``, the figures
 ``tandem_keras.plots``, the verdicts ``bench.cifar10_findings``, and the result is a
 ``bench.records`` record (``--record_file``; ``python -m bench.tables`` puts it in the docs).
 
@@ -36,7 +36,7 @@ from bench.cifar10_runs import error_rate, fig9_summary, train_one
 from absl import flags, logging
 import numpy as np
 import tandem_keras as tk
-from tandem_keras import activity, analysis, plots
+from tandem_keras import analysis, plots
 from train import data as train_data
 from train import export as train_export
 
@@ -84,8 +84,8 @@ def run(config: Config, record_file: Optional[str] = None) -> dict:
             "train_examples_used": len(data["y_train"]), "epochs": config.epochs, "seed": config.seed})
     main_model = models[f"tandem_T{t_main}"]
     tandem_discrepancy = analysis.representation_error(main_model, x_analysis, batch_size=batch)
-    synops = {t: activity.count_synops(models[f"tandem_T{t}"], data["x_val"][:config.synops_examples],
-                                       batch_size=batch) for t in config.synops_time_steps}
+    synops = {t: tk.count_synops(models[f"tandem_T{t}"], data["x_val"][:config.synops_examples],
+                                 batch_size=batch) for t in config.synops_time_steps}
     fig9, fig9_raw = fig9_summary(main_model, x_analysis, batch)
 
     prefix = os.path.join(figures_dir, f"cifar10_{config.budget}_")

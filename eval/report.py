@@ -2,7 +2,7 @@
 
 Everything is computed from the SavedModel directory written by ``tk.export_model``:
 the ``serve_activity`` endpoint gives logits and every spiking layer's spike counts,
-``assets/tandem_keras.json`` the fan-out specs and ANN MACs (``tandem_keras.synops``).
+``assets/tandem_keras.json`` the fan-out chains and ANN MACs (``tandem_keras.synops``).
 A SavedModel without them (e.g. a plain ``model.export``) is evaluated for accuracy only.
 If the export directory also holds ``model.keras`` (``python -m train`` writes it), the
 Fig. 7C / Fig. 9 analyses run on the first batch.
@@ -20,7 +20,7 @@ from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
 
-from tandem_keras import activity, export, plots, tables
+from tandem_keras import export, plots, synops
 
 from tandem_keras.metrics import top_k_hits
 
@@ -47,10 +47,10 @@ def evaluate(model: export.LoadedModel, batches: Iterable, max_examples: Optiona
     Returns ``(report, sample)``: the report holds ``examples``, ``top1_error``,
     ``top5_error`` (percent; top-k with k = min(5, classes)) and, when the SavedModel
     has the activity endpoint, the SynOps report of
-    :meth:`tandem_keras.activity.ActivityAccumulator.report` averaged over the examples;
+    :meth:`tandem_keras.synops.ActivityAccumulator.report` averaged over the examples;
     ``sample`` keeps the first ``keep`` images and labels (for plots and analysis).
     """
-    accumulator = activity.ActivityAccumulator(model.metadata) if model.has_activity else None
+    accumulator = synops.ActivityAccumulator(model.metadata) if model.has_activity else None
     n = top1 = top5 = 0
     sample: dict = {}
     for images, labels in batches:
@@ -103,7 +103,7 @@ def format_summary(report: dict) -> str:
              f"time steps: {report.get('time_steps')}   inference time steps: "
              f"{report.get('inference_time_steps')}"]
     if report.get("synops_available"):
-        lines.append(tables.format_report(report))
+        lines.append(synops.format_report(report))
     else:
         lines.append("SynOps: unavailable (no serve_activity endpoint / tandem_keras metadata)")
     if "analysis" in report:

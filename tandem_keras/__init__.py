@@ -5,32 +5,28 @@ Neural Networks" (arXiv 1907.01167). The forward pass of every tandem layer is t
 integrate-and-fire SNN; its gradient comes from the coupled bounded-ReLU ANN.
 
 Modules: ``neurons`` (IF dynamics), ``tandem`` (the couplings), ``layers``, ``modes``,
-``synops`` (fan-out, SynOps, MACs, energy), ``activity`` (a model's per-layer spike
-counts and SynOps report), ``registry`` (how layers are counted; devices' energy),
-``tables`` (``tk.summary`` and the report tables), ``export`` (SavedModel with activity),
-``analysis`` (Fig. 7C, Fig. 9), ``metrics`` (top-k with one tie rule), ``decoding``
-(spike-count output layer: scale, straight-through coupling, membrane tie rule), ``callbacks`` (TensorBoard activity), ``plots``
-(matplotlib figures; needs the ``plots`` extra).
+``synops`` (the model's graph read for SynOps: fan-out through pooling and merges, MACs,
+energy, devices, ``tk.summary``, ``ActivityLogger``), ``export`` (SavedModel with
+activity), ``analysis`` (Fig. 7C, Fig. 9), ``metrics`` (top-k with one tie rule),
+``decoding`` (spike-count output layer: scale, straight-through coupling, membrane tie
+rule), ``nir`` (NIR export), ``plots`` (matplotlib figures; needs the ``plots`` extra).
 """
 
 from tandem_keras import _backend  # noqa: F401  (first: refuses a non-TensorFlow Keras backend)
-from tandem_keras import activity, analysis, callbacks, decoding, export, metrics, neurons, plots, registry, surrogates, synops, tables, tandem
+from tandem_keras import analysis, decoding, export, metrics, neurons, plots, surrogates, synops, tandem
 from tandem_keras._checks import MODES
-from tandem_keras.callbacks import ActivityLogger
 from tandem_keras.export import export_model
 from tandem_keras.nir import encode_for_nir, export_nir  # needs `nir` only when called
 from tandem_keras.layers import SpikeCount, SpikeEncoder, TandemConv2D, TandemDense, TandemLayer, TimeFlatten
 from tandem_keras.modes import set_mode, with_mode
-from tandem_keras.activity import count_synops, describe_model
-from tandem_keras.registry import register_device, register_layer
-from tandem_keras.tables import summary
+from tandem_keras.synops import (ActivityLogger, count_synops, describe_model, register_device,
+                                 register_layer, summary)
 
 from tandem_keras._version import __version__
 
 __all__ = [
     "MODES",
     "ActivityLogger",
-    "activity",
     "SpikeCount",
     "SpikeEncoder",
     "TandemConv2D",
@@ -38,7 +34,6 @@ __all__ = [
     "TandemLayer",
     "TimeFlatten",
     "analysis",
-    "callbacks",
     "count_synops",
     "decoding",
     "describe_model",
@@ -51,7 +46,6 @@ __all__ = [
     "plots",
     "register_device",
     "register_layer",
-    "registry",
     "set_mode",
     "summary",
     "surrogates",

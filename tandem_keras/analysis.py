@@ -38,8 +38,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tandem_keras import activity
-from tandem_keras._keras_internals import call_nodes
+from tandem_keras import synops
 
 
 def cosine_angle_degrees(c: np.ndarray, a: np.ndarray) -> np.ndarray:
@@ -96,8 +95,8 @@ def representation_error(model: keras.Model, x: Any, batch_size: int = 64) -> li
     from tandem_keras.modes import with_mode
 
     x = np.asarray(x)
-    snn = _predict(activity.activity_model(with_mode(model, "tandem")), x, batch_size)
-    ann = _predict(activity.activity_model(with_mode(model, "quantized")), x, batch_size)
+    snn = _predict(synops.activity_model(with_mode(model, "tandem")), x, batch_size)
+    ann = _predict(synops.activity_model(with_mode(model, "quantized")), x, batch_size)
     rows = []
     for name in snn:
         if name == "logits":
@@ -109,14 +108,42 @@ def representation_error(model: keras.Model, x: Any, batch_size: int = 64) -> li
     return rows
 
 
-def _apply(spec: dict, values: np.ndarray, kernel: Any) -> np.ndarray:
-    """``W * values`` for a conv2d/dense spec (values reshaped to the spec's input shape)."""
-    x = tf.constant(values.reshape((len(values), *spec["input_shape"])), tf.float32)
+def _apply_op(spec: dict, x: tf.Tensor, kernel: Any = None) -> tf.Tensor:
+    """One op of a chain (:mod:`tandem_keras.synops.ops`) on ``x`` ``[batch, *input_shape]``;
+    a weighted op with ``kernel`` (its raw weights; identity synapses: the values)."""
+    kind = spec["type"]
+    if kind == "avg_pool2d":
+        return tf.nn.avg_pool2d(x, spec["pool_size"], spec["strides"], spec["padding"].upper())
+    if kind == "global_avg_pool2d":
+        return tf.reduce_mean(x, axis=[1, 2], keepdims=bool(spec.get("keepdims")))
+    if kind == "concat":  # this input's slice of the concatenation, zeros elsewhere
+        axis, n = spec["axis"] + 1, x.shape[spec["axis"] + 1]
+        pads = [[0, 0]] * x.shape.rank
+        pads[axis] = [spec["offset"], spec["size"] - spec["offset"] - n]
+        return tf.pad(x, pads)
+    if kind == "identity":
+        return x
     kernel = tf.cast(kernel, tf.float32)
-    if spec["type"] == "conv2d":
-        return tf.nn.conv2d(x, kernel, strides=spec["strides"],
-                            padding=spec["padding"].upper()).numpy()
-    return tf.tensordot(x, kernel, axes=1).numpy()
+    if kind == "conv2d":
+        return tf.nn.conv2d(x, kernel, strides=spec["strides"], padding=spec["padding"].upper(),
+                            dilations=spec.get("dilation_rate", 1))
+    if kind == "depthwise_conv2d":
+        return tf.nn.depthwise_conv2d(x, kernel, [1, *spec["strides"], 1], spec["padding"].upper(),
+                                      dilations=spec.get("dilation_rate", None))
+    return tf.tensordot(x, kernel, axes=1)  # dense
+
+
+def _apply_chain(chain: list, values: np.ndarray, kernel: Any) -> np.ndarray:
+    """The composite map of ``chain`` (reshapes implicit) on ``values`` ``[batch, ...]``."""
+    x = tf.constant(values, tf.float32)
+    for spec in chain:
+        x = _apply_op(spec, tf.reshape(x, [len(values), *spec["input_shape"]]), kernel)
+    return x.numpy()
+
+
+def _kernel(layer: Any) -> Any:
+    inner = getattr(layer, "layer", layer)  # TimeDistributed
+    return getattr(inner, "kernel", None)
 
 
 ROUNDINGS = (None, "floor")
@@ -139,16 +166,15 @@ def direction_preservation(model: keras.Model, x: Any, batch_size: int = 64,
     """
     if rounding not in ROUNDINGS:
         raise ValueError(f"rounding must be None or 'floor', got {rounding!r}")
-    from tandem_keras.layers import TandemLayer
     from tandem_keras.modes import with_mode
 
     x = np.asarray(x)
-    if any(getattr(layer, "mode", "tandem") != "tandem" for layer in model.layers
-           if activity._is_spiking(layer)):
+    if any(getattr(synops.registry.unwrap(n.operation), "mode", "tandem") != "tandem"
+           for n in synops.graph.spiking_nodes(model)):
         model = with_mode(model, "tandem")  # c must be the SNN's spike counts
-    description = activity.describe_model(model)
-    nodes, _ = call_nodes(model)
-    tandem_nodes = [n for n in nodes if isinstance(n.operation, TandemLayer)]
+    rows = {r["name"]: r for r in synops.describe_model(model)["layers"]}
+    tandem_nodes = [n for n in synops.graph.spiking_nodes(model)
+                    if rows[n.operation.name]["kind"] == "tandem"]
     if not tandem_nodes:
         raise ValueError(f"model {model.name!r} has no tandem layer to analyse")
     outputs = {}
@@ -156,30 +182,23 @@ def direction_preservation(model: keras.Model, x: Any, batch_size: int = 64,
         name = node.operation.name
         outputs[name + "/in"] = keras.ops.sum(node.input_tensors[0], axis=1)
         outputs[name + "/out"] = keras.ops.sum(node.outputs[0], axis=1)
-    probe = keras.Model(model.inputs[0], outputs)
-    counts = _predict(probe, x, batch_size)
-    rows = {r["name"]: r for r in description["layers"]}
+    counts = _predict(keras.Model(model.inputs[0], outputs), x, batch_size)
     result = {}
     for node in tandem_nodes:
-        layer = node.operation
+        layer, row = node.operation, rows[node.operation.name]
         c_in, c = counts[layer.name + "/in"], counts[layer.name + "/out"]
         kernel, bias = layer.folded_weights(training=False)
-        own_spec = rows[layer.name]["mac_specs"][0]
-        v_f = _apply(own_spec, c_in, kernel) + np.asarray(bias, np.float32)
+        v_f = _apply_chain(row["mac_specs"][:1], c_in, kernel) + np.asarray(bias, np.float32)
         a = np.clip(v_f / layer.threshold, 0.0, float(layer.time_steps))
         if rounding == "floor":
             a = np.floor(a)
         pcc: Optional[np.ndarray] = None
-        specs = rows[layer.name]["fanout_specs"]
-        if specs:
+        if row["fanout_chains"]:
             products_c, products_a = [], []
-            for spec in specs:
-                consumer = model.get_layer(spec["layer"])
-                w = getattr(consumer, "kernel", None)
-                if w is None:  # e.g. TimeDistributed(Dense)
-                    w = consumer.layer.kernel
-                products_c.append(_apply(spec, c, w).reshape(len(c), -1))
-                products_a.append(_apply(spec, a, w).reshape(len(a), -1))
+            for chain in row["fanout_chains"]:
+                w = _kernel(model.get_layer(chain[-1]["layer"]))
+                products_c.append(_apply_chain(chain, c, w).reshape(len(c), -1))
+                products_a.append(_apply_chain(chain, a, w).reshape(len(a), -1))
             pcc = pearson(np.concatenate(products_c, 1), np.concatenate(products_a, 1))
         result[layer.name] = {"snn_counts": c, "ann_counts": a,
                               "angle_deg": cosine_angle_degrees(c, a), "pcc": pcc}

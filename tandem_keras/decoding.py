@@ -43,7 +43,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from tandem_keras import registry
+from tandem_keras.synops import registry
 from tandem_keras.surrogates import StraightThrough  # noqa: F401  (re-exported: tk.decoding.StraightThrough)
 from tandem_keras.layers.tandem_layers import TandemDense
 
@@ -217,11 +217,6 @@ def with_membrane_tie_break(model: keras.Model, output_layer: str = "output_neur
     return keras.Model(inputs, logits, name=f"{model.name}_tie_break")
 
 
-def _readout_spec(layer: SpikeCountOutput, input_shape) -> dict:
-    """Dense spec of the output neurons; a "weighted" layer's shape keeps the time axis."""
-    return registry.dense_spec(layer, list(input_shape)[1:])
-
-
 # The output neurons' spikes leave the network (fan-out 0): for SynOps a readout fed by
-# spikes, its MACs and fan-in counted like the paper's output layer.
-registry.register_layer(SpikeCountOutput, role="weighted", spec=_readout_spec)
+# spikes (its output has no time axis), its MACs and fan-in counted like the paper's output layer.
+registry.register_layer(SpikeCountOutput, role="weighted", spec=registry.dense_spec, time="drop")

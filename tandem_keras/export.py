@@ -8,8 +8,8 @@
   ``c = sum_t s(t)``;
 * ``serve_spikes(images) -> {"logits": ..., <layer name>: spike trains [batch, T, ...]}``
   (for raster plots; large, use on a few examples);
-* ``assets/tandem_keras.json``: :func:`tandem_keras.activity.describe_model` (time steps,
-  spiking depth, inference time steps, per-layer neuron shapes, fan-out specs and ANN MACs,
+* ``assets/tandem_keras.json``: :func:`tandem_keras.describe_model` (time steps,
+  spiking depth, inference time steps, per-layer neuron shapes, fan-out chains and ANN MACs,
   input shape, number of classes), so that SynOps can be counted from the SavedModel
   directory alone (``python -m eval``), plus ``training`` when given (e.g. the dataset
   split the model was trained on, see ``python -m train``).
@@ -41,7 +41,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tandem_keras import activity
+from tandem_keras import synops
 
 #: Name of the metadata file inside the SavedModel's ``assets/`` directory.
 METADATA_FILE = "tandem_keras.json"
@@ -101,11 +101,11 @@ def export_model(model: keras.Model, export_dir: str, mode: Optional[str] = None
         from tandem_keras.modes import with_mode
 
         model = with_mode(model, mode)
-    metadata = activity.describe_model(model)
+    metadata = synops.describe_model(model)
     if training is not None:
         metadata["training"] = dict(training)
-    counts_model = activity.activity_model(model)
-    spikes = activity.activity_model(model, spike_trains=True) if spike_trains else None
+    counts_model = synops.activity_model(model)
+    spikes = synops.activity_model(model, spike_trains=True) if spike_trains else None
     spec = tf.TensorSpec([None, *metadata["input_shape"]], model.inputs[0].dtype or "float32",
                          name="images")
 
@@ -173,7 +173,7 @@ def load_metadata(export_dir: str) -> Optional[dict]:
         return None
     with open(path) as f:
         metadata = json.load(f)
-    if metadata.get("format") != activity.METADATA_FORMAT:
+    if metadata.get("format") not in synops.METADATA_FORMATS:
         raise ValueError(f"{path}: unknown metadata format {metadata.get('format')!r}")
     return metadata
 

@@ -51,7 +51,7 @@ def plot_spike_counts(reports: Mapping[str, Any] | Sequence[Mapping[str, Any]], 
                       labels: Optional[Sequence[str]] = None) -> str:
     """Fig. 11: bars of the average spike count per neuron of every spiking layer.
 
-    ``reports``: one SynOps report (``tandem_keras.activity.ActivityAccumulator.report()``
+    ``reports``: one SynOps report (``tandem_keras.synops.ActivityAccumulator.report()``
     or the eval JSON) or several (grouped bars, e.g. T=5 and T=10); ``labels`` default
     to ``"T = <time_steps> (<inference_time_steps> inference steps)"``.
     """
@@ -247,7 +247,7 @@ def plot_synops(reports: Mapping[int, Mapping[str, Any]], path: str) -> str:
     """Table II: operations per receiving layer, SNN accumulates (spikes x fan-out of the
     layer below, Eq. 13) against ANN MACs (Eq. 14), one bar group per window T.
 
-    ``reports``: ``{T: tandem_keras.activity.count_synops(...)}``. The analog encoder
+    ``reports``: ``{T: tandem_keras.count_synops(...)}``. The analog encoder
     convolution runs once on the image: its MACs are drawn for the SNN too (they are in
     ``synops_ratio_with_encoder``, not in ``synops_ratio``).
     """

@@ -10,7 +10,7 @@
   written at every epoch end; rerunning with the same ``--model_dir`` resumes from it;
 - ``logs/``: TensorBoard: loss, top-1, top-5 (``train/``, ``validation/``), and per layer
   the average spike count, firing rate and SynOps on a fixed batch
-  (``activity/``, ``tandem_keras.callbacks.ActivityLogger``);
+  (``activity/``, ``tandem_keras.ActivityLogger``);
 - ``history.csv``: one row of metrics per epoch (appended on resume).
 
 In a multi-worker cluster only the chief writes these; the other workers keep their own
@@ -30,7 +30,7 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from tandem_keras.callbacks import ActivityLogger
+from tandem_keras import ActivityLogger
 from train import callbacks as train_callbacks
 from train import data, pipeline, recipe, rundir
 from train.callbacks import TrainingDiverged

@@ -1,4 +1,4 @@
-"""tk.callbacks.ActivityLogger: TensorBoard scalars equal an independent SynOps count."""
+"""tk.ActivityLogger: TensorBoard scalars equal an independent SynOps count."""
 import glob
 
 import keras
@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 import tandem_keras as tk
-from tandem_keras import callbacks
+from tandem_keras.synops import logger as callbacks
 
 
 def _read_scalars(log_dir):

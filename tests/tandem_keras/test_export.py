@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 import tandem_keras as tk
-from tandem_keras import activity, export
+from tandem_keras import export, synops
 
 
 def tiny_model(decode="membrane", seed=0):
@@ -92,9 +92,9 @@ def test_loaded_model_and_counts(exported):
     lm = export.LoadedModel(path)
     assert lm.has_activity and lm.has_spikes and lm.input_shape == (6, 6, 1)
     x = np.random.default_rng(2).uniform(0, 3, (3, 6, 6, 1)).astype("float32")
-    acc = activity.ActivityAccumulator(lm.metadata)
+    acc = synops.ActivityAccumulator(lm.metadata)
     acc.update({k: v.numpy() for k, v in lm.activity(x).items()})
-    direct = activity.count_synops(model, x)
+    direct = synops.count_synops(model, x)
     assert acc.report()["synops_snn"] == pytest.approx(direct["synops_snn"])
     assert acc.report()["synops_ann"] == direct["synops_ann"]
 

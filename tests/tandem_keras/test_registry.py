@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import tandem_keras as tk
-from tandem_keras import registry
+from tandem_keras.synops import registry
 from tandem_keras._keras_internals import all_layers, call_nodes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -59,7 +59,7 @@ def _model(input_shape=(6,), classes=4):
 
 
 def _counts(model, x):
-    act = tk.activity.activity_model(model)(x, training=False)
+    act = tk.synops.activity_model(model)(x, training=False)
     return {k: np.asarray(v) for k, v in act.items()}
 
 

@@ -4,6 +4,10 @@
 :func:`tandem_keras.describe_model` (also in an exported SavedModel's assets) and per-layer
 spike counts batch by batch, and reports per-example SynOps, MACs and energy. It needs no
 model code, so ``python -m eval`` counts SynOps from the SavedModel directory alone.
+
+Description formats: ``tandem_keras.activity/2`` (spiking rows hold ``fanout_chains``,
+chains of op specs through pooling and merges) and ``tandem_keras.activity/1`` (exports
+made before it: ``fanout_specs``, one convolution or dense spec per chain), read alike.
 """
 
 from __future__ import annotations
@@ -12,29 +16,34 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from tandem_keras import registry
-from tandem_keras.synops import energy_joules, fanout
+from tandem_keras.synops import ops, registry
 
 #: Metadata format written by :func:`tandem_keras.describe_model` (and ``export_model``).
-METADATA_FORMAT = "tandem_keras.activity/1"
+METADATA_FORMAT = "tandem_keras.activity/2"
+#: Formats :class:`ActivityAccumulator` reads (``/1``: exports before pooling and merges).
+METADATA_FORMATS = ("tandem_keras.activity/1", METADATA_FORMAT)
+
+
+def fanout_chains(row: Mapping[str, Any]) -> list:
+    """The chains of a description row (format 2), or its ``fanout_specs`` as chains (format 1)."""
+    if "fanout_chains" in row:
+        return [list(chain) for chain in row["fanout_chains"]]
+    return [[spec] for spec in row.get("fanout_specs", [])]
 
 
 def row_fanout(row: Mapping[str, Any]) -> np.ndarray:
     """Exact fan-out of every neuron of a :func:`tandem_keras.describe_model` row, shape ``row["shape"]``.
 
-    The sum over all layers its spikes reach (usually one).
+    Summed over the weighted operations its spikes reach, each through its composite map.
     """
-    total = np.zeros(int(row["neurons"]), dtype=np.int64)
-    for spec in row.get("fanout_specs", []):
-        total += fanout(spec).reshape(-1)
-    return total.reshape(row["shape"])
+    return ops.chain_fanout(row["shape"], fanout_chains(row), row["name"])
 
 
 class ActivityAccumulator:
     """Accumulates per-layer spike counts over batches and reports SynOps (Eq. 13-14).
 
     ``update(counts)`` takes ``{layer name: counts [batch, ...]}`` (the output of
-    :func:`tandem_keras.activity.activity_model` or of the exported ``serve_activity`` endpoint);
+    :func:`tandem_keras.synops.activity_model` or of the exported ``serve_activity`` endpoint);
     :meth:`report` gives per-example averages. Since Eq. 13 is linear in the counts,
     only the per-neuron sums are kept.
 
@@ -44,9 +53,10 @@ class ActivityAccumulator:
     """
 
     def __init__(self, description: Mapping[str, Any]) -> None:
-        if description.get("format") != METADATA_FORMAT:
-            raise ValueError(f"not a tandem_keras activity description "
-                             f"(format {description.get('format')!r} != {METADATA_FORMAT!r})")
+        if description.get("format") not in METADATA_FORMATS:
+            raise ValueError(f"not a tandem_keras activity description (format "
+                             f"{description.get('format')!r}, expected one of "
+                             f"{', '.join(METADATA_FORMATS)})")
         self.description = description
         self.rows = list(description["layers"])
         self._fanouts = {r["name"]: row_fanout(r).reshape(-1) for r in self.rows if r["spiking"]}
@@ -59,7 +69,7 @@ class ActivityAccumulator:
             if name not in counts:
                 raise KeyError(f"spike counts of layer {name!r} missing "
                                f"(got {sorted(k for k in counts if k != 'logits')})")
-            c = np.asarray(counts[name], dtype=np.float64)
+            c = np.asarray(counts[name])
             c = c.reshape(c.shape[0], -1)
             if c.shape[1] != self._sums[name].size:
                 raise ValueError(f"layer {name!r}: counts have {c.shape[1]} neurons, "
@@ -67,7 +77,7 @@ class ActivityAccumulator:
             if batch is not None and c.shape[0] != batch:
                 raise ValueError("spike counts of different layers have different batch sizes")
             batch = c.shape[0]
-            self._sums[name] += c.sum(axis=0)
+            self._sums[name] += c.sum(axis=0, dtype=np.float64)  # exact: integer counts
         self.num_examples += int(batch or 0)
 
     def mean_counts(self, name: str) -> np.ndarray:
@@ -114,7 +124,7 @@ class ActivityAccumulator:
             "encoder_macs": encoder,
             "synops_ratio_with_encoder": (snn + encoder) / ann if ann else float("nan"),
             "device": registry.get_device(device).name,
-            "energy_snn_joules": energy_joules(snn, encoder, device),
-            "energy_ann_joules": energy_joules(0.0, ann, device),
+            "energy_snn_joules": registry.energy_joules(snn, encoder, device),
+            "energy_ann_joules": registry.energy_joules(0.0, ann, device),
             "layers": layers,
         }

@@ -1,6 +1,7 @@
-"""``tk.summary(model, x=None)``: a model's spiking layers, costs and activity as a table.
+"""``tk.count_synops`` and ``tk.summary``: a model's spiking activity, SynOps and energy.
 
-In the spirit of ``model.summary()``. Without data: every spiking and weighted layer with
+``count_synops(model, x)`` runs the model on data and reports (Eq. 13-14). ``summary`` is in
+the spirit of ``model.summary()``. Without data: every spiking and weighted layer with
 its kind, neurons, mean fan-out and ANN MACs (Eq. 14), and the time steps. With data
 ``x``: also each spiking layer's average spike count per neuron ``mean_j c_j``, firing
 rate ``c / T``, SynOps ``sum_j fanout_j c_j`` (Eq. 13), and the totals and energy on a
@@ -28,7 +29,46 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping, Optional, Sequence
 
-from tandem_keras import activity
+import numpy as np
+
+from tandem_keras.synops.accounting import ActivityAccumulator, row_fanout
+from tandem_keras.synops.graph import activity_model, describe_model
+
+
+def count_synops(model: Any, x: Any, batch_size: int = 64, device: Any = None) -> dict:
+    """SynOps of ``model`` on inputs ``x`` (per example), walking the Keras graph.
+
+    ``x``: an array of inputs (run in batches of ``batch_size``) or a ``tf.data.Dataset``
+    of input batches or ``(inputs, labels)`` batches. ``device``: energy figures of a
+    registered device (default ``"horowitz_45nm"``).
+
+    ``SynOps_SNN = sum_l sum_j fanout_j^l c_j^l`` averaged over the examples of ``x``
+    (Eq. 13), against ``SynOps_ANN = sum_l fanin^l N^l`` (Eq. 14); see
+    :meth:`ActivityAccumulator.report` for the keys.
+
+    Example:
+        >>> import numpy as np, keras, tandem_keras as tk
+        >>> m = keras.Sequential([keras.Input((4,)), tk.SpikeEncoder(2),
+        ...                       tk.TandemDense(3, batch_norm=False), tk.SpikeCount()])
+        >>> r = count_synops(m, np.array([[2., 0., 1., 5.]], "float32"))
+        >>> r["synops_snn"]        # encoder spikes 2+0+1+2 = 5, each reaching 3 neurons
+        15.0
+    """
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    accumulator = ActivityAccumulator(describe_model(model))
+    act = activity_model(model)
+    if hasattr(x, "as_numpy_iterator"):  # a tf.data.Dataset of batches (or (x, y) batches)
+        batches = (b[0] if isinstance(b, (tuple, list)) else b for b in x.as_numpy_iterator())
+    else:
+        x = np.asarray(x)
+        batches = (x[i:i + int(batch_size)] for i in range(0, len(x), int(batch_size)))
+    for batch in batches:
+        outputs = act(batch, training=False)
+        accumulator.update({k: np.asarray(v) for k, v in outputs.items() if k != "logits"})
+    if accumulator.num_examples == 0:
+        raise ValueError("count_synops got no examples")
+    return accumulator.report(device)
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]], left: int = 2) -> list[str]:
@@ -46,7 +86,7 @@ def format_description(description: Mapping[str, Any]) -> str:
     """The table of :func:`tandem_keras.describe_model` (no data: structure and MACs)."""
     rows = []
     for row in description["layers"]:
-        fan = activity.row_fanout(row).mean() if row["spiking"] else 0.0
+        fan = row_fanout(row).mean() if row["spiking"] else 0.0
         rows.append((row["name"], row["kind"], f"{row['neurons']:,}", f"{fan:.1f}",
                      f"{row['macs']:,}"))
     lines = _table(("layer", "kind", "neurons", "fan-out", "ANN MACs"), rows)
@@ -91,10 +131,10 @@ def summary(model: Any, x: Any = None, print_fn: Optional[Callable[[str], Any]] 
       ``tk.describe_model(model)`` without ``x``; ``tk.count_synops(model, x)`` with it.
     """
     if x is None:
-        result = activity.describe_model(model)
+        result = describe_model(model)
         text = format_description(result)
     else:
-        result = activity.count_synops(model, x, batch_size=batch_size, device=device)
+        result = count_synops(model, x, batch_size=batch_size, device=device)
         text = format_report(result)
     if print_fn is not None:
         print_fn(text)

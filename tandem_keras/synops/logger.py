@@ -22,7 +22,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tandem_keras import activity
+from tandem_keras.synops.accounting import ActivityAccumulator
+from tandem_keras.synops.graph import activity_model, describe_model
 
 
 class ActivityLogger(keras.callbacks.Callback):
@@ -37,7 +38,7 @@ class ActivityLogger(keras.callbacks.Callback):
     * ``synops/total_snn``, ``synops/ann`` (Eq. 14, constant) and ``synops/ratio``.
 
     The last values are also kept in ``self.last_report`` (see
-    :meth:`tandem_keras.activity.ActivityAccumulator.report`), and written into the epoch's
+    :meth:`tandem_keras.synops.ActivityAccumulator.report`), and written into the epoch's
     Keras ``logs`` under the same names (``spike_count/<layer>``, ``firing_rate/<layer>``,
     ``synops/<layer>``, ``synops/total_snn``, ``synops/ratio``), for the callbacks that
     come after this one in the list (``CSVLogger``, ``EarlyStopping``, ``History``).
@@ -74,15 +75,15 @@ class ActivityLogger(keras.callbacks.Callback):
         return data
 
     def on_train_begin(self, logs: Optional[dict] = None) -> None:
-        self._description = activity.describe_model(self.model)
-        self._activity = activity.activity_model(self.model)
+        self._description = describe_model(self.model)
+        self._activity = activity_model(self.model)
         if self.log_dir is not None:
             self._writer = tf.summary.create_file_writer(os.path.join(self.log_dir, "activity"))
 
     def on_epoch_end(self, epoch: int, logs: Optional[dict] = None) -> None:
         if (epoch + 1) % self.every_n_epochs:
             return
-        accumulator = activity.ActivityAccumulator(self._description)
+        accumulator = ActivityAccumulator(self._description)
         outputs = self._activity(self.data, training=False)
         accumulator.update({k: np.asarray(v) for k, v in outputs.items() if k != "logits"})
         report = accumulator.report()

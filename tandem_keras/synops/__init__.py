@@ -1,0 +1,43 @@
+"""SynOps, ANN MACs and energy of a tandem model: the one place that reads a model for them.
+
+Modules (method §6):
+
+* :mod:`~tandem_keras.synops.ops`: operation specs (convolution, depthwise, dense, identity
+  synapses, pooling, concatenation): exact fan-out, fan-in, MACs, and the composite linear
+  map of a spike's path (pure NumPy);
+* :mod:`~tandem_keras.synops.registry`: how each layer class is read
+  (:func:`register_layer`) and devices' energy (:func:`register_device`);
+* :mod:`~tandem_keras.synops.graph`: walks a Keras model's graph
+  (:func:`describe_model`, :func:`activity_model`);
+* :mod:`~tandem_keras.synops.accounting`: SynOps from spike counts and a description,
+  without model code (:class:`ActivityAccumulator`; what ``python -m eval`` uses);
+* :mod:`~tandem_keras.synops.report`: :func:`count_synops`, :func:`summary` and the tables;
+* :mod:`~tandem_keras.synops.logger`: :class:`ActivityLogger`, the Keras callback.
+
+Example:
+    >>> import keras, numpy as np, tandem_keras as tk
+    >>> m = keras.Sequential([keras.Input((4,)), tk.SpikeEncoder(2),
+    ...                       tk.TandemDense(3, batch_norm=False), tk.SpikeCount()])
+    >>> tk.synops.count_synops(m, np.array([[2., 0., 1., 5.]], "float32"))["synops_snn"]
+    15.0
+"""
+
+from tandem_keras.synops import ops, registry
+from tandem_keras.synops.accounting import (METADATA_FORMAT, METADATA_FORMATS,
+                                            ActivityAccumulator, fanout_chains, row_fanout)
+from tandem_keras.synops.graph import activity_model, describe_model
+from tandem_keras.synops.logger import ActivityLogger
+from tandem_keras.synops.ops import (axis_coverage, chain_fanout, connections, conv2d_fanout,
+                                     conv_output_length, dense_fanout, fanin, fanout, macs,
+                                     output_shape, synops_from_counts)
+from tandem_keras.synops.registry import energy_joules, register_device, register_layer
+from tandem_keras.synops.report import count_synops, format_description, format_report, summary
+
+__all__ = [
+    "METADATA_FORMAT", "METADATA_FORMATS", "ActivityAccumulator", "ActivityLogger",
+    "activity_model", "axis_coverage", "chain_fanout", "connections", "conv2d_fanout",
+    "conv_output_length", "count_synops", "dense_fanout", "describe_model", "energy_joules",
+    "fanin", "fanout", "fanout_chains", "format_description", "format_report", "macs", "ops",
+    "output_shape", "register_device", "register_layer", "registry", "row_fanout", "summary",
+    "synops_from_counts",
+]
