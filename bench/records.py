@@ -227,6 +227,3 @@ def markdown(rows: Sequence[Any], columns: Optional[Sequence[str]] = None) -> st
     frame = pd.DataFrame(list(rows), columns=columns).astype(object).fillna("").map(str)
     return frame.to_markdown(index=False, tablefmt="github", disable_numparse=True)
 
-
-__all__: Sequence[str] = ("SCHEMA", "FIELDS", "RECORDS", "make", "check", "append", "write",
-                          "read", "select", "latest", "latest_each", "cite", "markdown", "jsonable")
