@@ -3,7 +3,7 @@
 :func:`assess` reads the results of ``bench.reproduce_cifar10.run`` (errors per run,
 constrain-then-train, SynOps, Fig. 9 statistics) and returns one row per finding with
 what was measured, what the paper reports and whether it was reproduced (``yes``,
-``no`` or ``partly (<checks that hold> only)``); :func:`markdown` writes the findings and
+``no`` or ``partly (<checks that hold> only)``); :func:`report` writes the findings and
 the run list as Markdown tables (``python -m bench.tables`` puts them in the docs).
 
 Example:
@@ -14,11 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench import records
-
-
-def pct(fraction: float) -> str:
-    return f"{100 * fraction:.2f}%"
+from bench.records import markdown, pct
 
 
 def _points(fraction: float) -> float:
@@ -109,19 +105,19 @@ def assess(results: dict) -> list[dict]:
 
 def findings_table(results: dict) -> str:
     """The five findings as a Markdown table."""
-    return records.markdown([{**row, "measured": row["measured"].replace("|", "\\|")} for row in results["findings"]],
+    return markdown([{**row, "measured": row["measured"].replace("|", "\\|")} for row in results["findings"]],
                     ["finding", "measured", "paper", "reproduced"])
 
 
 def runs_table(results: dict) -> str:
     """Every trained run: mode, window, decoding, validation (and test) error, seconds."""
     test = ["test error"] if any("test_error" in r for r in results["runs"].values()) else []
-    return records.markdown([[name, r["mode"], r["time_steps"], r["decode"], pct(r["val_error"]),
+    return markdown([[name, r["mode"], r["time_steps"], r["decode"], pct(r["val_error"]),
                       *(pct(r["test_error"]) for _ in test), r["train_seconds"], r["eval_seconds"]]
                      for name, r in results["runs"].items()],
                     ["run", "mode", "T", "decode", "val error", *test, "train s", "eval s"])
 
 
-def markdown(results: dict) -> str:
+def report(results: dict) -> str:
     """The findings table and the run list, as Markdown."""
     return findings_table(results) + "\n\n" + runs_table(results)

@@ -210,6 +210,11 @@ def cite(record: Mapping[str, Any]) -> str:
     return f"`{record['kind']}`, {record['date_utc']}, {where}"
 
 
+def pct(fraction: float, digits: int = 2) -> str:
+    """A fraction as a percentage: ``pct(0.5684) == '56.84%'``."""
+    return f"{100 * fraction:.{digits}f}%"
+
+
 def markdown(rows: Sequence[Any], columns: Optional[Sequence[str]] = None) -> str:
     """``rows`` (dicts of column -> cell text, or lists of cells with ``columns``) as a
     Markdown table made by pandas / tabulate (the ``bench`` extra); a missing cell is blank.

@@ -31,7 +31,7 @@ from typing import Optional, Sequence
 from bench import _common  # first: TensorFlow's start-up lines held back
 from bench import records
 from bench.cifar10_budgets import BUDGETS, Config, load_data, make_config
-from bench.cifar10_findings import assess, markdown
+from bench.cifar10_findings import assess, report
 from bench.cifar10_runs import error_rate, fig9_summary, train_one
 from absl import flags, logging
 import numpy as np
@@ -125,7 +125,7 @@ def run(config: Config, record_file: Optional[str] = None) -> dict:
     with open(os.path.join(config.out_dir, "results.json"), "w") as f:
         json.dump(results, f, indent=1)
     with open(os.path.join(config.out_dir, "results.md"), "w") as f:
-        f.write(markdown(results) + "\n")
+        f.write(report(results) + "\n")
     if record_file:
         records.write("reproduce_cifar10", {k: v for k, v in results.items() if k != "config"},
                       results["config"], path=record_file, commit=commit, dirty=dirty)
@@ -162,7 +162,7 @@ def main(argv: Sequence[str]) -> None:
         results = run(config, FLAGS.record_file or None)
     except (ValueError, train_data.DatasetError) as error:  # e.g. a missing or empty image folder
         _common.usage_error(str(error))
-    print(markdown(results))
+    print(report(results))
     print(f"wall time {results['wall_seconds']} s; results in {config.out_dir}")
 
 

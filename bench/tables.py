@@ -24,8 +24,8 @@ from typing import Any, Mapping, Sequence
 
 from bench import records, tables_perf
 from bench.cifar10_findings import findings_table, runs_table
-from bench.records import markdown
-from bench.tables_perf import Table, _f, pct
+from bench.records import markdown, pct
+from bench.tables_perf import Table, _f
 
 DOCS = ("bench/RESULTS.md", "bench/README_reproduce.md")
 MARKER = re.compile(r"(<!-- table:([\w.-]+) -->\n)(.*?)(<!-- /table -->)", re.S)

@@ -21,7 +21,7 @@ import statistics
 from typing import Any, Callable, Mapping, Sequence
 
 from bench import records
-from bench.records import markdown
+from bench.records import markdown, pct
 
 Table = Callable[[Sequence[dict]], "tuple[str, list[dict]]"]
 BOUND = {"tandem": "bound_shared", "bptt": "bound_bptt"}  # the ANN is the reference
@@ -32,11 +32,6 @@ median = statistics.median_high  # the benchmarks' median: the upper one for an 
 
 def _f(value: Any, spec: str) -> str:
     return "" if value is None else format(value, spec)
-
-
-def pct(fraction: float, digits: int = 2) -> str:
-    """A fraction as a percentage: ``pct(0.5684) == '56.84%'``."""
-    return f"{100 * fraction:.{digits}f}%"
 
 
 def _rows(r: dict, **match: Any) -> dict:
