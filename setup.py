@@ -58,8 +58,9 @@ setup(
     extras_require={
         "test": ["pytest>=7", "pytest-xdist", "scikit-learn", "matplotlib", "psutil",
                  "pandas>=2.2", "tabulate>=0.9"],
-        # bench.tables: the docs' results tables (DataFrame.to_markdown, which uses tabulate)
-        "bench": ["pandas>=2.2", "tabulate>=0.9"],
+        # the bench programs: bench.tables (DataFrame.to_markdown, which uses tabulate), the
+        # reproduction's figures (matplotlib), bench.digits_precision (scikit-learn)
+        "bench": ["pandas>=2.2", "tabulate>=0.9", "matplotlib", "scikit-learn"],
         "plots": ["matplotlib"],
         "digits": ["scikit-learn"],
         # tk.export_nir (NIR 1.0.x file format)
