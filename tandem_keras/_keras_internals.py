@@ -3,7 +3,8 @@
 Keras 3 has no public API for two things the library needs:
 
 * the *call graph* of a functional model (which layer call feeds which): the SynOps
-  report needs, for every spiking layer, the weighted layers its spikes reach.
+  report needs, for every spiking layer, the weighted layers its spikes reach, and
+  ``export_nir`` the edges of the NIR graph.
   ``model.layers`` gives no edges and ``model.get_config()`` gives names without
   tensors' shapes. Each symbolic tensor's ``_keras_history`` ``(operation, node index,
   tensor index)`` and each operation's ``_inbound_nodes`` are the graph Keras itself
@@ -12,8 +13,10 @@ Keras 3 has no public API for two things the library needs:
   nested layers (``set_mode``): ``model.layers`` is one level only. ``_flatten_layers`` is
   what Keras uses for that itself (weights tracking, ``summary``).
 
-``tests/test_keras_internals.py`` checks both against the pinned Keras version, so that a
-Keras release that changes them fails there, in one place.
+``tests/tandem_keras/test_registry.py`` (``test_keras_internals_graph_and_layers_on_pinned_keras``)
+checks both against the pinned Keras version, so that a Keras release that changes them fails
+there, in one place; ``tests/tandem_keras/test_library_conventions.py`` checks that no other
+library module reads a private attribute.
 """
 
 from __future__ import annotations

@@ -1,15 +1,20 @@
 """A small NumPy interpreter of NIR graphs, independent of tandem_keras (imports only numpy).
 
-Discrete time, one step per input frame, every node evaluated each step in the order of
-the edges (no delays), the way the NIR simulators run feed-forward graphs:
+Discrete time, one step per input frame, every node evaluated each step in topological order
+of the edges (no delays), the way the NIR simulators run feed-forward graphs; a node's input
+is the sum of the outputs of the nodes with an edge into it:
 
-- ``Input``/``Output``: identity.  ``Affine``: ``x W^T + b``.  ``Flatten``: over the
-  non-batch axes ``start_dim..end_dim``.
+- ``Input``/``Output``: identity.  ``Affine``: ``x W^T + b``.  ``Scale``: ``x * scale``.
+  ``Flatten``: over the non-batch axes ``start_dim..end_dim``.
 - ``Conv2d``: cross-correlation, symmetric integer zero padding, stride, dilation (OIHW).
-- ``IF``: ``v <- v + r x``; spike ``s = v >= v_threshold`` if the graph's metadata says
-  ``threshold_rule = "v >= v_threshold"``, else ``v > v_threshold`` (NIR's text); reset by
-  subtraction ``v <- v - v_threshold s`` if the node's metadata says ``reset = "subtract"``,
-  else to ``v_reset`` (NIR's text).
+- ``SumPool2d``: the sum over each window of the zero-padded input; ``AvgPool2d``: that sum
+  divided by the window's size ``k_h k_w`` (padding counted, as torch's default).
+- ``IF``: ``v <- v + r x``; ``LIF``: ``v <- v + (v_leak - v + r x) / tau`` (NIR's
+  ``tau dv/dt = v_leak - v + r I`` under forward Euler, one step per frame). Spike
+  ``s = v >= v_threshold`` if the graph's metadata says ``threshold_rule = "v >= v_threshold"``,
+  else ``v > v_threshold`` (NIR's text); reset by subtraction ``v <- v - v_threshold s`` if the
+  node's metadata says ``reset = "subtract"``, else to ``v_reset`` (NIR's text). ``v`` starts
+  at the node's ``metadata["v_initial"]`` if given, else 0.
 """
 from __future__ import annotations
 
@@ -32,9 +37,13 @@ def _order(graph) -> list[str]:
     return done
 
 
+def _pairs(node, *keys):
+    return [tuple(int(v) for v in np.broadcast_to(np.asarray(getattr(node, k)), 2)) for k in keys]
+
+
 def conv2d(x: np.ndarray, node) -> np.ndarray:
     """NCHW float32 convolution of a ``nir.Conv2d`` node."""
-    (ph, pw), (sh, sw), (dh, dw) = (tuple(int(v) for v in getattr(node, k)) for k in ("padding", "stride", "dilation"))
+    (ph, pw), (sh, sw), (dh, dw) = _pairs(node, "padding", "stride", "dilation")
     weight = np.asarray(node.weight, np.float32)
     _, _, kh, kw = weight.shape
     x = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
@@ -44,17 +53,41 @@ def conv2d(x: np.ndarray, node) -> np.ndarray:
     return (out + np.asarray(node.bias, np.float32)[None, :, None, None]).astype(np.float32)
 
 
+def sum_pool2d(x: np.ndarray, node) -> np.ndarray:
+    """NCHW window sums of a ``nir.SumPool2d`` / ``nir.AvgPool2d`` node (zero padding)."""
+    (kh, kw), (sh, sw), (ph, pw) = _pairs(node, "kernel_size", "stride", "padding")
+    x = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    windows = sliding_window_view(x, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]
+    return windows.sum(axis=(4, 5), dtype=np.float32)
+
+
+def _neuron(node, kind, x, v, rule):
+    theta = np.asarray(node.v_threshold, np.float32)
+    if kind == "IF":
+        v = v + np.asarray(node.r, np.float32) * x
+    else:  # LIF, forward Euler with dt = 1
+        tau = np.asarray(node.tau, np.float32)
+        v = v + (np.asarray(node.v_leak, np.float32) - v + np.asarray(node.r, np.float32) * x) / tau
+    s = (v >= theta) if rule == "v >= v_threshold" else (v > theta)
+    if _text(node.metadata.get("reset", "")) == "subtract":
+        after = np.where(s, v - theta, v)
+    else:
+        after = np.where(s, np.asarray(node.v_reset, np.float32), v)
+    return s, v, after.astype(np.float32)
+
+
 def run(graph, inputs: np.ndarray, near: float = 1e-5):
     """Runs ``graph`` on ``inputs`` ``[T, batch, ...]``.
 
     Returns ``(values, near_threshold)``: every node's output ``[T, batch, ...]``, and per
-    IF node the number of neuron-steps whose potential was within ``near`` of threshold.
+    neuron node the number of neuron-steps whose potential was within ``near`` of threshold.
     """
     rule = _text(graph.metadata.get("threshold_rule", "v > v_threshold"))
     order = _order(graph)
     preds = {name: [a for a, b in graph.edges if b == name] for name in graph.nodes}
     potentials: dict[str, np.ndarray] = {}
-    near_threshold = {n: 0 for n, node in graph.nodes.items() if type(node).__name__ == "IF"}
+    neurons = {n for n, node in graph.nodes.items() if type(node).__name__ in ("IF", "LIF")}
+    near_threshold = {n: 0 for n in neurons}
     values: dict[str, list] = {name: [] for name in order}
     for frame in np.asarray(inputs, np.float32):
         step: dict[str, np.ndarray] = {}
@@ -65,22 +98,22 @@ def run(graph, inputs: np.ndarray, near: float = 1e-5):
                 y = x
             elif kind == "Affine":
                 y = (x @ np.asarray(node.weight, np.float32).T + np.asarray(node.bias, np.float32)).astype(np.float32)
+            elif kind == "Scale":
+                y = (x * np.asarray(node.scale, np.float32)).astype(np.float32)
             elif kind == "Flatten":
                 shape = x.shape[1:]
                 start, end = node.start_dim % len(shape), node.end_dim % len(shape)
                 y = x.reshape((x.shape[0],) + shape[:start] + (-1,) + shape[end + 1:])
             elif kind == "Conv2d":
                 y = conv2d(x, node)
-            elif kind == "IF":
-                theta = np.asarray(node.v_threshold, np.float32)
-                v = potentials.get(name, np.zeros_like(x)) + np.asarray(node.r, np.float32) * x
-                near_threshold[name] += int(np.sum(np.abs(v - theta) < near))
-                s = (v >= theta) if rule == "v >= v_threshold" else (v > theta)
-                if _text(node.metadata.get("reset", "")) == "subtract":
-                    v = np.where(s, v - theta, v)
-                else:
-                    v = np.where(s, np.asarray(node.v_reset, np.float32), v)
-                potentials[name] = v.astype(np.float32)
+            elif kind == "SumPool2d":
+                y = sum_pool2d(x, node)
+            elif kind == "AvgPool2d":
+                y = sum_pool2d(x, node) / np.float32(np.prod(_pairs(node, "kernel_size")[0]))
+            elif kind in ("IF", "LIF"):
+                v0 = np.float32(float(node.metadata.get("v_initial", 0.0)))
+                s, v, potentials[name] = _neuron(node, kind, x, potentials.get(name, np.full_like(x, v0)), rule)
+                near_threshold[name] += int(np.sum(np.abs(v - np.asarray(node.v_threshold)) < near))
                 y = s.astype(np.float32)
             else:
                 raise NotImplementedError(f"node {name}: {kind}")

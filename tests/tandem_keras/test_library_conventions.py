@@ -75,3 +75,27 @@ def test_set_mode_switches_nested_layers_and_changes_the_forward_pass():
     np.testing.assert_array_equal(np.asarray(net(x)), snn)
     with pytest.raises(ValueError, match="mode"):
         tk.set_mode(net, "rate")
+
+
+def test_private_attributes_only_in_keras_internals():
+    """No library module but _keras_internals reads another object's private attribute
+    (``x._name``; ``self._name`` and imports of tandem_keras's private modules aside)."""
+    import re
+
+    library = os.path.join(ROOT, "tandem_keras")
+    pattern = re.compile(r"(\w+|\)|\])\._[a-z]\w*")
+    found = []
+    for folder, _, files in os.walk(library):
+        for name in files:
+            path = os.path.join(folder, name)
+            if not name.endswith(".py") or name == "_keras_internals.py":
+                continue
+            with open(path) as f:
+                for number, line in enumerate(f, 1):
+                    code = line.split("#")[0]
+                    if re.match(r"\s*(from|import) ", code):
+                        continue
+                    owners = pattern.findall(code.replace("tandem_keras._", "tandem_keras."))
+                    if any(owner not in ("self", "cls") for owner in owners):
+                        found.append(f"{os.path.relpath(path, ROOT)}:{number}: {line.strip()}")
+    assert not found, "\n".join(found)

@@ -25,19 +25,27 @@ def _keras_spikes(model, images, names):
     return result
 
 
-def _check_exact(model, images, tmp_path, decoding):
+def _neuron_layers(model):
+    """Names of the layers with neurons: tandem layers (not synapse-only) and TandemAdd."""
+    residual = getattr(tk, "TandemAdd", ())
+    return [layer.name for layer in model.layers
+            if (isinstance(layer, tk.TandemLayer) and getattr(layer, "neuron", "if") is not None)
+            or (residual and isinstance(layer, residual))]
+
+
+def _check_exact(model, images, tmp_path, decoding, min_spikes=20):
     path = tmp_path / "model.nir"
     tk.export_nir(model, path)
     graph = nir.read(str(path))  # the file, not the in-memory graph
     assert graph.metadata["decoding"] == decoding
     assert int(graph.metadata["time_steps"]) == model.get_layer("encoder").time_steps
     values, near = _nir_numpy.run(graph, tk.encode_for_nir(model, images))
-    names = [layer.name for layer in model.layers if isinstance(layer, tk.TandemLayer)]
+    names = _neuron_layers(model)
     keras_spikes = _keras_spikes(model, images, names)
     for name in names:
         ours, theirs = values[name + "_if"], keras_spikes[name]
         assert ours.shape == theirs.shape, name
-        assert theirs.sum() >= 20, f"{name}: too few spikes for a meaningful check"
+        assert theirs.sum() >= min_spikes, f"{name}: too few spikes for a meaningful check"
         mismatches = int(np.sum(ours != theirs))
         # Neuron-steps within 1e-5 of threshold are reported apart: only they could flip
         # from a different float32 summation order.
@@ -58,7 +66,7 @@ def _fit_briefly(model, images, labels, epochs=1, liven=False):
     model.fit(images, labels, batch_size=32, epochs=epochs, verbose=0)
     rng = np.random.default_rng(7)
     for layer in model.layers:
-        if liven and isinstance(layer, tk.TandemLayer) and layer.batch_norm:
+        if liven and isinstance(layer, tk.TandemLayer) and layer.batch_norm and layer.trainable:
             layer.beta.assign(layer.beta + rng.uniform(0.4, 1.0, layer.beta.shape).astype("float32"))
 
 
@@ -158,13 +166,63 @@ def test_metadata_and_neurons():
     np.testing.assert_array_equal(graph.nodes["tandem_conv1"].bias, bias.numpy() / np.float32(7))
 
 
+def test_readout_through_pooling_and_added_counts(tmp_path):
+    """After SpikeCount: Keras's average pooling ('valid': AvgPool2d; 'same': SumPool2d and
+    Scale by the window's elements inside the image), global average pooling (AvgPool2d +
+    Flatten), and an Add of two branches' counts (two edges into one node)."""
+    keras.utils.set_random_seed(8)
+    L = keras.layers
+    inp = keras.Input((9, 9, 2))
+    s = tk.SpikeEncoder(4, name="encoder")(L.BatchNormalization()(L.Conv2D(6, 3, padding="same")(inp)))
+    a = tk.TandemConv2D(6, 3, name="a")(s)
+    b = tk.TandemConv2D(6, 3, strides=2, name="b")(a)
+    pooled_a = L.AveragePooling2D(3, 2, padding="same", name="avg_same")(tk.SpikeCount()(a))  # 9 -> 5
+    pooled_b = L.AveragePooling2D(1, 1, name="avg_valid")(tk.SpikeCount()(b))
+    x = L.Flatten()(L.Add(name="add_counts")([pooled_a, pooled_b]))
+    g = L.GlobalAveragePooling2D(name="gap")(tk.SpikeCount()(b))
+    out = L.Add()([L.Dense(5, name="dense")(x), L.Dense(5, name="logits")(g)])
+    model = keras.Model(inp, out)
+    images = np.random.default_rng(2).uniform(0, 3, (64, 9, 9, 2)).astype("float32")
+    _fit_briefly(model, images, np.arange(64) % 5, liven=True)
+    graph = tk.export_nir(model)
+    kinds = {name: type(node).__name__ for name, node in graph.nodes.items()}
+    assert (kinds["avg_same"], kinds["avg_same_scale"], kinds["avg_valid"], kinds["gap"]) == (
+        "SumPool2d", "Scale", "AvgPool2d", "AvgPool2d")
+    assert sorted(a for a, b in graph.edges if b == "output") == ["dense", "logits"]
+    _check_exact(model, images, tmp_path, "membrane")
+
+
+def test_same_pooling_scale_is_tensorflows_border_average():
+    """The Scale after SumPool2d: 1 / (window elements inside the image), from TF's own
+    average of ones."""
+    import tensorflow as tf
+    from tandem_keras import _nir_nodes
+
+    layer = keras.layers.AveragePooling2D(3, 2, padding="same")
+    nodes, why = _nir_nodes.pooling(nir, layer, (9, 7), 2)
+    assert why is None
+    x = np.random.default_rng(0).uniform(0, 1, (3, 9, 7, 2)).astype("float32")
+    summed = _nir_numpy.sum_pool2d(np.transpose(x, (0, 3, 1, 2)), nodes[0][1]) * nodes[1][1].scale
+    expected = tf.nn.avg_pool2d(x, 3, 2, "SAME").numpy()
+    np.testing.assert_allclose(np.transpose(summed, (0, 2, 3, 1)), expected, rtol=1e-6)
+    assert _nir_nodes.pooling(nir, keras.layers.AveragePooling2D(3, 2, padding="same"), (8, 8), 2)[1]
+
+
 @pytest.mark.parametrize("case,culprit", [
     ("pool", "pool"), ("mode", "tandem_conv1"), ("no_encoder", "no_encoder"), ("relu", "head"),
-    ("subclass", "special")])
+    ("subclass", "special"), ("concat", "cat"), ("asymmetric", "avg")])
 def test_unexportable_layer_is_named(case, culprit):
+    L = keras.layers
     if case == "pool":
         model = keras.Sequential([keras.Input((8, 8, 1)), tk.SpikeEncoder(2),
                                   keras.layers.TimeDistributed(keras.layers.MaxPooling2D(), name="pool")])
+    elif case == "concat":
+        inp = keras.Input((4,))
+        s = tk.SpikeEncoder(2)(inp)
+        model = keras.Model(inp, L.Concatenate(name="cat")([tk.TandemDense(2)(s), tk.TandemDense(3)(s)]))
+    elif case == "asymmetric":  # 8 -> 4 with a 3x3 window: TF pads 0 before, 1 after
+        model = keras.Sequential([keras.Input((8, 8, 1)), tk.SpikeEncoder(2), tk.SpikeCount(),
+                                  L.AveragePooling2D(3, 2, padding="same", name="avg")])
     elif case == "mode":
         model = models.digits(time_steps=2, mode="quantized")
     elif case == "no_encoder":
