@@ -4,7 +4,8 @@ Wu et al., "A Tandem Learning Rule for Efficient and Rapid Inference on Deep Spi
 Neural Networks" (arXiv 1907.01167). The forward pass of every tandem layer is the exact
 integrate-and-fire SNN; its gradient comes from the coupled bounded-ReLU ANN.
 
-Modules: ``neurons`` (IF dynamics), ``tandem`` (the couplings), ``layers``, ``modes``,
+Modules: ``neurons`` (IF and LIF neurons, serializable), ``tandem`` (the couplings),
+``layers`` (tandem layers, pooling on spike trains, ``TandemAdd``), ``modes``,
 ``synops`` (the model's graph read for SynOps: fan-out through pooling and merges, MACs,
 energy, devices, ``tk.summary``, ``ActivityLogger``), ``export`` (SavedModel with
 activity), ``analysis`` (Fig. 7C, Fig. 9), ``metrics`` (top-k with one tie rule),
@@ -17,7 +18,9 @@ from tandem_keras import analysis, decoding, export, metrics, neurons, plots, su
 from tandem_keras._checks import MODES
 from tandem_keras.export import export_model
 from tandem_keras.nir import encode_for_nir, export_nir  # needs `nir` only when called
-from tandem_keras.layers import SpikeCount, SpikeEncoder, TandemConv2D, TandemDense, TandemLayer, TimeFlatten
+from tandem_keras.layers import (AveragePooling2D, GlobalAveragePooling2D, MaxPooling2D, SpikeCount,
+                                 SpikeEncoder, TandemAdd, TandemConv2D, TandemDense, TandemLayer,
+                                 TimeFlatten)
 from tandem_keras.modes import set_mode, with_mode
 from tandem_keras.synops import (ActivityLogger, count_synops, describe_model, register_device,
                                  register_layer, summary)
@@ -27,6 +30,10 @@ from tandem_keras._version import __version__
 __all__ = [
     "MODES",
     "ActivityLogger",
+    "AveragePooling2D",
+    "GlobalAveragePooling2D",
+    "MaxPooling2D",
+    "TandemAdd",
     "SpikeCount",
     "SpikeEncoder",
     "TandemConv2D",

@@ -41,6 +41,19 @@ def check_choice(value, name: str, choices: Sequence[str], owner: str) -> str:
     return value
 
 
+def check_pair(value, name: str, owner: str) -> tuple:
+    """A positive int or a pair of them (kernel sizes, strides, pool sizes) as a pair."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        value = (int(value), int(value))
+    try:
+        value = tuple(int(v) for v in value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{owner}: {name} must be a positive int or a pair of them, got {value!r}.") from None
+    if len(value) != 2 or min(value) < 1:
+        raise ValueError(f"{owner}: {name} must be a positive int or a pair of them, got {value}.")
+    return value
+
+
 def layer_label(layer) -> str:
     """``"name (ClassName)"``: how error messages name a layer."""
     return f"{layer.name} ({type(layer).__name__})"
@@ -92,73 +105,154 @@ def assert_time_axis(inputs: tf.Tensor, time_steps: int, owner: str):
         message=f"{owner} was built for T={time_steps} time steps (axis 1); the input has another T")
 
 
-_SPIKES_TAG = "_tandem_keras_spikes"
+_TRAIN_TAG = "_tandem_keras_train"
 
 
-def mark_spikes(tensor):
-    """Tags ``tensor`` as a spike train made by an IF layer or the spike encoder.
-
-    Such a tensor holds 0/1 by construction, so the next layer's value check is skipped
-    (it would cost one pass over the whole ``[batch, T, ...]`` train per layer, about 5%
-    of a compiled inference step of CIFARNet). A tensor made by any other op, e.g. an
-    average pooling between two tandem layers, carries no tag and is checked. Tensors that
-    take no attributes stay untagged (checked). Returns ``tensor``.
-    """
+def _tag(tensor, kind: str):
     try:
-        setattr(tensor, _SPIKES_TAG, True)
+        setattr(tensor, _TRAIN_TAG, kind)
     except (AttributeError, TypeError):
         pass
     return tensor
 
 
+def mark_spikes(tensor):
+    """Tags ``tensor`` as a spike train made by a spiking layer or the spike encoder.
+
+    Such a tensor holds 0/1 by construction, so the next layer's value check is skipped
+    (it would cost one pass over the whole ``[batch, T, ...]`` train per layer, about 5%
+    of a compiled inference step of CIFARNet). A tensor made by any other op (a Keras
+    layer between two tandem layers) carries no tag and is checked. Tensors that take no
+    attributes stay untagged (checked). Returns ``tensor``.
+    """
+    return _tag(tensor, "spikes")
+
+
+def mark_current(tensor):
+    """Tags ``tensor`` as an exact input current made by the library (an average-pooled
+    spike train, a synapse-only layer's current): a weighted tandem layer integrates it
+    exactly, so its values are not checked. Returns ``tensor``."""
+    return _tag(tensor, "current")
+
+
+def train_kind(tensor):
+    """``"spikes"``, ``"current"`` or None (untagged), as set by :func:`mark_spikes` /
+    :func:`mark_current`."""
+    return getattr(tensor, _TRAIN_TAG, None)
+
+
 def is_marked_spikes(tensor) -> bool:
     """Whether :func:`mark_spikes` tagged ``tensor``."""
-    return bool(getattr(tensor, _SPIKES_TAG, False))
+    return train_kind(tensor) == "spikes"
 
 
-def _eager_spike_description(values: tf.Tensor) -> str:
-    x = tf.cast(values, tf.float32)
+def keep_tag(source, tensor):
+    """``tensor`` with the tag of ``source`` (a reshape or a copy of the same values)."""
+    kind = train_kind(source)
+    return _tag(tensor, kind) if kind else tensor
+
+
+def _eager_value_description(x: tf.Tensor, bad: tf.Tensor, what: str) -> str:
     finite = tf.math.is_finite(x)
-    bad = tf.logical_not(tf.logical_or(tf.equal(x, 0.0), tf.equal(x, 1.0)))
     example = tf.boolean_mask(x, bad)[0]
     low = tf.reduce_min(tf.boolean_mask(x, finite)) if tf.reduce_any(finite) else float("nan")
     high = tf.reduce_max(tf.boolean_mask(x, finite)) if tf.reduce_any(finite) else float("nan")
-    return (f"{int(tf.reduce_sum(tf.cast(bad, tf.int64)))} of {int(tf.size(x))} values are not 0/1 "
+    return (f"{int(tf.reduce_sum(tf.cast(bad, tf.int64)))} of {int(tf.size(x))} values are {what} "
             f"(e.g. {float(example):g}; finite values in [{float(low):g}, {float(high):g}], "
             f"{int(tf.reduce_sum(tf.cast(tf.logical_not(finite), tf.int64)))} NaN/inf)")
 
 
-def check_spike_values(inputs: tf.Tensor, owner: str, analog: bool = False):
-    """Refuses inference inputs of a tandem layer that are not spikes.
+_SPIKE_HINT = ("Encode real-valued inputs with tk.SpikeEncoder first; sum spike trains with "
+               "tk.TandemAdd and average them with tk.AveragePooling2D (an exact input current), "
+               "or set analog_input=True to accept values in [0, 1]")
+_ANALOG_HINT = "SpikeEncoder(encoding='current') sends clip(v/theta, 0, T)/T"
+
+
+def check_spike_values(inputs: tf.Tensor, owner: str, analog: bool = False,
+                       accept_currents: bool = True):
+    """Refuses inference inputs of a spiking layer that are not spikes.
 
     Spikes are exactly 0 or 1 (NaN and inf are not); with ``analog=True`` (the layer after
     ``SpikeEncoder(encoding="current")``) any finite value in ``[0, 1]`` is accepted.
     Eagerly: a ``ValueError`` naming the layer and the offending values. Inside a traced
     function: a ``tf.debugging.Assert`` (one fused compare-and-reduce over the input; an
     ``InvalidArgumentError`` naming the layer when it fails). XLA drops asserts. Inputs
-    tagged by :func:`mark_spikes` (made by an IF layer or the spike encoder) are not checked.
+    tagged by :func:`mark_spikes` are not checked, nor, with ``accept_currents``, those
+    tagged by :func:`mark_current` (exact currents of the library's pooling and
+    synapse-only layers).
     """
-    if is_marked_spikes(inputs):
+    kind = train_kind(inputs)
+    if kind == "spikes" or (kind == "current" and accept_currents):
         return None
     x = tf.convert_to_tensor(inputs)
     if not (x.dtype.is_floating or x.dtype.is_integer):
         return None
     if analog:
         ok = tf.reduce_all(tf.logical_and(x >= 0, x <= 1))  # NaN compares false
-        expected = "finite values in [0, 1] (an analog current)"
+        expected, what, hint = ("finite values in [0, 1] (an analog current)", "outside [0, 1] or "
+                                "NaN/inf", _ANALOG_HINT)
     else:
         ok = tf.reduce_all(tf.logical_or(tf.equal(x, 0), tf.equal(x, 1)))
-        expected = "a spike train (values 0/1)"
-    hint = ("Encode real-valued inputs with tk.SpikeEncoder first" if not analog else
-            "SpikeEncoder(encoding='current') sends clip(v/theta, 0, T)/T")
+        expected, what, hint = "a spike train (values 0/1)", "not 0/1", _SPIKE_HINT
     if tf.executing_eagerly():
         if not bool(ok):
-            detail = (_eager_spike_description(x) if not analog else
-                      "values outside [0, 1] or NaN/inf")
-            raise ValueError(f"{owner} expects {expected} at inference and was fed a tensor where "
-                             f"{detail}. {hint}.")
+            values = tf.cast(x, tf.float32)
+            if analog:
+                bad = tf.logical_not(tf.logical_and(values >= 0, values <= 1))
+            else:
+                bad = tf.logical_not(tf.logical_or(tf.equal(values, 0.0), tf.equal(values, 1.0)))
+            detail = _eager_value_description(values, bad, what)
+            raise ValueError(f"{owner} expects {expected} at inference; {detail}. {hint}.")
         return None
     return tf.debugging.Assert(ok, [f"{owner} expects {expected} at inference; the input is not. {hint}."])
+
+
+_MERGES = ("Add", "Subtract", "Average")
+_AVERAGES = ("AveragePooling1D", "AveragePooling2D", "AveragePooling3D", "GlobalAveragePooling1D",
+             "GlobalAveragePooling2D", "GlobalAveragePooling3D")
+_SHAPE_ONLY = ("Dropout", "Flatten", "Reshape", "Identity", "TimeFlatten")
+
+
+def _keras_class(layer) -> str:
+    """The class name of a Keras layer (of the inner layer of ``TimeDistributed``), or ""
+    for the library's own layers (whose outputs are tagged)."""
+    inner = getattr(layer, "layer", None) if type(layer).__name__ == "TimeDistributed" else layer
+    module = getattr(type(inner), "__module__", "")
+    if module.startswith("tandem_keras") and type(inner).__name__ != "TimeFlatten":
+        return ""
+    return type(inner).__name__
+
+
+def check_producer(tensor, owner: str, analog: bool = False) -> None:
+    """Refuses, when a model is built, a Keras merge or average feeding a spiking layer.
+
+    ``keras.layers.Add`` (``Subtract``, ``Average``) of spike trains makes values that are
+    not spikes, and so does a Keras average pooling (``TimeDistributed(AveragePooling2D)``,
+    ``AveragePooling3D``); training would accept them and inference refuse them. Looks
+    through shape-only layers (dropout, flatten, reshape). Averages pass with
+    ``analog=True`` (values in ``[0, 1]``). Eager and traced tensors carry no history and
+    are left to the value check at inference.
+    """
+    from tandem_keras._keras_internals import producer
+
+    layer, parents = producer(tensor)
+    for _ in range(16):
+        if layer is None or _keras_class(layer) not in _SHAPE_ONLY or len(parents) != 1:
+            break
+        layer, parents = producer(parents[0])
+    if layer is None:
+        return
+    name = _keras_class(layer)
+    label = f"'{layer.name}' ({type(layer).__name__}" + (
+        f"({name}))" if type(layer).__name__ == "TimeDistributed" else ")")
+    if name in _MERGES:
+        raise ValueError(f"{owner} is fed by {label}: a {name.lower()} of spike trains is not a spike "
+                         "train; merge spike trains and currents with tk.TandemAdd (IF neurons after "
+                         "the addition).")
+    if name in _AVERAGES and not analog:
+        raise ValueError(f"{owner} is fed by {label}: averages of spikes are not spikes; use "
+                         "tk.AveragePooling2D / tk.GlobalAveragePooling2D (an exact input current "
+                         "of the next layer), or analog_input=True to accept values in [0, 1].")
 
 
 def check_finite(inputs: tf.Tensor, owner: str):

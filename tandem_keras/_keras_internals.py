@@ -75,3 +75,20 @@ def call_nodes(model: Any) -> tuple[list, dict]:
 def all_layers(model: Any) -> Iterator[Any]:
     """Every layer inside ``model``, recursively (nested models and layers included)."""
     return iter(model._flatten_layers(include_self=False, recursive=True))
+
+
+def producer(tensor: Any) -> tuple[Any, list]:
+    """The layer whose call made the symbolic ``tensor``, and that call's input tensors.
+
+    ``(None, [])`` for a model input or for anything that is not a symbolic Keras tensor
+    (an eager or traced tensor carries no history). Used at model-building time by the
+    tandem layers' input checks (which layer feeds them).
+    """
+    history = getattr(tensor, "_keras_history", None)
+    if history is None or history[0] is None:
+        return None, []
+    op, node_index, _ = history
+    node = op._inbound_nodes[node_index]
+    if node.is_input:
+        return None, []
+    return op, list(node.input_tensors)

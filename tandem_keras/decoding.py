@@ -1,4 +1,4 @@
-"""Spike-count decoding that learns, and its tie rule (issue 12).
+"""Spike-count decoding that learns, and its tie rule (method §4).
 
 The paper's spike-count readout is ``TandemDense(K, batch_norm=False)`` + ``SpikeCount``:
 integer logits ``c`` in ``[0, T]``. Trained with softmax cross-entropy it has two defects:
@@ -138,6 +138,10 @@ class SpikeCountOutput(TandemDense):
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.units)
+
+    def compute_output_spec(self, inputs, training=None):
+        # The logits (counts plus the tie-break fraction) are float32 under any dtype policy.
+        return keras.KerasTensor(self.compute_output_shape(tuple(inputs.shape)), dtype="float32")
 
     def current_scale(self) -> tf.Tensor:
         """``s``: ``exp(log_scale)`` if trained, else the fixed ``scale`` (float32 scalar)."""

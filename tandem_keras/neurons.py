@@ -1,16 +1,206 @@
-"""Integrate-and-fire dynamics over the time axis, and front-loaded spike encoding.
+"""Spiking neurons as serializable objects (``"if"``, ``"lif"``), and their dynamics.
 
-Pure tensor functions, no Keras state. A spike train is a float tensor
-``[batch, time, ...]`` holding 0.0 / 1.0 (method §1); time is axis 1.
+A spike train is a float tensor ``[batch, time, ...]`` of 0.0 / 1.0 (method §1). Every
+spiking layer takes ``neuron=`` (an alias, a config or an object, as ``surrogate=``) and
+keeps ``threshold`` theta as its own argument. Both neurons reset by subtraction and start
+from ``V(0) = initial_potential * theta`` (a fraction of theta; ``0.5`` turns the count's
+floor into rounding, as QCFS), ``s(0) = 0``, for ``t = 1 .. T`` (method §3):
+
+* ``"if"`` (:class:`IF`, the paper's, the default): ``V(t) = V(t-1) + z(t) - theta s(t-1)``;
+* ``"lif"`` (:class:`LIF`): a leak ``beta`` per step, applied after the reset::
+
+      V(t) = beta * (V(t-1) - theta s(t-1)) + z(t),   s(t) = [V(t) >= theta]
+
+  which is NIR's ``LIF`` (``tau dv/dt = v_leak - v + R I``, reset at the spike) under
+  forward Euler with a step of one time step: ``tau = 1 / (1 - beta)`` steps, ``R = tau``,
+  ``v_leak = 0``, ``v_threshold = theta`` (method §3).
+
+The tandem gradient of either neuron is the coupled ANN's (method §3): the shifted
+bounded ReLU ``a = clip(V_f / theta + initial_potential, 0, T)``; the ``"quantized"`` mode
+forwards ``clip(floor(V_f / theta + initial_potential), 0, T)``. For LIF both are the IF
+rate, an approximation (method §3).
+
+Example:
+    >>> import tandem_keras as tk
+    >>> tk.neurons.get("lif")
+    LIF({'beta': 0.9, 'initial_potential': 0.0})
+    >>> tk.neurons.serialize(tk.neurons.IF())
+    'if'
+    >>> tk.TandemDense(4, neuron=tk.neurons.IF(initial_potential=0.5)).neuron.initial_potential
+    0.5
 """
 
 from __future__ import annotations
 
+import math
+from typing import Any, Callable, Optional, Union
+
+import keras
 import tensorflow as tf
 
 
-def integrate_and_fire(current: tf.Tensor, threshold: float = 1.0) -> tf.Tensor:
-    """Runs IF neurons with reset by subtraction on an input current over time.
+class Neuron:
+    """A spiking neuron: its exact forward dynamics and its coupled ANN (see the module)."""
+
+    def __init__(self, initial_potential: float = 0.0) -> None:
+        self.initial_potential = _fraction(initial_potential, type(self).__name__)
+
+    # ---------------------------------------------------------------- dynamics
+    def step(self, potential: tf.Tensor, current: tf.Tensor) -> tf.Tensor:
+        """``V(t)`` from the potential after the previous reset and the current ``z(t)``."""
+        raise NotImplementedError
+
+    def fire(self, current_at: Callable[[int], tf.Tensor], time_steps: int, threshold: float,
+             out_dtype: Any) -> tf.Tensor:
+        """The spike train ``s(1..T)`` (``out_dtype``) for the float32 currents ``current_at(t)``.
+
+        Unrolled over the static time axis (XLA and grappler fuse it); spikes stay booleans
+        until the end and the reset ``V - theta s`` is ``where(s, V - theta, V)`` (same values).
+        """
+        theta = tf.constant(threshold, tf.float32)
+        potential = None
+        if self.initial_potential:
+            potential = tf.constant(self.initial_potential * threshold, tf.float32)
+        spikes = []
+        with tf.name_scope(f"{type(self).__name__.lower()}_neurons"):
+            for t in range(time_steps):
+                z = current_at(t)
+                potential = z if potential is None else self.step(potential, z)
+                spike = potential >= theta
+                potential = tf.where(spike, potential - theta, potential)
+                spikes.append(spike)
+            return _bool_to_spikes(tf.stack(spikes, axis=1), out_dtype)
+
+    def fire_bptt(self, current: tf.Tensor, threshold: float) -> tf.Tensor:
+        """:meth:`fire` differentiable through time (boxcar surrogate, width theta); the
+        BPTT baseline keeps every step's potential for the backward pass."""
+        time_steps = _static_time_steps(current, "fire_bptt")
+        z = tf.cast(current, tf.float32)
+        potential = tf.fill(tf.shape(z[:, 0]), self.initial_potential * threshold)
+        spikes = []
+        for t in range(time_steps):
+            potential = self.step(potential, z[:, t])
+            spike = heaviside_with_surrogate(potential - threshold, float(threshold))
+            potential = potential - threshold * spike
+            spikes.append(spike)
+        return tf.cast(tf.stack(spikes, axis=1), current.dtype)
+
+    # ------------------------------------------------------------ coupled ANN
+    def quantized_count(self, potential: tf.Tensor, threshold: float, time_steps: int) -> tf.Tensor:
+        """The quantized ANN's count ``clip(floor(V_f / theta + v0), 0, T)`` (Eq. 11, shifted)."""
+        if not self.initial_potential:
+            return bounded_quantized_relu(potential, threshold, time_steps)
+        shifted = tf.floor(potential / threshold + self.initial_potential)
+        return tf.clip_by_value(shifted, 0.0, float(time_steps))
+
+    # ----------------------------------------------------------------- config
+    def get_config(self) -> dict:
+        return {"initial_potential": self.initial_potential}
+
+    @classmethod
+    def from_config(cls, config: dict) -> "Neuron":
+        return cls(**config)
+
+    def __eq__(self, other: Any) -> bool:
+        return type(self) is type(other) and self.get_config() == other.get_config()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.get_config()})"
+
+
+@keras.saving.register_keras_serializable(package="tandem_keras")
+class IF(Neuron):
+    """Integrate-and-fire, reset by subtraction (the paper's, Eq. 2-3; alias ``"if"``).
+
+    ``V(t) = V(t-1) + z(t) - theta s(t-1)``, ``V(0) = initial_potential * theta``.
+    """
+
+    def step(self, potential, current):
+        return potential + current
+
+
+@keras.saving.register_keras_serializable(package="tandem_keras")
+class LIF(Neuron):
+    """Leaky integrate-and-fire, reset by subtraction, leak after the reset (alias ``"lif"``).
+
+    ``V(t) = beta (V(t-1) - theta s(t-1)) + z(t)``, ``V(0) = initial_potential * theta``.
+    ``beta`` in ``(0, 1]`` (1 is the IF neuron); NIR: ``nir.LIF`` with ``tau = 1/(1-beta)``
+    time steps, ``r = tau``, ``v_leak = 0`` (forward Euler, one step per time step).
+
+    Example:
+      >>> import tensorflow as tf
+      >>> z = tf.constant([[[0.5], [0.5], [0.5]]])       # V: 0.5, 0.75, 0.875 (IF: 0.5, 1.0, 0.5)
+      >>> LIF(beta=0.5).fire(lambda t: z[:, t], 3, 1.0, tf.float32)[0, :, 0].numpy().tolist()
+      [0.0, 0.0, 0.0]
+      >>> IF().fire(lambda t: z[:, t], 3, 1.0, tf.float32)[0, :, 0].numpy().tolist()
+      [0.0, 1.0, 0.0]
+    """
+
+    def __init__(self, beta: float = 0.9, initial_potential: float = 0.0) -> None:
+        super().__init__(initial_potential)
+        if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not 0.0 < beta <= 1.0:
+            raise ValueError(f"LIF: beta (the leak per step) must be a number in (0, 1], got {beta!r}.")
+        self.beta = float(beta)
+
+    def step(self, potential, current):
+        return self.beta * potential + current
+
+    def get_config(self) -> dict:
+        return {"beta": self.beta, **super().get_config()}
+
+
+ALIASES: dict[str, type] = {"if": IF, "lif": LIF}
+
+
+def get(identifier: Union[str, dict, Neuron]) -> Neuron:
+    """A :class:`Neuron` from an alias (``"if"``, ``"lif"``), a serialized config or an instance.
+
+    Raises:
+      ValueError: an unknown alias or an object that is not a neuron.
+    """
+    if isinstance(identifier, Neuron):
+        return identifier
+    if isinstance(identifier, str):
+        if identifier not in ALIASES:
+            raise ValueError(f"unknown neuron {identifier!r}; expected one of "
+                             f"{', '.join(map(repr, ALIASES))} or a tk.neurons.Neuron")
+        return ALIASES[identifier]()
+    if isinstance(identifier, dict):
+        obj = keras.saving.deserialize_keras_object(identifier)
+        if isinstance(obj, Neuron):
+            return obj
+    raise ValueError(f"neuron must be one of {', '.join(map(repr, ALIASES))} or a "
+                     f"tk.neurons.Neuron, got {identifier!r}")
+
+
+def serialize(neuron: Optional[Neuron]) -> Union[str, dict, None]:
+    """The alias of a built-in neuron with its default config, else Keras's serialization."""
+    if neuron is None:
+        return None
+    for alias, cls in ALIASES.items():
+        if type(neuron) is cls and neuron == cls():
+            return alias
+    return keras.saving.serialize_keras_object(neuron)
+
+
+def _fraction(value: Any, owner: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+            math.isfinite(value) and 0.0 <= value < 1.0):
+        raise ValueError(f"{owner}: initial_potential (a fraction of the threshold, "
+                         f"V(0) = initial_potential * theta) must be in [0, 1), got {value!r}.")
+    return float(value)
+
+
+def _static_time_steps(tensor: tf.Tensor, what: str) -> int:
+    if tensor.shape[1] is None:
+        raise ValueError(f"{what} needs a static time axis (axis 1).")
+    return int(tensor.shape[1])
+
+
+# ------------------------------------------------------------------ tensor functions
+def integrate_and_fire(current: tf.Tensor, threshold: float = 1.0,
+                       neuron: Optional[Neuron] = None) -> tf.Tensor:
+    """Runs IF neurons (or ``neuron``) with reset by subtraction on a current over time.
 
     For ``t = 1 .. T`` with ``V(0) = 0`` and ``s(0) = 0`` (paper Eq. 2-3)::
 
@@ -18,13 +208,12 @@ def integrate_and_fire(current: tf.Tensor, threshold: float = 1.0) -> tf.Tensor:
         s(t) = 1 if V(t) >= threshold else 0
 
     The recurrence runs in float32 whatever the dtype of ``current`` (membrane
-    potentials need the precision; spikes are exact in any float dtype) and is
-    unrolled over the static time axis, which XLA and grappler fuse well.
+    potentials need the precision; spikes are exact in any float dtype).
 
     Args:
-      current: ``[batch, time, ...]`` input current ``z(t)``; the time axis must
-        have a static length.
+      current: ``[batch, time, ...]`` input current ``z(t)``; static time axis.
       threshold: firing threshold (> 0).
+      neuron: a :class:`Neuron` (default ``IF()``).
 
     Returns:
       The spike train ``s(1..T)``, same shape and dtype as ``current``.
@@ -34,22 +223,19 @@ def integrate_and_fire(current: tf.Tensor, threshold: float = 1.0) -> tf.Tensor:
       >>> integrate_and_fire(z, 1.0)[0, :, 0].numpy().tolist()
       [0.0, 1.0, 0.0]
     """
-    time_steps = current.shape[1]
-    if time_steps is None:
-        raise ValueError("integrate_and_fire needs a static time axis (axis 1).")
+    time_steps = _static_time_steps(current, "integrate_and_fire")
     with tf.name_scope("integrate_and_fire"):
-        return _if_recurrence(lambda t: tf.cast(current[:, t], tf.float32), time_steps,
-                              threshold, current.dtype)
+        return (neuron or IF()).fire(lambda t: tf.cast(current[:, t], tf.float32), time_steps,
+                                     threshold, current.dtype)
 
 
 def integrate_and_fire_affine(products: tf.Tensor, scale, bias, threshold: float = 1.0,
-                              out_dtype=None) -> tf.Tensor:
+                              out_dtype=None, neuron: Optional[Neuron] = None) -> tf.Tensor:
     """:func:`integrate_and_fire` on the current ``z(t) = products(t) * scale + bias``.
 
-    Same values as ``integrate_and_fire(cast(products, float32) * scale + bias)``
-    (the same float32 operations per element), but the current is formed one time
-    step at a time, so no ``[batch, T, ...]`` float32 current is materialized: the
-    forward's peak memory drops by about two spike-train-sized tensors per layer.
+    Same values as ``integrate_and_fire(cast(products, float32) * scale + bias)`` (the same
+    float32 operations per element), but the current is formed one step at a time, so no
+    ``[batch, T, ...]`` float32 current is materialized.
 
     Args:
       products: ``[batch, T, ...]`` per-step products ``W s(t)`` (any float dtype).
@@ -57,15 +243,14 @@ def integrate_and_fire_affine(products: tf.Tensor, scale, bias, threshold: float
       bias: ``[channels]`` float32 per-step bias (``b' / T``).
       threshold: firing threshold (> 0).
       out_dtype: dtype of the returned spike train (default: that of ``products``).
+      neuron: a :class:`Neuron` (default ``IF()``).
 
     Example:
       >>> p = tf.constant([[[1.0], [1.0], [1.0]]])
       >>> integrate_and_fire_affine(p, tf.constant([0.5]), tf.constant([0.1]))[0, :, 0].numpy().tolist()
       [0.0, 1.0, 0.0]
     """
-    time_steps = products.shape[1]
-    if time_steps is None:
-        raise ValueError("integrate_and_fire_affine needs a static time axis (axis 1).")
+    time_steps = _static_time_steps(products, "integrate_and_fire_affine")
 
     def current(t):
         z = tf.cast(products[:, t], tf.float32)
@@ -74,25 +259,7 @@ def integrate_and_fire_affine(products: tf.Tensor, scale, bias, threshold: float
         return z + bias
 
     with tf.name_scope("integrate_and_fire"):
-        return _if_recurrence(current, time_steps, threshold, out_dtype or products.dtype)
-
-
-def _if_recurrence(current_at, time_steps: int, threshold: float, out_dtype) -> tf.Tensor:
-    """The unrolled IF loop; ``current_at(t)`` gives the float32 ``z(t)``.
-
-    Spikes are kept as booleans until the end (a quarter of the float32 memory) and
-    the reset ``V - theta * s`` is written ``where(s, V - theta, V)`` (identical values).
-    """
-    theta = tf.constant(threshold, tf.float32)
-    potential = None
-    spikes = []
-    for t in range(time_steps):
-        z = current_at(t)
-        potential = z if potential is None else potential + z
-        spike = potential >= theta
-        potential = tf.where(spike, potential - theta, potential)
-        spikes.append(spike)
-    return _bool_to_spikes(tf.stack(spikes, axis=1), out_dtype)
+        return (neuron or IF()).fire(current, time_steps, threshold, out_dtype or products.dtype)
 
 
 def front_loaded_spikes(count: tf.Tensor, time_steps: int) -> tf.Tensor:
@@ -100,13 +267,6 @@ def front_loaded_spikes(count: tf.Tensor, time_steps: int) -> tf.Tensor:
 
     ``s[t] = 1 if count >= t + 1 else 0`` for ``t = 0 .. T-1`` (method §2, paper
     Eq. 7-8 with ``V(0) = count``), so ``sum_t s[t] == min(count, T)``.
-
-    Args:
-      count: ``[batch, ...]`` non-negative integer-valued float tensor.
-      time_steps: ``T``, the length of the returned time axis.
-
-    Returns:
-      ``[batch, T, ...]`` spike train of the dtype of ``count``.
 
     Example:
       >>> front_loaded_spikes(tf.constant([[2.0]]), 3)[0, :, 0].numpy().tolist()
@@ -156,8 +316,9 @@ def heaviside_with_surrogate(potential_minus_threshold: tf.Tensor, width: float)
     return _step(potential_minus_threshold)
 
 
-def integrate_and_fire_bptt(current: tf.Tensor, threshold: float = 1.0) -> tf.Tensor:
-    """The IF neuron of :func:`integrate_and_fire`, differentiable through time.
+def integrate_and_fire_bptt(current: tf.Tensor, threshold: float = 1.0,
+                            neuron: Optional[Neuron] = None) -> tf.Tensor:
+    """The neuron of :func:`integrate_and_fire`, differentiable through time.
 
     Same forward values; gradients flow through every step of the recurrence
     (back-propagation through time) with the boxcar surrogate of
@@ -165,16 +326,4 @@ def integrate_and_fire_bptt(current: tf.Tensor, threshold: float = 1.0) -> tf.Te
     Every step's potential is kept for the backward pass, so memory grows with T:
     this is the baseline the tandem rule is compared against.
     """
-    time_steps = current.shape[1]
-    if time_steps is None:
-        raise ValueError("integrate_and_fire_bptt needs a static time axis (axis 1).")
-    out_dtype = current.dtype
-    z = tf.cast(current, tf.float32)
-    potential = tf.zeros_like(z[:, 0])
-    spikes = []
-    for t in range(time_steps):
-        potential = potential + z[:, t]
-        spike = heaviside_with_surrogate(potential - threshold, float(threshold))
-        potential = potential - threshold * spike
-        spikes.append(spike)
-    return tf.cast(tf.stack(spikes, axis=1), out_dtype)
+    return (neuron or IF()).fire_bptt(current, threshold)

@@ -1,49 +1,53 @@
 """The tandem couplings: SNN values forward, ANN gradients backward (method §3).
 
-Two small custom-gradient functions carry the whole learning rule:
+Three small custom-gradient functions carry the whole learning rule:
 
 * :func:`couple_spikes_to_potential` returns the SNN spike train unchanged and sends
-  its gradient, read as a rate, to the ANN's membrane potential through the
-  (bounded) ReLU.
-* :func:`shared_conv2d` / :func:`shared_dense` return the ANN's aggregate input
-  ``W * c_in`` computed from the SNN's per-step products (``sum_t W * s(t) ==
-  W * sum_t s(t)`` by linearity), so the coupled ANN costs no extra forward
-  convolution, while the gradient is that of ``W * c_in``.
+  its gradient, read as a rate, to the ANN's membrane potential through the coupled
+  ANN's activation (the surrogate);
+* :func:`couple_train_to_value` returns any train (a current, a pooled train) unchanged
+  and sends the rate reading of its gradient to the ANN value it stands for;
+* :func:`shared_linear` returns the ANN's aggregate input ``L(c_in)`` of any linear map
+  ``L`` (convolution, matrix product, depthwise convolution, pooling) computed from the
+  SNN's per-step products (``sum_t L(s(t)) == L(sum_t s(t))`` by linearity), so the
+  coupled ANN costs no extra forward op, while the gradient is the vector-Jacobian
+  product of ``L`` at the counts: no hand-written backward per operation.
 
-Neither keeps anything of the T steps for the backward pass.
+None keeps anything of the T steps for the backward pass.
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import tensorflow as tf
 
 from tandem_keras import surrogates
 
-#: String aliases of the built-in surrogates (:mod:`tandem_keras.surrogates`).
-SURROGATES = tuple(surrogates.ALIASES)
-
 
 def couple_spikes_to_potential(
-    spikes: tf.Tensor, potential: tf.Tensor, threshold: float, surrogate: Any = "bounded_relu"
+    spikes: tf.Tensor, potential: tf.Tensor, threshold: float, surrogate: Any = "bounded_relu",
+    offset: float = 0.0,
 ) -> tf.Tensor:
     """Forward: ``spikes``. Backward: the gradient of the coupled ANN activation.
 
-    The ANN activation is ``a = clip(V_f / theta, 0, T)`` (``surrogate="bounded_relu"``)
-    or ``a = max(V_f / theta, 0)`` (``"relu"``). The spike train is read as a rate,
-    ``d s(t) / d a = 1/T`` for every t, so::
+    The ANN activation is ``a = clip(V_f / theta + offset, 0, T)``
+    (``surrogate="bounded_relu"``; ``offset`` is the neuron's initial potential, a fraction
+    of theta) or ``a = max(V_f / theta + offset, 0)`` (``"relu"``). The spike train is read
+    as a rate, ``d s(t) / d a = 1/T`` for every t, so::
 
-        grad_V_f = (sum_t grad_s(t) / T) * (1/theta) * [0 < V_f < T * theta]
+        grad_V_f = (sum_t grad_s(t) / T) * a'(V_f + offset * theta)
 
-    (upper bound dropped for ``"relu"``; in general ``* a'(V_f)`` of any
-    :class:`tandem_keras.surrogates.Surrogate`). No gradient flows to ``spikes``.
+    with ``a'`` the derivative of any :class:`tandem_keras.surrogates.Surrogate`
+    (``[0 < V_f + offset theta < T theta] / theta`` for the bounded ReLU). No gradient flows
+    to ``spikes``.
 
     Args:
       spikes: ``[batch, T, ...]`` spike train (any float dtype).
       potential: ``[batch, ...]`` free aggregate membrane potential ``V_f`` of the ANN.
       threshold: ``theta``.
       surrogate: ``"bounded_relu"``, ``"relu"`` or a ``tk.surrogates.Surrogate``.
+      offset: the shift of the activation, in units of theta (``initial_potential``).
     """
     time_steps = spikes.shape[1]
     derivative = surrogates.get(surrogate).derivative
@@ -53,12 +57,77 @@ def couple_spikes_to_potential(
         def grad(upstream):
             with tf.name_scope("coupling_backward"):
                 rate_grad = tf.reduce_sum(tf.cast(upstream, tf.float32), axis=1) / time_steps
-                grad_v = rate_grad * derivative(tf.cast(v_f, tf.float32), threshold, time_steps)
+                v = tf.cast(v_f, tf.float32)
+                if offset:
+                    v = v + offset * threshold
+                grad_v = rate_grad * derivative(v, threshold, time_steps)
                 return None, tf.cast(grad_v, v_f.dtype)
 
         return tf.identity(spike_train), grad
 
     return _couple(tf.stop_gradient(spikes), potential)
+
+
+def couple_train_to_value(train: tf.Tensor, value: tf.Tensor) -> tf.Tensor:
+    """Forward: ``train`` ``[batch, T, ...]``. Backward: ``grad_value = mean_t grad_train(t)``.
+
+    ``value`` ``[batch, ...]`` is the ANN value the train stands for (its time-sum for a
+    current or a pooled train, ``V = sum_t z(t)``); the gradient is the rate reading of
+    method §3, as for spikes. No gradient flows to ``train``.
+    """
+    time_steps = train.shape[1]
+
+    @tf.custom_gradient
+    def _couple(x, v):
+        def grad(upstream):
+            with tf.name_scope("coupling_backward"):
+                mean = tf.reduce_sum(tf.cast(upstream, tf.float32), axis=1) / time_steps
+                return None, tf.cast(mean, v.dtype)
+
+        return tf.identity(x), grad
+
+    return _couple(tf.stop_gradient(train), value)
+
+
+def shared_linear(op: Callable[..., tf.Tensor], summed_products: tf.Tensor,
+                  inputs: Sequence[tf.Tensor]) -> tf.Tensor:
+    """Value ``summed_products`` (``== op(*inputs)``), gradient the VJP of ``op`` at ``inputs``.
+
+    ``op`` is linear in its first argument (the counts ``c_in``) and ``summed_products`` is
+    ``sum_t op(s(t), *rest)`` with ``c_in = sum_t s(t)``: by linearity the same value as
+    ``op(c_in, *rest)``, which is never computed forward. The backward pass differentiates
+    ``op`` at ``inputs`` (``tf.GradientTape`` inside the custom gradient): for a
+    convolution that is its input and filter backprop on the counts. Inside a
+    ``tf.function`` the recomputed forward op has no consumer (the gradients of a
+    convolution, a matrix product or an average pooling do not read the forward output)
+    and grappler prunes it (checked in ``tests/tandem_keras/test_coupling.py``).
+
+    Example:
+      >>> import tensorflow as tf
+      >>> s = tf.constant([[[1.0, 0.0]], [[1.0, 1.0]]])          # [T=2, batch=1, 2]
+      >>> w = tf.constant([[2.0], [3.0]])
+      >>> c = tf.reduce_sum(s, 0)
+      >>> with tf.GradientTape() as tape:
+      ...     tape.watch(w)
+      ...     u = shared_linear(tf.matmul, tf.matmul(s[0], w) + tf.matmul(s[1], w), [c, w])
+      >>> u.numpy().tolist(), tape.gradient(u, w).numpy().tolist()
+      ([[7.0]], [[2.0], [1.0]])
+    """
+    inputs = list(inputs)
+
+    @tf.custom_gradient
+    def _shared(*args):
+        def grad(upstream):
+            with tf.name_scope("coupled_ann_backward"):
+                with tf.GradientTape() as tape:
+                    tape.watch(args)
+                    recomputed = op(*args)
+                return tape.gradient(recomputed, args,
+                                     output_gradients=tf.cast(upstream, recomputed.dtype))
+
+        return tf.identity(summed_products), grad
+
+    return _shared(*inputs)
 
 
 def time_to_batch(spikes: tf.Tensor) -> tf.Tensor:
@@ -73,54 +142,9 @@ def batch_to_time(tensor: tf.Tensor, time_steps: int) -> tf.Tensor:
     return tf.reshape(tensor, tf.concat([[-1, time_steps], shape[1:]], axis=0))
 
 
-def shared_conv2d(
-    counts: tf.Tensor,
-    kernel: tf.Tensor,
-    summed_products: tf.Tensor,
-    strides: Sequence[int],
-    padding: str,
-    dilations: Sequence[int],
-) -> tf.Tensor:
-    """Value ``summed_products`` (== ``conv2d(counts, kernel)``), gradient of the conv.
-
-    ``summed_products`` must be ``sum_t conv2d(s(t), kernel)`` with
-    ``counts = sum_t s(t)``: equal to ``conv2d(counts, kernel)`` by linearity.
-    The backward pass is the convolution's own (input and filter backprop on the
-    counts), so the coupled ANN's forward convolution is never run.
-    """
-    strides4 = [1, strides[0], strides[1], 1]
-    dilations4 = [1, dilations[0], dilations[1], 1]
-    pad = padding.upper()
-
-    @tf.custom_gradient
-    def _conv(c_in, w):
-        def grad(upstream):
-            with tf.name_scope("coupled_ann_backward"):
-                upstream = tf.cast(upstream, c_in.dtype)
-                grad_c = tf.raw_ops.Conv2DBackpropInput(
-                    input_sizes=tf.shape(c_in), filter=w, out_backprop=upstream,
-                    strides=strides4, padding=pad, dilations=dilations4)
-                grad_w = tf.raw_ops.Conv2DBackpropFilter(
-                    input=c_in, filter_sizes=tf.shape(w), out_backprop=upstream,
-                    strides=strides4, padding=pad, dilations=dilations4)
-                return grad_c, grad_w
-
-        return tf.identity(summed_products), grad
-
-    return _conv(counts, kernel)
-
-
-def shared_dense(counts: tf.Tensor, kernel: tf.Tensor, summed_products: tf.Tensor) -> tf.Tensor:
-    """Dense analogue of :func:`shared_conv2d`: value ``summed_products`` (== ``counts @ kernel``)."""
-
-    @tf.custom_gradient
-    def _dense(c_in, w):
-        def grad(upstream):
-            with tf.name_scope("coupled_ann_backward"):
-                upstream = tf.cast(upstream, c_in.dtype)
-                return (tf.matmul(upstream, w, transpose_b=True),
-                        tf.matmul(c_in, upstream, transpose_a=True))
-
-        return tf.identity(summed_products), grad
-
-    return _dense(counts, kernel)
+def per_step(op: Callable[[tf.Tensor], tf.Tensor], train: tf.Tensor, time_steps=None) -> tf.Tensor:
+    """``op`` applied to every step of ``train`` ``[batch, T, ...]`` as one call, time folded
+    into the batch (the fused forward). ``time_steps``: T if the input's is not static."""
+    if time_steps is None:
+        time_steps = train.shape[1] if train.shape[1] is not None else tf.shape(train)[1]
+    return batch_to_time(op(time_to_batch(train)), time_steps)

@@ -23,9 +23,13 @@ class SpikeEncoder(ModeMixin, keras.layers.Layer):
         a0 = min(floor(max(v, 0) / theta), T)
         s[t] = 1 if a0 >= t + 1 else 0,   t = 0 .. T-1      (front-loaded, sum_t s[t] = a0)
 
+    that is an IF neuron starting from ``V(0) = v`` without input current. With
+    ``neuron=tk.neurons.IF(initial_potential=v0)`` it starts from ``v + v0 theta``:
+    ``a0 = clip(floor(v / theta + v0), 0, T)`` (``v0 = 0.5`` rounds).
+
     Gradient (straight-through of the bounded ReLU): ``d a0 / d v = 1/theta`` where
-    ``0 < v < T*theta``, else 0; the spike train is read as a rate, so a following
-    layer's count gradient ``grad_c`` gives ``grad_v = grad_c / theta`` there.
+    ``0 < v + v0 theta < T*theta``, else 0; the spike train is read as a rate, so a
+    following layer's count gradient ``grad_c`` gives ``grad_v = grad_c / theta`` there.
 
     ``encoding="current"`` sends the unquantized ``clip(v/theta, 0, T) / T`` at every
     step: a constant analog current into the first tandem layer (Rueckauer et al.
@@ -40,6 +44,8 @@ class SpikeEncoder(ModeMixin, keras.layers.Layer):
       time_steps: T, the encoding window (integer >= 1).
       threshold: theta (> 0).
       encoding: ``"spike"`` or ``"current"``.
+      neuron: ``"if"`` or a ``tk.neurons.IF`` (its ``initial_potential``); the front-loaded
+        code is defined for the non-leaky neuron only.
       mode: one of ``tk.MODES``; every mode but ``"ann"`` encodes as above.
 
     Example:
@@ -49,13 +55,20 @@ class SpikeEncoder(ModeMixin, keras.layers.Layer):
     """
 
     def __init__(self, time_steps: int, threshold: float = 1.0, encoding: str = "spike",
-                 mode: str = "tandem", **kwargs: Any) -> None:
+                 mode: str = "tandem", neuron: Any = "if", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         owner = type(self).__name__
         self.time_steps = check_time_steps(time_steps, owner)
         self.threshold = check_threshold(threshold, owner)
         self.encoding = check_choice(encoding, "encoding", ENCODINGS, owner)
         self.mode = mode
+        try:
+            self.neuron = neurons.get(neuron)
+        except ValueError as error:
+            raise ValueError(f"{owner}: {error}") from None
+        if type(self.neuron) is not neurons.IF:
+            raise ValueError(f"{owner}: the front-loaded spike code is defined for IF neurons "
+                             f"(neuron='if' or tk.neurons.IF(...)), got {self.neuron!r}.")
 
     def build(self, input_shape) -> None:
         if len(input_shape) < 2:
@@ -78,13 +91,14 @@ class SpikeEncoder(ModeMixin, keras.layers.Layer):
             per_step = tf.expand_dims(level / self.time_steps, 1)
             reps = [1, self.time_steps] + [1] * (v.shape.rank - 1)
             return tf.cast(tf.tile(per_step, reps), self.compute_dtype)
-        count = neurons.bounded_quantized_relu(v, self.threshold, self.time_steps)
+        count = self.neuron.quantized_count(v, self.threshold, self.time_steps)
         spikes = neurons.front_loaded_spikes(count, self.time_steps)
         return mark_spikes(tandem.couple_spikes_to_potential(
-            tf.cast(spikes, self.compute_dtype), v, self.threshold, "bounded_relu"))
+            tf.cast(spikes, self.compute_dtype), v, self.threshold, "bounded_relu",
+            offset=self.neuron.initial_potential))
 
     def get_config(self) -> dict:
         config = super().get_config()
         config.update(time_steps=self.time_steps, threshold=self.threshold,
-                      encoding=self.encoding, mode=self.mode)
+                      encoding=self.encoding, mode=self.mode, neuron=neurons.serialize(self.neuron))
         return config

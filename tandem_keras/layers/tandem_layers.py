@@ -1,8 +1,9 @@
-"""TandemConv2D and TandemDense: spike train in, spike train out (method §3).
+"""TandemConv2D and TandemDense: spike train in, spike train (or current) out (method §3).
 
 Both share :class:`TandemLayer`, which holds the weights, the fused batch
-normalization, the modes and the coupling; a subclass only says how its linear
-map (convolution or matrix product) is applied.
+normalization, the neuron, the modes and the coupling; a subclass only says how its
+linear map (convolution or matrix product) is applied: its gradient is the map's own
+vector-Jacobian product (``tandem.shared_linear``), so a new linear map needs no backward.
 
 (Longer than the project's ~300 lines on purpose: the base class is one mechanism, the
 Keras argument handling, build, input checks, the four modes' forward passes and the
@@ -23,11 +24,14 @@ from tandem_keras._checks import (
     ModeMixin,
     assert_time_axis,
     check_choice,
+    check_pair,
+    check_producer,
     check_spike_train_shape,
     check_spike_values,
     check_threshold,
     check_time_axis,
     layer_label,
+    mark_current,
     mark_spikes,
     spike_train_input_spec,
 )
@@ -43,18 +47,23 @@ class TandemLayer(ModeMixin, keras.layers.Layer):
 
     Forward (``mode="tandem"``; method §3, paper Eq. 1-3), with BN folded into the weights
     (``g = gamma / sqrt(var + eps)``, ``W' = W g``, ``b' = (b - mu) g + beta``; batch
-    statistics in training, moving statistics in inference)::
+    statistics in training, moving statistics in inference), for ``neuron="if"``::
 
         z(t) = W' * s_in(t) + b' / T
-        V(t) = V(t-1) + z(t) - theta * s(t-1),   s(t) = [V(t) >= theta]
+        V(t) = V(t-1) + z(t) - theta * s(t-1),   s(t) = [V(t) >= theta],   V(0) = v0 theta
+
+    (``neuron="lif"`` leaks, see :mod:`tandem_keras.neurons`; ``v0`` is the neuron's
+    ``initial_potential``). ``neuron=None`` makes the layer synapse-only: it outputs the
+    float32 current train ``z(t)`` itself (method §3), e.g. into :class:`TandemAdd`.
 
     Backward (the tandem rule, paper Eq. 4-5, 11), from the coupled ANN only::
 
-        c_in = sum_t s_in(t),  V_f = BN(W * c_in + b),  a = clip(V_f / theta, 0, T)
+        c_in = sum_t s_in(t),  V_f = BN(W * c_in + b),  a = clip(V_f / theta + v0, 0, T)
         grad_a = sum_t grad_s(t) / T,  grad_s_in(t) = grad_c_in
 
     (``surrogate`` sets ``a``: ``"bounded_relu"`` above, ``"relu"`` without the upper
-    bound, or any :class:`tandem_keras.surrogates.Surrogate`.)
+    bound, or any :class:`tandem_keras.surrogates.Surrogate``; synapse-only: ``V_f`` is the
+    current's time-sum and ``grad_V_f = sum_t grad_z(t) / T``.)
 
     Other modes: ``"quantized"`` (Eq. 11 forward as front-loaded spikes,
     straight-through gradient), ``"ann"`` (ReLU ANN; the output's time axis has
@@ -71,7 +80,9 @@ class TandemLayer(ModeMixin, keras.layers.Layer):
     summed); at inference (``training`` false, every mode but ``"ann"``) the input must be
     spikes, exactly 0/1 and finite (``ValueError`` eagerly, a ``tf.debugging.Assert`` in
     compiled functions). ``analog_input=True`` accepts finite values in ``[0, 1]`` instead:
-    set it on the layer after ``SpikeEncoder(encoding="current")``.
+    set it on the layer after ``SpikeEncoder(encoding="current")``. The exact currents of
+    the library's own layers (``tk.AveragePooling2D``, synapse-only layers) are accepted;
+    a Keras ``Add`` or average pooling feeding the layer is refused when the model is built.
     """
 
     # Subclasses set these.
@@ -81,6 +92,7 @@ class TandemLayer(ModeMixin, keras.layers.Layer):
     def __init__(
         self,
         threshold: float = 1.0,
+        neuron: Any = "if",
         batch_norm: bool = True,
         surrogate: Any = "bounded_relu",
         mode: str = "tandem",
@@ -111,6 +123,10 @@ class TandemLayer(ModeMixin, keras.layers.Layer):
                 f"{owner}: activation={activation!r} is not supported; the activation of a tandem "
                 "layer is its integrate-and-fire neuron (leave activation=None).")
         self.threshold = check_threshold(threshold, owner)
+        try:
+            self.neuron = None if neuron is None else neurons.get(neuron)
+        except ValueError as error:
+            raise ValueError(f"{owner}: {error}") from None
         self.batch_norm = bool(batch_norm)
         try:
             self.surrogate = surrogates.get(surrogate)
@@ -145,10 +161,6 @@ class TandemLayer(ModeMixin, keras.layers.Layer):
 
     def _apply_kernel(self, x: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
         """The linear map ``W * x`` on ``[batch, ...]`` (no bias)."""
-        raise NotImplementedError
-
-    def _shared_apply(self, counts, kernel, summed_products):
-        """``W * counts`` valued as ``summed_products`` (see tandem.shared_*)."""
         raise NotImplementedError
 
     def _output_spatial_shape(self, input_shape: tuple) -> tuple:
@@ -187,6 +199,11 @@ class TandemLayer(ModeMixin, keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         time_axis = 1 if self.mode == "ann" else input_shape[1]
         return (input_shape[0], time_axis) + self._output_spatial_shape(tuple(input_shape))
+
+    def compute_output_spec(self, inputs, training=None):
+        # Currents (neuron=None) are float32 under any dtype policy; spikes the compute dtype.
+        return keras.KerasTensor(self.compute_output_shape(tuple(inputs.shape)),
+                                 dtype="float32" if self.neuron is None else self.compute_dtype)
 
     # ------------------------------------------------------------------ the BN
     def _normalize(self, preactivation: tf.Tensor, training: bool):
@@ -257,6 +274,8 @@ class TandemLayer(ModeMixin, keras.layers.Layer):
         if (self.built and self.mode != "ann" and hasattr(inputs, "shape")
                 and len(inputs.shape) == self._input_rank):
             check_time_axis(inputs.shape, self._time_steps, layer_label(self))
+        if self.mode != "ann" and keras.backend.is_keras_tensor(inputs):
+            check_producer(inputs, layer_label(self), analog=self.analog_input)
         return super().__call__(*args, **kwargs)
 
     def call(self, inputs, training=None):
@@ -273,23 +292,29 @@ class TandemLayer(ModeMixin, keras.layers.Layer):
         kernel = tf.convert_to_tensor(self.kernel)
         inputs = tf.cast(inputs, kernel.dtype)
         if self.mode == "tandem":
-            return mark_spikes(self._call_tandem(inputs, kernel, training))
+            return self._call_tandem(inputs, kernel, training)
         if self.mode == "bptt":
-            return mark_spikes(self._call_bptt(inputs, kernel, training))
+            return self._call_bptt(inputs, kernel, training)
         counts = tf.reduce_sum(inputs, axis=1)
         v_f, _, _ = self._normalize(self._apply_kernel(counts, kernel), training)
         if self.mode == "ann":
+            if self.neuron is None:  # the current's ANN value, its time-sum V_f
+                return tf.expand_dims(v_f, 1)
             return tf.cast(tf.expand_dims(tf.nn.relu(v_f / self.threshold), 1), self.compute_dtype)
-        # quantized: Eq. 11 forward as a front-loaded spike train, straight-through gradient
-        activation = neurons.bounded_quantized_relu(v_f, self.threshold, self._time_steps)
+        # quantized: Eq. 11 forward (shifted by the initial potential) as a front-loaded
+        # spike train, straight-through gradient; synapse-only: V_f spread over the T steps.
+        if self.neuron is None:
+            spread = tf.expand_dims(v_f / float(self._time_steps), 1)
+            return mark_current(tf.repeat(spread, self._time_steps, axis=1))
+        activation = self.neuron.quantized_count(v_f, self.threshold, self._time_steps)
         spikes = neurons.front_loaded_spikes(activation, self._time_steps)
         return mark_spikes(tandem.couple_spikes_to_potential(
-            tf.cast(spikes, self.compute_dtype), v_f, self.threshold, self.surrogate))
+            tf.cast(spikes, self.compute_dtype), v_f, self.threshold, self.surrogate,
+            offset=self.neuron.initial_potential))
 
     def _per_step_products(self, inputs, kernel):
         """``W * s(t)`` for every t with one linear op over time folded into batch."""
-        products = self._apply_kernel(tandem.time_to_batch(inputs), kernel)
-        return tandem.batch_to_time(products, self._time_steps)
+        return tandem.per_step(lambda x: self._apply_kernel(x, kernel), inputs, self._time_steps)
 
     def _snn_current(self, products, scale, folded_bias):
         """``z(t) = W' s(t) + b'/T`` in float32 from the unscaled products ``W s(t)``."""
@@ -304,29 +329,39 @@ class TandemLayer(ModeMixin, keras.layers.Layer):
         with tf.name_scope("time_sums"):
             counts = tf.reduce_sum(inputs, axis=1)
             summed = tf.reduce_sum(tf.cast(products, tf.float32), axis=1)  # float32 even in bf16
-        preactivation = self._shared_apply(counts, kernel, summed)
+        # W c_in valued as sum_t W s(t) (linearity), gradient the VJP of W at the counts.
+        preactivation = tandem.shared_linear(self._apply_kernel, summed, [counts, kernel])
         with tf.name_scope("batch_norm_fold"):
             v_f, scale, folded_bias = self._normalize(preactivation, training)
             scale = tf.stop_gradient(scale) if scale is not None else None
             step_bias = tf.stop_gradient(folded_bias) / float(self._time_steps)
+        products = tf.stop_gradient(products)
+        if self.neuron is None:
+            with tf.name_scope("synaptic_current"):
+                current = tf.cast(products, tf.float32)
+                current = (current * scale if scale is not None else current) + step_bias
+            return mark_current(tandem.couple_train_to_value(current, v_f))
         # z(t) = W' s(t) + b'/T = (W s(t)) g + b'/T, formed step by step (as _snn_current).
         spikes = neurons.integrate_and_fire_affine(
-            tf.stop_gradient(products), scale, step_bias, self.threshold, self.compute_dtype)
-        return tandem.couple_spikes_to_potential(spikes, v_f, self.threshold, self.surrogate)
+            products, scale, step_bias, self.threshold, self.compute_dtype, neuron=self.neuron)
+        return mark_spikes(tandem.couple_spikes_to_potential(
+            spikes, v_f, self.threshold, self.surrogate, offset=self.neuron.initial_potential))
 
     def _call_bptt(self, inputs, kernel, training):
         products = self._per_step_products(inputs, kernel)
         preactivation = tf.reduce_sum(tf.cast(products, tf.float32), axis=1)
         _, scale, folded_bias = self._normalize(preactivation, training)
-        spikes = neurons.integrate_and_fire_bptt(
-            self._snn_current(products, scale, folded_bias), self.threshold)
-        return tf.cast(spikes, self.compute_dtype)
+        current = self._snn_current(products, scale, folded_bias)
+        if self.neuron is None:
+            return mark_current(current)
+        spikes = self.neuron.fire_bptt(current, self.threshold)
+        return mark_spikes(tf.cast(spikes, self.compute_dtype))
 
     # ------------------------------------------------------------------ config
     def get_config(self) -> dict:
         config = super().get_config()
         config.update(
-            threshold=self.threshold, batch_norm=self.batch_norm,
+            threshold=self.threshold, neuron=neurons.serialize(self.neuron), batch_norm=self.batch_norm,
             surrogate=surrogates.serialize(self.surrogate),
             mode=self.mode, use_bias=self.use_bias, momentum=self.momentum, epsilon=self.epsilon,
             analog_input=self.analog_input)
@@ -337,15 +372,6 @@ class TandemLayer(ModeMixin, keras.layers.Layer):
         for key in _CONSTRAINT_KEYS:
             config[key] = keras.constraints.serialize(getattr(self, key))
         return config
-
-
-def _pair(value, name: str, owner: str) -> tuple:
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        value = (int(value), int(value))
-    value = tuple(int(v) for v in value)
-    if len(value) != 2 or min(value) < 1:
-        raise ValueError(f"{owner}: {name} must be a positive int or a pair of them, got {value}.")
-    return value
 
 
 @keras.saving.register_keras_serializable(package="tandem_keras")
@@ -385,9 +411,9 @@ class TandemConv2D(TandemLayer):
         if data_format not in (None, "channels_last"):
             raise ValueError(f"{owner}: only data_format='channels_last' is supported, got {data_format!r}.")
         self.filters = int(filters)
-        self.kernel_size = _pair(kernel_size, "kernel_size", owner)
-        self.strides = _pair(strides, "strides", owner)
-        self.dilation_rate = _pair(dilation_rate, "dilation_rate", owner)
+        self.kernel_size = check_pair(kernel_size, "kernel_size", owner)
+        self.strides = check_pair(strides, "strides", owner)
+        self.dilation_rate = check_pair(dilation_rate, "dilation_rate", owner)
         self.padding = check_choice(str(padding).lower(), "padding", ("same", "valid"), owner)
         if max(self.strides) > 1 and max(self.dilation_rate) > 1:
             raise ValueError(f"{owner}: strides > 1 together with dilation_rate > 1 is not supported.")
@@ -398,10 +424,6 @@ class TandemConv2D(TandemLayer):
     def _apply_kernel(self, x, kernel):
         return tf.nn.conv2d(x, kernel, strides=self.strides, padding=self.padding.upper(),
                             dilations=self.dilation_rate)
-
-    def _shared_apply(self, counts, kernel, summed_products):
-        return tandem.shared_conv2d(counts, kernel, summed_products, self.strides,
-                                    self.padding, self.dilation_rate)
 
     def _output_spatial_shape(self, input_shape):
         spatial = []
@@ -451,9 +473,6 @@ class TandemDense(TandemLayer):
 
     def _apply_kernel(self, x, kernel):
         return tf.matmul(x, kernel)
-
-    def _shared_apply(self, counts, kernel, summed_products):
-        return tandem.shared_dense(counts, kernel, summed_products)
 
     def _output_spatial_shape(self, input_shape):
         return (self.units,)

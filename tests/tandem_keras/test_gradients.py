@@ -34,8 +34,9 @@ def ann_layers(op, units, kernel_shape, use_bias, bn):
     return lin, bnl
 
 
-def ann_gradients(op, x, kernel, bias, bn, theta, r, training, surrogate):
-    """Gradients of the ANN loss <mean_t R, a> w.r.t. kernel, bias, gamma, beta, c_in."""
+def ann_gradients(op, x, kernel, bias, bn, theta, r, training, surrogate, offset=0.0):
+    """Gradients of the ANN loss <mean_t R, a> w.r.t. kernel, bias, gamma, beta, c_in;
+    ``offset`` shifts the activation by the neuron's initial potential (a fraction of theta)."""
     units = kernel.shape[-1]
     lin, bnl = ann_layers(op, units, kernel.shape, bias is not None, bn)
     c_in = tf.constant(np.asarray(x, np.float64).sum(axis=1))
@@ -54,9 +55,9 @@ def ann_gradients(op, x, kernel, bias, bn, theta, r, training, surrogate):
         if bnl is not None:
             vf = bnl(vf, training=training)
         if surrogate == "relu":
-            a = tf.nn.relu(vf / theta)
+            a = tf.nn.relu(vf / theta + offset)
         else:
-            a = tf.clip_by_value(vf / theta, 0.0, float(t_steps))
+            a = tf.clip_by_value(vf / theta + offset, 0.0, float(t_steps))
         loss = tf.reduce_sum(a * np.asarray(r, np.float64).mean(axis=1))
     sources = {"kernel": lin.kernel, "c_in": c_in}
     if bias is not None:

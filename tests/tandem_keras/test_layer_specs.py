@@ -183,22 +183,49 @@ def _assert_ops(model, x):
 
 
 def test_library_spike_trains_are_not_rechecked_but_foreign_layers_outputs_are():
-    """Spikes made by the encoder or an IF layer are 0/1 by construction (tagged, no
-    check); a Keras layer between two tandem layers makes a tensor that is checked."""
+    """Spikes made by the encoder or an IF layer are 0/1 by construction and the library's
+    pooled trains are exact currents (tagged, no check); a Keras layer between two tandem
+    layers makes a tensor that is checked."""
     x = np.random.default_rng(5).random((2, 6, 6, 3)).astype(np.float32) * 4
     plain = keras.Sequential([keras.Input((6, 6, 3)), tk.SpikeEncoder(4, name="enc"),
                               tk.TandemConv2D(2, 3, name="conv"), tk.TimeFlatten(),
                               tk.TandemDense(3, name="fc"), tk.SpikeCount()])
     assert _assert_ops(plain, x) == ["enc"]
-    pooled = keras.Sequential([keras.Input((6, 6, 3)), tk.SpikeEncoder(4, name="enc"),
-                               tk.TandemConv2D(2, 3, name="conv"),
-                               keras.layers.AveragePooling3D((1, 2, 2), name="avg"),
-                               tk.TandemConv2D(2, 3, name="conv2"), tk.SpikeCount()])
-    assert _assert_ops(pooled, x) == ["conv2", "enc"]
-    averaged = keras.Sequential([keras.Input((4, 6, 6, 2)), keras.layers.AveragePooling3D((1, 2, 2)),
-                                 tk.TandemConv2D(2, 3, name="after_avg")])
+    library = keras.Sequential([keras.Input((6, 6, 3)), tk.SpikeEncoder(4, name="enc"),
+                                tk.TandemConv2D(2, 3, name="conv"), tk.AveragePooling2D(2),
+                                tk.TandemConv2D(2, 3, name="conv2"), tk.MaxPooling2D(1),
+                                tk.TandemConv2D(2, 3, name="conv3"), tk.SpikeCount()])
+    assert _assert_ops(library, x) == ["enc"]
+    foreign = keras.Sequential([keras.Input((6, 6, 3)), tk.SpikeEncoder(4, name="enc"),
+                                tk.TandemConv2D(2, 3, name="conv"),
+                                keras.layers.TimeDistributed(keras.layers.MaxPooling2D(2)),
+                                tk.TandemConv2D(2, 3, name="conv2"), tk.SpikeCount()])
+    assert _assert_ops(foreign, x) == ["conv2", "enc"]
+
+
+@pytest.mark.parametrize("pool", [lambda: keras.layers.AveragePooling3D((1, 2, 2), name="avg"),
+                                  lambda: keras.layers.TimeDistributed(
+                                      keras.layers.AveragePooling2D(2), name="avg")])
+def test_keras_average_pooling_into_a_tandem_layer_refused_at_build_unless_analog(pool):
+    inputs = keras.Input((4, 6, 6, 2))
+    pooled = pool()(inputs)
+    with pytest.raises(ValueError, match=r"^after_avg \(TandemConv2D\) is fed by 'avg' .*averages of "
+                                         r"spikes are not spikes; use tk.AveragePooling2D .*"
+                                         r"analog_input=True"):
+        tk.TandemConv2D(2, 3, name="after_avg")(pooled)
+    model = keras.Model(inputs, tk.TandemConv2D(2, 3, analog_input=True)(pooled))
     spikes = np.zeros((2, 4, 6, 6, 2), np.float32)
-    assert averaged.predict(spikes, verbose=0).shape == (2, 4, 3, 3, 2)   # 0 averages to 0
     spikes[:, :, 0, 0, 0] = 1.0                     # one spike in a 2x2 window -> 0.25
-    with pytest.raises(tf.errors.InvalidArgumentError, match=r"after_avg \(TandemConv2D\) expects a spike"):
-        averaged.predict(spikes, verbose=0)
+    assert model.predict(spikes, verbose=0).shape == (2, 4, 3, 3, 2)
+
+
+def test_untagged_non_spikes_refused_at_inference_naming_the_alternatives():
+    """An eager call (no model graph to inspect) reaches the value check, whose message
+    names tk.AveragePooling2D, tk.TandemAdd and analog_input=True."""
+    layer = tk.TandemConv2D(2, 3, name="after_avg")
+    spikes = np.zeros((2, 4, 6, 6, 2), np.float32)
+    spikes[:, :, 0, 0, 0] = 0.25
+    with pytest.raises(ValueError, match=r"after_avg \(TandemConv2D\) expects a spike train .*; 8 of "
+                                         r"576 values are not 0/1 \(e.g. 0.25.*tk.TandemAdd.*"
+                                         r"tk.AveragePooling2D.*analog_input=True"):
+        layer(spikes)

@@ -6,6 +6,10 @@ docs/method.md so that the library can be checked against them.
 - `conv2d_np`: cross-correlation with TensorFlow's "same"/"valid" padding and strides.
 - `bn_fold_np`: W' = W * g, b' = (b - mu) * g + beta, g = gamma / sqrt(var + eps).
 - `if_np`: IF neuron, reset by subtraction, V(0) = 0, spike when V >= theta (Eq. 2-3).
+- `neuron_np`: IF or LIF (leak beta per step, after the reset) from V(0) = v0 theta.
+- `avg_pool_np`, `max_pool_np`, `global_avg_np`: pooling of every time step (TF's padding;
+  "same" average pooling averages the window's elements inside the image).
+- `tandem_add_np`: the neuron after a residual addition of weighted trains.
 - `tandem_layer_np`: a whole tandem layer forward (method §3), with BN statistics from the
   batch (training) or given moving statistics (inference).
 - `encode_np`: the front-loaded encoder of method §2.
@@ -99,15 +103,89 @@ def if_np(z: np.ndarray, theta: float):
     return spikes, margin
 
 
+def neuron_np(z: np.ndarray, theta: float, beta: float = 1.0, v0: float = 0.0):
+    """IF (beta = 1) or LIF neurons over axis 1, reset by subtraction, leak after the reset.
+
+    U(t) = beta * (U(t-1) - theta * s(t-1)) + z(t), U(0) = v0 * theta, s(0) = 0,
+    s(t) = [U(t) >= theta]. Returns (spikes, margin) as `if_np`.
+    """
+    z = np.asarray(z, np.float64)
+    u = np.full(z.shape[:1] + z.shape[2:], v0 * theta)
+    s_prev = np.zeros_like(u)
+    spikes = np.zeros_like(z)
+    margin = np.full(u.shape, np.inf)
+    for t in range(z.shape[1]):
+        u = beta * (u - theta * s_prev) + z[:, t]
+        margin = np.minimum(margin, np.abs(u - theta))
+        s_prev = (u >= theta).astype(np.float64)
+        spikes[:, t] = s_prev
+    return spikes, margin
+
+
+def _pool_windows(x: np.ndarray, pool: tuple, strides: tuple, padding: str):
+    """Yields (i, j, window [N, h, w, C]) of x [N, H, W, C] with TF's padding rules
+    ("same": windows cut at the border, no padded values)."""
+    n, h, w, c = x.shape
+    if padding == "same":
+        oh, pt, _ = _same_pads(h, pool[0], strides[0])
+        ow, pl, _ = _same_pads(w, pool[1], strides[1])
+    else:
+        oh, pt = -(-(h - pool[0] + 1) // strides[0]), 0
+        ow, pl = -(-(w - pool[1] + 1) // strides[1]), 0
+    for i in range(oh):
+        for j in range(ow):
+            r0, c0 = i * strides[0] - pt, j * strides[1] - pl
+            r1, c1 = min(r0 + pool[0], h), min(c0 + pool[1], w)
+            yield i, j, x[:, max(r0, 0):r1, max(c0, 0):c1, :], (oh, ow)
+
+
+def _pool_np(x, pool, strides, padding, reduce):
+    x = np.asarray(x, np.float64)
+    out = None
+    for i, j, window, (oh, ow) in _pool_windows(x, pool, strides, padding):
+        if out is None:
+            out = np.zeros((x.shape[0], oh, ow, x.shape[3]))
+        out[:, i, j] = reduce(window.reshape(x.shape[0], -1, x.shape[3]), axis=1)
+    return out
+
+
+def avg_pool_np(s, pool=(2, 2), strides=None, padding="valid"):
+    """Average pooling of every step of s [N, T, H, W, C]."""
+    s = np.asarray(s, np.float64)
+    strides = strides or pool
+    return np.stack([_pool_np(s[:, t], pool, strides, padding, np.mean)
+                     for t in range(s.shape[1])], axis=1)
+
+
+def max_pool_np(s, pool=(2, 2), strides=None, padding="valid"):
+    """Max pooling of every step of s [N, T, H, W, C] (an OR of binary spikes)."""
+    s = np.asarray(s, np.float64)
+    strides = strides or pool
+    return np.stack([_pool_np(s[:, t], pool, strides, padding, np.max)
+                     for t in range(s.shape[1])], axis=1)
+
+
+def global_avg_np(s):
+    """[N, T, H, W, C] -> [N, T, C]."""
+    return np.asarray(s, np.float64).mean(axis=(2, 3))
+
+
+def tandem_add_np(trains, theta=1.0, scales=None, beta=1.0, v0=0.0):
+    """The neuron after sum_i w_i x_i(t) (method §3, residual neuron): (spikes, margin)."""
+    scales = scales or [1.0] * len(trains)
+    z = sum(w * np.asarray(x, np.float64) for w, x in zip(scales, trains))
+    return neuron_np(z, theta, beta, v0)
+
+
 def front_loaded_np(count: np.ndarray, time_steps: int) -> np.ndarray:
     """s[t] = 1 if count >= t + 1: [N, ...] -> [N, T, ...]."""
     t = np.arange(time_steps).reshape((1, time_steps) + (1,) * (count.ndim - 1))
     return (np.expand_dims(count, 1) >= t + 1).astype(np.float64)
 
 
-def encode_np(v: np.ndarray, time_steps: int, theta: float = 1.0) -> np.ndarray:
-    """method §2: a0 = min(floor(max(v,0)/theta), T), front-loaded."""
-    a0 = np.minimum(np.floor(np.maximum(np.asarray(v, np.float64), 0.0) / theta), time_steps)
+def encode_np(v: np.ndarray, time_steps: int, theta: float = 1.0, v0: float = 0.0) -> np.ndarray:
+    """method §2: a0 = clip(floor(v/theta + v0), 0, T), front-loaded (v0 = 0: Eq. 11)."""
+    a0 = np.clip(np.floor(np.asarray(v, np.float64) / theta + v0), 0, time_steps)
     return front_loaded_np(a0, time_steps)
 
 
@@ -152,11 +230,25 @@ def tandem_layer_np(s_in, kernel, bias, op, theta=1.0, bn=None, training=False):
     return if_np(z, theta)
 
 
-def quantized_np(s_in, kernel, bias, op, theta=1.0, bn=None, training=False):
-    """Bounded quantized ANN (Eq. 11) as front-loaded spikes; returns (spikes, V_f)."""
+def synaptic_current_np(s_in, kernel, bias, op, bn=None, training=False):
+    """z(t) = W' s_in(t) + b'/T of a synapse-only layer (neuron=None), [N, T, ...]."""
+    s_in = np.asarray(s_in, np.float64)
+    n, t_steps = s_in.shape[:2]
+    k, b = folded_np(s_in, kernel, bias, op, bn, training)
+    z = linear_np(s_in.reshape((n * t_steps,) + s_in.shape[2:]), k, op) + b / t_steps
+    return z.reshape((n, t_steps) + z.shape[1:])
+
+
+def neuron_layer_np(s_in, kernel, bias, op, theta=1.0, bn=None, training=False, beta=1.0, v0=0.0):
+    """A tandem layer with an IF or LIF neuron from V(0) = v0 theta: (spikes, margin)."""
+    return neuron_np(synaptic_current_np(s_in, kernel, bias, op, bn, training), theta, beta, v0)
+
+
+def quantized_np(s_in, kernel, bias, op, theta=1.0, bn=None, training=False, v0=0.0):
+    """Bounded quantized ANN (Eq. 11, shifted by v0) as front-loaded spikes; (spikes, V_f)."""
     t_steps = np.asarray(s_in).shape[1]
     vf = free_potential_np(s_in, kernel, bias, op, bn, training)
-    a = np.minimum(np.floor(np.maximum(vf, 0.0) / theta), t_steps)
+    a = np.clip(np.floor(vf / theta + v0), 0, t_steps)
     return front_loaded_np(a, t_steps), vf
 
 
@@ -208,6 +300,48 @@ def test_if_np_hand_computed():
     # theta = 2 with negative input: never fires
     s, _ = if_np(np.full((1, 3, 1), -1.0), 2.0)
     assert s.sum() == 0
+
+
+def test_neuron_np_hand_computed():
+    # beta = 1, v0 = 0 is if_np
+    z = np.random.default_rng(3).normal(0.4, 0.6, (4, 7, 3))
+    np.testing.assert_array_equal(neuron_np(z, 0.8)[0], if_np(z, 0.8)[0])
+    # LIF, beta = 0.5: z = 0.6 -> U: 0.6, 0.9, 1.05 (spike), 0.5*0.05 + 0.6 = 0.625
+    s, _ = neuron_np(np.full((1, 4, 1), 0.6), 1.0, beta=0.5)
+    np.testing.assert_array_equal(s[0, :, 0], [0, 0, 1, 0])
+    # v0 = 0.5: U(0) = 0.5; z = 0.5 -> U: 1.0 (spike), 0.5, 1.0 (spike): rounding of 1.5 = 2
+    s, _ = neuron_np(np.full((1, 3, 1), 0.5), 1.0, v0=0.5)
+    np.testing.assert_array_equal(s[0, :, 0], [1, 0, 1])
+    # LIF with v0: U(1) = beta * v0 * theta + z(1) = 0.5 * 0.5 * 2 + 1.6 = 2.1 >= 2
+    s, _ = neuron_np(np.array([[[1.6], [0.0]]]), 2.0, beta=0.5, v0=0.5)
+    np.testing.assert_array_equal(s[0, :, 0], [1, 0])
+
+
+def test_pooling_np_hand_computed():
+    x = np.arange(25, dtype=float).reshape(1, 1, 5, 5, 1)
+    # valid 2x2 stride 2: windows at rows/cols 0-1 and 2-3
+    np.testing.assert_array_equal(avg_pool_np(x)[0, 0, :, :, 0], [[3, 5], [13, 15]])
+    np.testing.assert_array_equal(max_pool_np(x)[0, 0, :, :, 0], [[6, 8], [16, 18]])
+    # same 2x2 stride 2 on 5x5: out 3x3, no padding in front, last row/col of size 1
+    same = avg_pool_np(x, padding="same")[0, 0, :, :, 0]
+    assert same.shape == (3, 3) and same[2, 2] == 24 and same[0, 2] == (4 + 9) / 2
+    np.testing.assert_array_equal(global_avg_np(x)[0, 0], [12.0])
+    s, _ = tandem_add_np([np.full((1, 2, 1), 0.5), np.ones((1, 2, 1))], scales=[1.0, 0.25])
+    np.testing.assert_array_equal(s[0, :, 0], [0, 1])
+
+
+@pytest.mark.parametrize("padding", ["same", "valid"])
+@pytest.mark.parametrize("pool, strides", [((2, 2), None), ((3, 3), (2, 2)), ((2, 3), (1, 2))])
+def test_pooling_np_matches_tensorflow(padding, pool, strides):
+    import tensorflow as tf
+
+    x = np.random.default_rng(4).normal(size=(2, 3, 7, 6, 2)).astype(np.float32)
+    flat = x.reshape(6, 7, 6, 2)   # float32: TF's max pooling (oneDNN) is exact there
+    st = strides or pool
+    avg = tf.nn.avg_pool2d(flat, pool, st, padding.upper()).numpy()
+    mx = tf.nn.max_pool2d(flat, pool, st, padding.upper()).numpy()
+    np.testing.assert_allclose(avg_pool_np(x, pool, strides, padding).reshape(avg.shape), avg, rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(max_pool_np(x, pool, strides, padding).reshape(mx.shape), mx)
 
 
 def test_encode_np_hand_computed():

@@ -8,7 +8,7 @@ import tandem_keras as tk
 
 # Arguments of the Keras layers that have no meaning for a spiking layer.
 NOT_APPLICABLE = {"lora_rank", "lora_alpha", "quantization_config"}
-TANDEM_EXTRAS = {"threshold", "batch_norm", "surrogate", "mode", "momentum", "epsilon",
+TANDEM_EXTRAS = {"threshold", "neuron", "batch_norm", "surrogate", "mode", "momentum", "epsilon",
                  "gamma_initializer", "beta_initializer", "moving_mean_initializer",
                  "moving_variance_initializer", "gamma_regularizer", "beta_regularizer",
                  "analog_input"}

@@ -1,4 +1,4 @@
-"""Spike-count decoding options and the membrane tie rule (tk.decoding, issue 12).
+"""Spike-count decoding options and the membrane tie rule (tk.decoding, method §4).
 
 References: a NumPy integrate-and-fire simulation of the output neurons (counts and the
 potential left after the window), the analytic cross-entropy gradient through the tandem
@@ -276,3 +276,15 @@ def test_count_ceiling_bounds_every_tie_rule():
         assert found["error_ceiling"] == np.mean([c.max() > c[t] for c, t in zip(counts, y)])
         if found["tie_fraction"] == 0:
             assert found["error_index_rule"] == found["error_membrane_rule"] == found["error_ceiling"]
+
+
+class SpikeCountOutputLayerTest(__import__("keras.src.testing", fromlist=["TestCase"]).TestCase):
+    def test_run_layer_test_mixed_precision_reports_float32_logits(self):
+        """Keras's layer test (its mixed_float16 check compares the symbolic output dtype with
+        the returned one): the logits are float32 under any policy."""
+        self.run_layer_test(decoding.SpikeCountOutput, init_kwargs={"units": K, "scale": 2.0},
+                            input_data=spike_batch(4), expected_output_shape=(4, K),
+                            expected_output_dtype="float32", expected_num_trainable_weights=2)
+        layer = decoding.SpikeCountOutput(K, dtype="mixed_bfloat16")
+        symbolic = layer(keras.Input((T, F)))
+        assert symbolic.dtype == "float32" and layer(spike_batch(2)).dtype == tf.float32
