@@ -229,3 +229,16 @@ def test_untagged_non_spikes_refused_at_inference_naming_the_alternatives():
                                          r"576 values are not 0/1 \(e.g. 0.25.*tk.TandemAdd.*"
                                          r"tk.AveragePooling2D.*analog_input=True"):
         layer(spikes)
+
+
+def test_keras_internals_producer_against_the_pinned_keras():
+    """`_keras_internals.producer`: the layer call that made a symbolic tensor and its inputs."""
+    from tandem_keras._keras_internals import producer
+
+    inputs = keras.Input((4, 6, 6, 2))
+    pool = keras.layers.TimeDistributed(keras.layers.AveragePooling2D(2))
+    pooled = pool(inputs)
+    layer, parents = producer(pooled)
+    assert layer is pool and len(parents) == 1 and parents[0] is inputs
+    assert producer(inputs) == (None, [])
+    assert producer(np.zeros((1, 2))) == (None, []) and producer(tf.zeros((1, 2))) == (None, [])
