@@ -41,17 +41,10 @@ from train import data as train_data
 from train import export as train_export
 
 
-def run(config: Config, record_file: Optional[str] = None) -> dict:
-    """Trains every run of ``config``, measures the five findings, writes figures, results
-    and (``record_file``) a ``reproduce_cifar10`` record; returns the results."""
-    wall = time.time()
-    commit, dirty = records.commit()  # of the code that runs, not of the tree at the end
-    figures_dir = config.figures_dir or os.path.join(config.out_dir, "figures")
-    os.makedirs(os.path.join(config.out_dir, "models"), exist_ok=True)
-    data = load_data(config)
-    x_analysis, t_main, batch = data["x_val"][:config.analysis_examples], config.time_steps, config.eval_batch_size
-    ctt_ts = sorted(set(config.sweep_time_steps) | {t_main})
-    runs, models = {}, {}
+def train_runs(config: Config, data: dict, x_analysis: np.ndarray) -> tuple[dict, dict]:
+    """Trains every run of the budget (``train_one``) and saves each model; returns the
+    models and their results by run name."""
+    models, runs, t_main = {}, {}, config.time_steps
 
     def train(name, *args, **kwargs):
         models[name], runs[name] = train_one(config, data, *args, **kwargs)
@@ -59,38 +52,51 @@ def run(config: Config, record_file: Optional[str] = None) -> dict:
         logging.info("%s: validation error %.4f, %.0f s", name, runs[name]["val_error"], runs[name]["train_seconds"])
 
     train("ann", "ann", t_main, curve=True)
-    for t in ctt_ts:
+    for t in sorted(set(config.sweep_time_steps) | {t_main}):
         train(f"quantized_T{t}", "quantized", t, curve=(t == t_main))
     train(f"tandem_T{t_main}", "tandem", t_main, curve=True, fig9_x=x_analysis)
     train(f"tandem_spike_T{t_main}", "tandem", t_main, decode="spike_count", curve=True)
     for t in sorted(set(config.sweep_time_steps) | set(config.synops_time_steps)):
         if t != t_main:
             train(f"tandem_T{t}", "tandem", t)
+    return models, runs
 
-    ctt = {}  # constrain-then-train: the quantized ANN's weights run as the SNN
-    for t in ctt_ts:
-        quantized, snn = models[f"quantized_T{t}"], tk.with_mode(models[f"quantized_T{t}"], "tandem")
+
+def constrain_then_train(config: Config, data: dict, models: dict, runs: dict, x_analysis) -> dict:
+    """Per window: the quantized ANN's weights run as the SNN (error, and the discrepancy
+    between the two per layer, Fig. 7C)."""
+    ctt, batch = {}, config.eval_batch_size
+    for t in sorted(set(config.sweep_time_steps) | {config.time_steps}):
+        quantized = models[f"quantized_T{t}"]
+        snn = tk.with_mode(quantized, "tandem")
         ctt[t] = {"quantized_error": runs[f"quantized_T{t}"]["val_error"],
                   "ctt_error": error_rate(snn, data["x_val"], data["y_val"], batch),
                   "representation_error": analysis.representation_error(quantized, x_analysis, batch_size=batch)}
         if "x_test" in data:
             ctt[t]["ctt_test_error"] = error_rate(snn, data["x_test"], data["y_test"], batch)
-    exports = {}  # the main window's tandem SNN and quantized ANN, for python -m eval
-    for name in (f"tandem_T{t_main}", f"quantized_T{t_main}"):
+    return ctt
+
+
+def export_main_window(config: Config, data: dict, models: dict) -> dict:
+    """The main window's tandem SNN and quantized ANN as SavedModels for ``python -m eval``
+    (with the split they were trained on); returns their directories."""
+    exports = {}
+    for name in (f"tandem_T{config.time_steps}", f"quantized_T{config.time_steps}"):
         exports[name] = os.path.join(config.out_dir, "export", name)
         train_export.export(models[name], exports[name], training={
             "dataset": f"folder:{config.train_dir}", "validation_split": 0.1,
             "num_train": data["available"]["train"], "num_validation": data["available"]["validation"],
             "train_examples_used": len(data["y_train"]), "epochs": config.epochs, "seed": config.seed})
-    main_model = models[f"tandem_T{t_main}"]
-    tandem_discrepancy = analysis.representation_error(main_model, x_analysis, batch_size=batch)
-    synops = {t: tk.count_synops(models[f"tandem_T{t}"], data["x_val"][:config.synops_examples],
-                                 batch_size=batch) for t in config.synops_time_steps}
-    fig9, fig9_raw = fig9_summary(main_model, x_analysis, batch)
+    return exports
 
-    prefix = os.path.join(figures_dir, f"cifar10_{config.budget}_")
+
+def plot_figures(config: Config, runs: dict, ctt: dict, discrepancy: list, synops: dict, fig9_raw: dict) -> dict:
+    """The paper's figures of the reproduction as PNGs in the figures folder; returns their paths."""
+    prefix = os.path.join(config.figures_dir or os.path.join(config.out_dir, "figures"),
+                          f"cifar10_{config.budget}_")
+    t_main, sweep = config.time_steps, config.sweep_time_steps
     pct = lambda v: 100 * np.asarray(v)  # noqa: E731
-    figures = {
+    return {
         "fig8a": plots.plot_error_curves(
             {label: pct(runs[name]["val_error_per_epoch"]) for label, name in (
                 ("ReLU ANN", "ann"), ("quantized ANN (Eq. 11)", f"quantized_T{t_main}"),
@@ -98,14 +104,13 @@ def run(config: Config, record_file: Optional[str] = None) -> dict:
                 ("tandem SNN, spike-count decoding", f"tandem_spike_T{t_main}"))},
             prefix + "fig8a_schemes.png"),
         "fig8b": plots.plot_error_curves(
-            {"tandem SNN": {t: 100 * runs[f"tandem_T{t}"]["val_error"] for t in config.sweep_time_steps},
-             "quantized ANN": {t: 100 * ctt[t]["quantized_error"] for t in config.sweep_time_steps},
-             "constrain-then-train SNN (quantized ANN weights)":
-                 {t: 100 * ctt[t]["ctt_error"] for t in config.sweep_time_steps}},
+            {"tandem SNN": {t: 100 * runs[f"tandem_T{t}"]["val_error"] for t in sweep},
+             "quantized ANN": {t: 100 * ctt[t]["quantized_error"] for t in sweep},
+             "constrain-then-train SNN (quantized ANN weights)": {t: 100 * ctt[t]["ctt_error"] for t in sweep}},
             prefix + "fig8b_time_steps.png", xlabel="encoding window T", log2_x=True),
         "fig7c": plots.plot_representation_error(
-            {**{f"constrain-then-train, T={t}": ctt[t]["representation_error"] for t in ctt_ts},
-             f"tandem-trained weights, T={t_main}": tandem_discrepancy}, prefix + "fig7c_discrepancy.png"),
+            {**{f"constrain-then-train, T={t}": row["representation_error"] for t, row in ctt.items()},
+             f"tandem-trained weights, T={t_main}": discrepancy}, prefix + "fig7c_discrepancy.png"),
         "table2": plots.plot_synops(synops, prefix + "table2_synops.png"),
         "fig9": plots.plot_direction_preservation(fig9_raw["floor"], prefix + "fig9_angle_pcc.png"),
         "fig9_unrounded": plots.plot_direction_preservation(
@@ -113,12 +118,30 @@ def run(config: Config, record_file: Optional[str] = None) -> dict:
         "fig11": plots.plot_spike_counts([synops[t] for t in config.synops_time_steps],
                                          prefix + "fig11_spike_counts.png"),
     }
+
+
+def run(config: Config, record_file: Optional[str] = None) -> dict:
+    """Trains every run of ``config``, measures the five findings, writes figures, results
+    and (``record_file``) a ``reproduce_cifar10`` record; returns the results."""
+    wall = time.time()
+    commit, dirty = records.commit()  # of the code that runs, not of the tree at the end
+    os.makedirs(os.path.join(config.out_dir, "models"), exist_ok=True)
+    data = load_data(config)
+    x_analysis, batch = data["x_val"][:config.analysis_examples], config.eval_batch_size
+    models, runs = train_runs(config, data, x_analysis)
+    ctt = constrain_then_train(config, data, models, runs, x_analysis)
+    exports = export_main_window(config, data, models)
+    main_model = models[f"tandem_T{config.time_steps}"]
+    discrepancy = analysis.representation_error(main_model, x_analysis, batch_size=batch)
+    synops = {t: tk.count_synops(models[f"tandem_T{t}"], data["x_val"][:config.synops_examples],
+                                 batch_size=batch) for t in config.synops_time_steps}
+    fig9, fig9_raw = fig9_summary(main_model, x_analysis, batch)
     results = records.jsonable({
         "data": {"train": len(data["y_train"]), "validation": len(data["y_val"]),
                  "test": len(data.get("y_test", [])), "image_shape": list(data["image_shape"])},
         "runs": runs, "constrain_then_train": {str(t): v for t, v in ctt.items()},
-        "tandem_representation_error": tandem_discrepancy, "synops": synops,
-        "direction_preservation": fig9, "figures": figures, "exports": exports,
+        "tandem_representation_error": discrepancy, "synops": synops, "direction_preservation": fig9,
+        "figures": plot_figures(config, runs, ctt, discrepancy, synops, fig9_raw), "exports": exports,
         "config": dataclasses.asdict(config)})
     results["findings"] = assess(results)
     results["wall_seconds"] = round(time.time() - wall, 1)

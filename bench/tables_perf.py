@@ -257,6 +257,7 @@ TABLES: dict[str, Table] = {
     "inference_cifarnet": from_files(inference_table, "inference:inference_cifarnet"),
     "inference_cifarnet_bf16_T10": from_files(inference_table, "inference:inference_cifarnet_bf16_T10", cpu=True),
     "inference_cifarnet_w4": from_files(inference_table, "inference:inference_cifarnet_w4", cpu=True),
+    "input_checks_w4": from_files(input_checks_table, "input_checks:input_checks_cifarnet_w4"),
     "train_step_T10_idle": from_files(train_step_runs_table, "train_step:train_step_cifarnet_T10_idle",
                                       "train_step:train_step_cifarnet_T10_idle2"),
 }
