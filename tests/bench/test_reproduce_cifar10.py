@@ -36,6 +36,7 @@ def _macs_width32_16px():
     return encoder + conv1 + conv2 + conv3 + conv4 + dense + logits
 
 
+@pytest.mark.slow
 def test_tiny_run_writes_consistent_results(tmp_path):
     train_dir = _image_folder(tmp_path / "images")
     config = rep.make_config("tiny", train_dir, out_dir=str(tmp_path / "out"), test_dir=train_dir,
@@ -91,6 +92,26 @@ def test_tiny_run_writes_consistent_results(tmp_path):
         with open(path, "rb") as f:
             assert f.read(4) == b"\x89PNG"
         assert os.path.basename(path).startswith("cifar10_tiny_")
+
+
+def test_one_run_is_trained_by_the_recipe_and_measured_on_its_validation_split(tmp_path):
+    """The fast path of the reproduction: one run of cifar10_runs.train_one (the tiny run above
+    trains ten), its errors against the model's own predictions."""
+    from bench.cifar10_budgets import load_data
+    from bench.cifar10_runs import train_one
+
+    train_dir = _image_folder(tmp_path / "images")
+    config = rep.make_config("tiny", train_dir, test_dir=train_dir)
+    data = load_data(config)
+    model, result = train_one(config, data, "tandem", 2, decode="spike_count", curve=True)
+    assert model.name == "cifarnet_w32_tandem_T2_spike_count" and model.optimizer is not None
+    logits = np.asarray(model(data["x_val"], training=False))
+    assert result["val_error"] == np.mean(np.argmax(logits, 1) != data["y_val"])
+    assert result["val_error_per_epoch"] == [result["val_error"]]  # one epoch: the curve ends at it
+    assert result["val_tie_fraction"] == np.mean([(row == row.max()).sum() > 1 for row in logits])
+    test_logits = np.asarray(model(data["x_test"], training=False))
+    assert result["test_error"] == np.mean(np.argmax(test_logits, 1) != data["y_test"])
+    assert len(result["train_loss"]) == config.epochs == 1
 
 
 def _results(quantized, tandem, spike, ctt, sweep, ratios, angles, pccs, discrepancy):
