@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import time
 from typing import Any, Sequence
 
 from bench import _common  # first: TensorFlow's start-up lines held back
