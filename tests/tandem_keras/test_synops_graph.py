@@ -286,13 +286,14 @@ def concatenated_spike_trains():
     a = tk.TandemConv2D(3, 3, name="a")(s)
     b = tk.TandemConv2D(5, 1, name="b")(s)
     x = tk.TandemConv2D(4, 3, strides=2, name="c")(L.Concatenate(name="cat")([a, b]))
-    out = L.Dense(2, name="out")(L.GlobalAveragePooling2D(keepdims=True, name="gap")(tk.SpikeCount()(x)))
+    x = L.GlobalAveragePooling2D(keepdims=True, name="gap")(tk.SpikeCount()(x))
+    out = L.Dense(2, name="out")(L.Flatten()(x))
     gap = {"type": "global_avg_pool2d", "input_shape": [4, 4, 4], "keepdims": True, "layer": "gap"}
     wide = _conv_spec([8, 8, 8], 4, 3, 2, "same", "c")
     return keras.Model(inp, out), {
         "enc": [[_conv_spec([8, 8, 4], 3, 3, 1, "same", "a")], [_conv_spec([8, 8, 4], 5, 1, 1, "same", "b")]],
         "a": [[_concat([8, 8, 3], 2, 0, 8), wide]], "b": [[_concat([8, 8, 5], 2, 3, 8), wide]],
-        "c": [[gap, _dense([1, 1, 4], 2, "out")]]}
+        "c": [[gap, _dense([4], 2, "out")]]}
 
 
 def added_counts():
