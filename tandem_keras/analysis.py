@@ -121,9 +121,9 @@ def _apply_op(spec: dict, x: tf.Tensor, kernel: Any = None) -> tf.Tensor:
         pads = [[0, 0]] * x.shape.rank
         pads[axis] = [spec["offset"], spec["size"] - spec["offset"] - n]
         return tf.pad(x, pads)
-    if kind == "identity":
-        return x
     kernel = tf.cast(kernel, tf.float32)
+    if kind == "identity":  # the weight w_i of a TandemAdd input
+        return x * kernel
     if kind == "conv2d":
         return tf.nn.conv2d(x, kernel, strides=spec["strides"], padding=spec["padding"].upper(),
                             dilations=spec.get("dilation_rate", 1))
@@ -141,9 +141,13 @@ def _apply_chain(chain: list, values: np.ndarray, kernel: Any) -> np.ndarray:
     return x.numpy()
 
 
-def _kernel(layer: Any) -> Any:
+def _kernel(layer: Any, spec: dict) -> Any:
+    """The raw weights of the weighted op ``spec`` of ``layer`` (TandemAdd: its input's scale)."""
+    if spec["type"] == "identity":
+        scales = getattr(layer, "scales", None)
+        return np.float32(scales[spec.get("input", 0)] if scales else 1.0)
     inner = getattr(layer, "layer", layer)  # TimeDistributed
-    return getattr(inner, "kernel", None)
+    return inner.kernel
 
 
 ROUNDINGS = (None, "floor")
@@ -154,11 +158,15 @@ def direction_preservation(model: keras.Model, x: Any, batch_size: int = 64,
     """Fig. 9: per tandem layer, angle between SNN counts and coupled-ANN counts, and PCC.
 
     Returns ``{layer name: {"snn_counts": c [batch, ...], "ann_counts": a [batch, ...],
-    "angle_deg": [batch], "pcc": [batch] or None}}`` for every tandem layer, where
-    ``a = clip((W' c_in + b') / theta, 0, T)`` from the SNN input counts ``c_in``
-    (inference BN statistics) and ``pcc`` correlates ``W_next c`` with ``W_next a`` for
-    the weighted layer(s) the spikes reach (None for an output layer). A model in another
-    mode (e.g. trained ``"quantized"``) is analysed as ``tk.with_mode(model, "tandem")``.
+    "angle_deg": [batch], "pcc": [batch] or None}}`` for every layer with neurons and a
+    coupled ANN (tandem layers, ``TandemAdd``), where ``a = clip(V_f / theta + v0, 0, T)``
+    from the SNN's inputs (``v0``: the neuron's ``initial_potential``): for a tandem layer
+    ``V_f = W' c_in + b'`` (the input counts, inference BN statistics), for ``TandemAdd``
+    ``V_f = sum_i w_i X_i`` (the time-sums of its input trains: counts of the shortcut's
+    spikes, ``V_f`` of the branch's current). ``pcc`` correlates ``W_next c`` with
+    ``W_next a`` for the weighted layer(s) the spikes reach, through the pooling and merges
+    between (the composite map; None for an output layer). A model in another mode (e.g.
+    trained ``"quantized"``) is analysed as ``tk.with_mode(model, "tandem")``.
 
     ``rounding="floor"`` compares ``c`` with the paper's integer counts ``floor(a)``
     (Eq. 11) instead of the unrounded ``a`` the tandem backward pass uses; the rounding
@@ -174,29 +182,36 @@ def direction_preservation(model: keras.Model, x: Any, batch_size: int = 64,
         model = with_mode(model, "tandem")  # c must be the SNN's spike counts
     rows = {r["name"]: r for r in synops.describe_model(model)["layers"]}
     tandem_nodes = [n for n in synops.graph.spiking_nodes(model)
-                    if rows[n.operation.name]["kind"] == "tandem"]
+                    if rows[n.operation.name]["kind"] in ("tandem", "residual")]
     if not tandem_nodes:
         raise ValueError(f"model {model.name!r} has no tandem layer to analyse")
     outputs = {}
     for node in tandem_nodes:
         name = node.operation.name
-        outputs[name + "/in"] = keras.ops.sum(node.input_tensors[0], axis=1)
+        for i, tensor in enumerate(node.input_tensors):
+            outputs[f"{name}/in{i}"] = keras.ops.sum(tensor, axis=1)
         outputs[name + "/out"] = keras.ops.sum(node.outputs[0], axis=1)
     counts = _predict(keras.Model(model.inputs[0], outputs), x, batch_size)
     result = {}
     for node in tandem_nodes:
         layer, row = node.operation, rows[node.operation.name]
-        c_in, c = counts[layer.name + "/in"], counts[layer.name + "/out"]
-        kernel, bias = layer.folded_weights(training=False)
-        v_f = _apply_chain(row["mac_specs"][:1], c_in, kernel) + np.asarray(bias, np.float32)
-        a = np.clip(v_f / layer.threshold, 0.0, float(layer.time_steps))
+        c = counts[layer.name + "/out"]
+        sums = [counts[f"{layer.name}/in{i}"] for i in range(len(node.input_tensors))]
+        if row["kind"] == "residual":  # V = sum_i w_i X_i, X_i the inputs' time-sums
+            scales = layer.scales or [1.0] * len(sums)
+            v_f = sum(np.float32(w) * x_i for w, x_i in zip(scales, sums))
+        else:
+            kernel, bias = layer.folded_weights(training=False)
+            v_f = _apply_chain(row["mac_specs"][:1], sums[0], kernel) + np.asarray(bias, np.float32)
+        v0 = float(getattr(getattr(layer, "neuron", None), "initial_potential", 0.0))
+        a = np.clip(v_f / layer.threshold + v0, 0.0, float(layer.time_steps))
         if rounding == "floor":
             a = np.floor(a)
         pcc: Optional[np.ndarray] = None
         if row["fanout_chains"]:
             products_c, products_a = [], []
             for chain in row["fanout_chains"]:
-                w = _kernel(model.get_layer(chain[-1]["layer"]))
+                w = _kernel(model.get_layer(chain[-1]["layer"]), chain[-1])
                 products_c.append(_apply_chain(chain, c, w).reshape(len(c), -1))
                 products_a.append(_apply_chain(chain, a, w).reshape(len(a), -1))
             pcc = pearson(np.concatenate(products_c, 1), np.concatenate(products_a, 1))

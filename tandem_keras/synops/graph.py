@@ -128,7 +128,10 @@ class _Graph:
                         spec = self.spec(node, index)
                         stack.append((node.outputs[0], path + ([spec] if spec else [])))
                     elif role in _WEIGHTED_ROLES:
-                        chains.append(path + [self.spec(node, index)])
+                        spec = self.spec(node, index)
+                        if len(node.input_tensors) > 1:
+                            spec["input"] = index  # which input's synapses (TandemAdd)
+                        chains.append(path + [spec])
                         reached.add((id(node), index))
                     elif role in _SOURCE_ROLES and self.is_source(node):
                         continue  # a spiking layer without synapses of its own

@@ -129,3 +129,33 @@ def test_direction_preservation_against_the_papers_integer_counts():
     assert summary["hidden"]["pcc_median"] == pytest.approx(h["pcc"][0])
     with pytest.raises(ValueError, match="rounding"):
         analysis.direction_preservation(_model(), X, rounding="round")
+
+
+def test_residual_neuron_and_products_through_the_shortcut():
+    """Fig. 9 on a residual block: TandemAdd's coupled ANN a = clip((X_branch + X_shortcut) /
+    theta + v0, 0, T) from the time-sums of its input trains (the branch's current, the
+    shortcut's spikes), and the block input's products through both its synapse sets (the
+    branch conv's kernel and the identity), from the layers' own outputs."""
+    import tensorflow as tf
+
+    from tests.tandem_keras.test_synops_graph import _liven, residual_identity_block
+
+    keras.utils.set_random_seed(6)
+    model, _ = residual_identity_block()
+    _liven(model, 4)
+    x = np.random.default_rng(5).uniform(0, 3, (5, 8, 8, 2)).astype("float32")
+    result = analysis.direction_preservation(model, x)
+    assert sorted(result) == ["add", "b1", "stem"]
+    names = ("stem", "b2", "add")
+    stem, b2, add = (np.asarray(v).sum(axis=1) for v in keras.Model(
+        model.inputs[0], [model.get_layer(n).output for n in names])(x))
+    np.testing.assert_array_equal(result["add"]["snn_counts"], add)
+    np.testing.assert_allclose(result["add"]["ann_counts"], np.clip(b2 + stem, 0, 3), atol=1e-5)
+    kernel = model.get_layer("b1").kernel
+    a = result["stem"]["ann_counts"]
+    products = [np.concatenate([tf.nn.conv2d(v, kernel, 1, "SAME").numpy().reshape(5, -1),
+                                v.reshape(5, -1)], axis=1) for v in (stem, a)]
+    np.testing.assert_allclose(result["stem"]["pcc"], analysis.pearson(*products), rtol=1e-5)
+    assert add.sum() > 0 and np.isfinite(result["add"]["angle_deg"]).all()
+    rows = {r["name"]: r for r in analysis.representation_error(model, x)}
+    assert sorted(rows) == ["add", "b1", "enc", "stem"]

@@ -53,6 +53,8 @@ def _check_exact(model, images, tmp_path, decoding, min_spikes=20):
               f"{near[name + '_if']} within 1e-5 of threshold, {mismatches} differ")
         assert mismatches == 0, f"{name}: {mismatches} spikes differ ({near[name + '_if']} near threshold)"
     logits = values["output"].sum(axis=0)
+    if logits.ndim == 4:  # [batch, C, H, W] -> channels-last
+        logits = np.moveaxis(logits, 1, -1)
     expected = model.predict(images, batch_size=128, verbose=0)
     np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-4)
     np.testing.assert_array_equal(logits.argmax(1), expected.argmax(1))
@@ -234,5 +236,96 @@ def test_unexportable_layer_is_named(case, culprit):
         model = keras.Sequential([keras.Input((4,)), tk.SpikeEncoder(2), tk.TandemDense(3), tk.SpikeCount(),
                                   keras.layers.Dense(2, activation="relu", name="head")])
     with pytest.raises(ValueError, match=f"'{culprit}'") as error:
+        tk.export_nir(model)
+    assert "\n" not in str(error.value)
+
+
+def _encoder_front(shape, t=4, channels=8):
+    L = keras.layers
+    inp = keras.Input(shape)
+    x = L.BatchNormalization()(L.Conv2D(channels, 3, padding="same")(inp))
+    return inp, tk.SpikeEncoder(t, name="encoder")(x)
+
+
+def test_residual_blocks_spikes_bit_for_bit(tmp_path):
+    """An identity block and a projection block (1x1 stride-2 synapse-only shortcut, scales):
+    TandemAdd is one IF node with an edge from each input, the synapse-only convs are Conv2d
+    nodes without neurons."""
+    keras.utils.set_random_seed(9)
+    inp, s = _encoder_front((8, 8, 2))
+    x = tk.TandemConv2D(8, 3, name="stem")(s)
+    y = tk.TandemConv2D(8, 3, name="b1_conv1")(x)
+    y = tk.TandemConv2D(8, 3, neuron=None, name="b1_conv2")(y)
+    x = tk.TandemAdd(name="b1_add")([y, x])
+    y = tk.TandemConv2D(8, 3, strides=2, name="b2_conv1")(x)
+    y = tk.TandemConv2D(8, 3, neuron=None, name="b2_conv2")(y)
+    p = tk.TandemConv2D(8, 1, strides=2, neuron=None, name="b2_proj")(x)
+    x = tk.TandemAdd(scales=[1.0, 0.75], name="b2_add")([y, p])
+    x = tk.GlobalAveragePooling2D(name="gap")(x)
+    out = tk.SpikeCount()(tk.TandemDense(5, batch_norm=False, name="out")(x))
+    model = keras.Model(inp, out)
+    images = np.random.default_rng(3).uniform(0, 3, (64, 8, 8, 2)).astype("float32")
+    _fit_briefly(model, images, np.arange(64) % 5, liven=True)
+    graph = tk.export_nir(model)
+    into = lambda name: sorted(a for a, b in graph.edges if b == name)  # noqa: E731
+    assert into("b1_add_if") == ["b1_conv2", "stem_if"]
+    assert into("b2_add_if") == ["b2_add_scale1", "b2_conv2"] and into("b2_add_scale1") == ["b2_proj"]
+    assert "b2_proj_if" not in graph.nodes and type(graph.nodes["gap"]).__name__ == "AvgPool2d"
+    _check_exact(model, images, tmp_path, "spike_count", min_spikes=10)
+
+
+def test_average_pooling_on_spike_trains_bit_for_bit(tmp_path):
+    keras.utils.set_random_seed(10)
+    inp, s = _encoder_front((9, 9, 2))
+    s = tk.TandemConv2D(8, 3, name="c1")(s)
+    s = tk.AveragePooling2D(3, 2, padding="same", name="pool1")(s)     # 9 -> 5, TF pads 1/1
+    s = tk.TandemConv2D(8, 3, name="c2")(s)
+    s = tk.AveragePooling2D(2, name="pool2")(s)                        # 5 -> 2, 'valid'
+    s = tk.TandemConv2D(8, 1, name="c3")(s)
+    s = tk.TandemDense(12, name="d")(tk.TimeFlatten()(s))
+    out = keras.layers.Dense(4, name="logits")(tk.SpikeCount()(s))
+    model = keras.Model(inp, out)
+    images = np.random.default_rng(4).uniform(0, 3, (64, 9, 9, 2)).astype("float32")
+    _fit_briefly(model, images, np.arange(64) % 4, liven=True)
+    graph = tk.export_nir(model)
+    kinds = [type(graph.nodes[n]).__name__ for n in ("pool1", "pool1_scale", "pool2")]
+    assert kinds == ["SumPool2d", "Scale", "AvgPool2d"]
+    _check_exact(model, images, tmp_path, "membrane")
+
+
+def test_lif_and_initial_potential(tmp_path):
+    """LIF as nir.LIF with tau = 1/(1-beta) time steps, r = tau; the initial potential in the
+    node's metadata. Dyadic weights (multiples of 1/8, no BN, T = 4, beta = 0.75 and 0.5):
+    every sum is exact in float32, so the Euler step of NIR's equation and the layer's
+    beta V + z agree bit for bit."""
+    keras.utils.set_random_seed(11)
+    inp = keras.Input((6, 6, 1))
+    s = tk.SpikeEncoder(4, name="encoder")(inp)
+    a = tk.TandemConv2D(6, 3, batch_norm=False, neuron=tk.neurons.LIF(beta=0.75), name="a")(s)
+    b = tk.TandemConv2D(6, 3, batch_norm=False, neuron=tk.neurons.IF(initial_potential=0.5),
+                        threshold=1.5, name="b")(a)
+    c = tk.TandemConv2D(6, 3, batch_norm=False, neuron=None, name="c")(b)
+    z = tk.TandemAdd(neuron=tk.neurons.LIF(beta=0.5, initial_potential=0.25), name="z")([c, b])
+    model = keras.Model(inp, tk.SpikeCount()(z))
+    rng = np.random.default_rng(6)
+    for name in ("a", "b", "c"):
+        layer = model.get_layer(name)
+        layer.set_weights([rng.integers(-3, 6, w.shape).astype("float32") / 8 for w in layer.get_weights()])
+    graph = tk.export_nir(model)
+    lif, initial = graph.nodes["a_if"], graph.nodes["b_if"]
+    assert isinstance(lif, nir.LIF) and lif.metadata["tau_unit"] == "time step"
+    np.testing.assert_array_equal(lif.tau, 4.0)
+    np.testing.assert_array_equal(lif.r, 4.0)
+    np.testing.assert_array_equal(lif.v_leak, 0.0)
+    assert isinstance(initial, nir.IF) and initial.metadata["v_initial"] == 0.75
+    assert graph.nodes["z_if"].metadata["v_initial"] == 0.25 and float(graph.nodes["z_if"].tau[0, 0, 0]) == 2.0
+    images = rng.integers(0, 5, (48, 6, 6, 1)).astype("float32")
+    _check_exact(model, images, tmp_path, "spike_count", min_spikes=10)
+
+
+def test_max_pooling_on_spike_trains_is_refused_in_one_line():
+    model = keras.Sequential([keras.Input((8, 8, 1)), tk.SpikeEncoder(2), tk.TandemConv2D(2, 3),
+                              tk.MaxPooling2D(name="maxpool")])
+    with pytest.raises(ValueError, match="'maxpool'.*no max-pooling node") as error:
         tk.export_nir(model)
     assert "\n" not in str(error.value)

@@ -357,10 +357,62 @@ def concatenated_trains_into_dense():
         "b": [[_concat([5], 0, 32, 37), _dense([37], 4, "d")]], "d": [[_dense([4], 2, "out")]]}
 
 
+def _identity(shape, layer, index):
+    return {"type": "identity", "input_shape": list(shape), "layer": layer, "input": index}
+
+
+def pooling_on_spike_trains():
+    """tk.AveragePooling2D folded into the next tandem conv; tk.MaxPooling2D a spiking layer."""
+    inp, s = _front()
+    s = tk.TandemConv2D(6, 3, name="c1")(s)
+    s = tk.AveragePooling2D(2, name="avg")(s)                            # 8 -> 4, a current
+    s = tk.TandemConv2D(5, 3, name="c2")(s)
+    s = tk.MaxPooling2D(2, name="max")(s)                                # 4 -> 2, spikes
+    s = tk.TandemDense(4, name="d")(tk.TimeFlatten()(s))
+    out = L.Dense(3, name="out")(tk.SpikeCount()(s))
+    return keras.Model(inp, out), {
+        "enc": [[_conv_spec([8, 8, 4], 6, 3, 1, "same", "c1")]],
+        "c1": [[_pool([8, 8, 6], 2, 2, "valid", "avg"), _conv_spec([4, 4, 6], 5, 3, 1, "same", "c2")]],
+        "c2": [], "max": [[_dense([20], 4, "d")]], "d": [[_dense([4], 3, "out")]]}
+
+
+def residual_identity_block():
+    """ResNet's basic block: conv (neurons), conv (synapses only), + the block input's spikes."""
+    inp, s = _front()
+    x = tk.TandemConv2D(4, 3, name="stem")(s)
+    y = tk.TandemConv2D(4, 3, name="b1")(x)
+    y = tk.TandemConv2D(4, 3, neuron=None, name="b2")(y)
+    z = tk.TandemAdd(name="add")([y, x])
+    out = L.Dense(3, name="out")(L.GlobalAveragePooling2D()(tk.SpikeCount()(z)))
+    gap = {"type": "global_avg_pool2d", "input_shape": [8, 8, 4], "keepdims": False}
+    return keras.Model(inp, out), {
+        "enc": [[_conv_spec([8, 8, 4], 4, 3, 1, "same", "stem")]],
+        "stem": [[_conv_spec([8, 8, 4], 4, 3, 1, "same", "b1")], [_identity([8, 8, 4], "add", 1)]],
+        "b1": [[_conv_spec([8, 8, 4], 4, 3, 1, "same", "b2")]],
+        "add": [[gap, _dense([4], 3, "out")]]}
+
+
+def residual_projection_block():
+    """Downsampling block: a 1x1 stride-2 synapse-only projection on the shortcut, a scaled
+    identity-free sum, GAP of the trains into the spike-count readout."""
+    inp, s = _front()
+    y = tk.TandemConv2D(6, 3, strides=2, name="b1")(s)
+    y = tk.TandemConv2D(6, 3, neuron=None, name="b2")(y)
+    p = tk.TandemConv2D(6, 1, strides=2, neuron=None, name="proj")(s)
+    z = tk.TandemAdd(scales=[1.0, 0.5], neuron=tk.neurons.LIF(0.8), name="add")([y, p])
+    z = tk.TandemDense(3, batch_norm=False, name="out")(tk.GlobalAveragePooling2D(name="gap")(z))
+    gap = {"type": "global_avg_pool2d", "input_shape": [4, 4, 6], "keepdims": False, "layer": "gap"}
+    return keras.Model(inp, tk.SpikeCount()(z)), {
+        "enc": [[_conv_spec([8, 8, 4], 6, 3, 2, "same", "b1")], [_conv_spec([8, 8, 4], 6, 1, 2, "same", "proj")]],
+        "b1": [[_conv_spec([4, 4, 6], 6, 3, 1, "same", "b2")]],
+        "add": [[gap, _dense([6], 3, "out")]], "out": []}
+
+
 GRAPHS = [issue_sequential, max_pool_between_tandem_layers, average_pooled_counts,
           global_average_pooled_counts, concatenated_spike_trains, added_counts,
           concatenated_flat_counts, pooled_and_direct_paths, depthwise_readout,
-          concatenated_trains_into_dense]
+          concatenated_trains_into_dense, pooling_on_spike_trains, residual_identity_block,
+          residual_projection_block]
 
 
 def _liven(model, seed):
@@ -392,3 +444,23 @@ def test_graph_fanout_and_synops_against_brute_force(build):
     report = synops.count_synops(model, x, batch_size=4)
     assert report["synops_snn"] == pytest.approx(total, rel=1e-9)
     assert report["synops_snn"] > 0
+
+
+def test_residual_rows_and_macs():
+    """TandemAdd: a 'residual' row whose synapses (and ANN MACs, one per neuron) are those of
+    its spike-train inputs only; synapse-only convs are 'synapses' rows; depth counts the
+    neurons on the longest path (enc, stem, b1, add; b2 has none)."""
+    model, _ = residual_identity_block()
+    d = synops.describe_model(model)
+    rows = {r["name"]: r for r in d["layers"]}
+    assert [(r["name"], r["kind"]) for r in d["layers"]] == [
+        ("enc", "encoder"), ("stem", "tandem"), ("b1", "tandem"), ("b2", "synapses"),
+        ("add", "residual"), ("out", "readout")]
+    assert rows["add"]["macs"] == 8 * 8 * 4 and len(rows["add"]["mac_specs"]) == 1
+    assert rows["b2"]["macs"] == 36 * 8 * 8 * 4 and not rows["b2"]["spiking"]
+    assert d["spiking_depth"] == 4
+    projection, _ = residual_projection_block()
+    rows = {r["name"]: r for r in synops.describe_model(projection)["layers"]}
+    assert rows["add"]["macs"] == 0            # both inputs are currents
+    assert rows["proj"]["macs"] == 4 * 4 * 4 * 6 and rows["proj"]["kind"] == "synapses"
+    assert rows["out"]["kind"] == "tandem" and rows["out"]["macs"] == 6 * 3
