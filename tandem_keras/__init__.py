@@ -10,7 +10,8 @@ Modules: ``neurons`` (IF and LIF neurons, serializable), ``tandem`` (the couplin
 energy, devices, ``tk.summary``, ``ActivityLogger``), ``export`` (SavedModel with
 activity), ``analysis`` (Fig. 7C, Fig. 9), ``metrics`` (top-k with one tie rule),
 ``decoding`` (spike-count output layer: scale, straight-through coupling, membrane tie
-rule), ``nir`` (NIR export), ``plots`` (matplotlib figures; needs the ``plots`` extra).
+rule), ``nir`` (NIR export), ``conversion`` (``tk.convert``: a trained Keras ANN
+to a tandem SNN, threshold calibration, the progressive schedule), ``plots`` (matplotlib figures; needs the ``plots`` extra).
 """
 
 from tandem_keras import _backend  # noqa: F401  (first: refuses a non-TensorFlow Keras backend)
@@ -22,6 +23,8 @@ from tandem_keras.layers import (AveragePooling2D, GlobalAveragePooling2D, MaxPo
                                  SpikeEncoder, TandemAdd, TandemConv2D, TandemDense, TandemLayer,
                                  TimeFlatten)
 from tandem_keras.modes import set_mode, with_mode
+from tandem_keras import conversion
+from tandem_keras.conversion import convert
 from tandem_keras.synops import (ActivityLogger, count_synops, describe_model, register_device,
                                  register_layer, summary)
 
@@ -41,6 +44,8 @@ __all__ = [
     "TandemLayer",
     "TimeFlatten",
     "analysis",
+    "conversion",
+    "convert",
     "count_synops",
     "decoding",
     "describe_model",

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tandem_keras._checks import is_marked_spikes, layer_label, mark_spikes
+from tandem_keras._checks import keep_tag, layer_label
 
 
 def _per_step_spec(input_shape) -> keras.InputSpec:
@@ -78,4 +78,4 @@ class TimeFlatten(keras.layers.Layer):
     def call(self, inputs):
         features = int(np.prod(inputs.shape[2:]))
         flat = tf.reshape(inputs, [-1, inputs.shape[1], features])
-        return mark_spikes(flat) if is_marked_spikes(inputs) else flat  # same values
+        return keep_tag(inputs, flat)  # same values: spikes stay spikes, currents currents

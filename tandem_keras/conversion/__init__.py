@@ -1,0 +1,11 @@
+"""Converting a trained Keras ANN into a tandem SNN (issue 19).
+
+:func:`convert` (``tk.convert``) builds the SNN with the ANN's weights (``build``,
+``patterns``), optionally with thresholds calibrated on data (``calibrate``);
+:class:`ProgressiveTandem` fine-tunes it with the layers switched to tandem one at a time.
+"""
+from tandem_keras.conversion.api import ConversionReport, convert
+from tandem_keras.conversion.build import ConversionError
+from tandem_keras.conversion.progressive import ProgressiveTandem, stage_of, stages
+
+__all__ = ["ConversionError", "ConversionReport", "ProgressiveTandem", "convert", "stage_of", "stages"]

@@ -1,0 +1,346 @@
+"""The graph walk of :func:`tandem_keras.convert`: a Keras ANN in, a tandem model out.
+
+:func:`rebuild` visits the call nodes of a functional (or Sequential) model in
+topological order and keeps, for every tensor of the ANN, its counterpart in the new
+model as a :class:`Value`: the new tensor, its *domain* (``"analog"`` before the encoder,
+``"spikes"`` or ``"current"`` for trains ``[batch, T, ...]``, ``"counts"`` after
+``SpikeCount``) and its *scale* ``s``: the ANN's tensor is ``s`` times the new tensor's ANN
+value (its time-sum for a train), so a layer reading it takes ``s`` into its kernel (or
+``TandemAdd`` into its input weight) and ``with_mode(new, "ann")`` computes the ANN.
+A spiking layer with threshold ``theta`` (the ANN's own layers: ``theta_0``) has
+``s = theta / theta_0``. The Keras patterns it fuses are in :mod:`tandem_keras.conversion.patterns`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from typing import Any, Optional
+
+import keras
+import numpy as np
+
+from tandem_keras import neurons
+from tandem_keras._keras_internals import call_nodes
+from tandem_keras.conversion import patterns as P
+from tandem_keras.layers import (AveragePooling2D, GlobalAveragePooling2D, MaxPooling2D, SpikeCount,
+                                 SpikeEncoder, TandemAdd, TandemConv2D, TandemDense, TimeFlatten)
+
+TRAINS = ("spikes", "current")
+MAX_POOLING = ("average", "spiking")
+
+
+@dataclasses.dataclass
+class Value:
+    """The new model's tensor standing for one tensor of the ANN (see the module)."""
+
+    tensor: Any
+    domain: str
+    scale: float = 1.0
+
+
+@dataclasses.dataclass
+class Row:
+    """One line of the conversion report: ANN layers -> the new layer and what it is."""
+
+    source: str
+    layer: str
+    kind: str
+    threshold: Optional[float] = None
+    note: str = ""
+
+
+class ConversionError(ValueError):
+    """A model :func:`tandem_keras.convert` cannot convert; the message names the layer."""
+
+
+class _Walk:
+    def __init__(self, model, time_steps: int, thresholds: dict, neuron, max_pooling: str) -> None:
+        self.model, self.time_steps, self.thresholds = model, time_steps, thresholds
+        self.neuron = neuron
+        self.max_pooling = max_pooling
+        self.nodes, self.consumers = call_nodes(model)
+        self.output_ids = {id(t) for t in model.outputs}
+        self.values: dict[int, Value] = {}
+        self.done: set[int] = set()
+        self.rows: list[Row] = []
+        #: spiking layers of the new model: name -> (ANN threshold theta_0, calibratable)
+        self.spiking: dict[str, tuple[float, bool]] = {}
+        self.reaches_weights = self._reaches_weights()
+
+    # ------------------------------------------------------------------ graph
+    def _reaches_weights(self) -> dict[int, bool]:
+        """``id(node) -> whether a weighted layer is downstream of its outputs``."""
+        reach: dict[int, bool] = {}
+        for node in reversed(self.nodes):
+            reach[id(node)] = any(P.is_weighted(c.operation) or reach.get(id(c), False)
+                                  for t in node.outputs for c in self.consumers.get(id(t), []))
+        return reach
+
+    def sole_consumer(self, tensor):
+        """The one node reading ``tensor`` (not a model output), else None."""
+        readers = self.consumers.get(id(tensor), [])
+        if len(readers) != 1 or id(tensor) in self.output_ids:
+            return None
+        return readers[0]
+
+    def theta(self, name: str, theta0: float, calibratable: bool = True) -> float:
+        self.spiking[name] = (theta0, calibratable)
+        return float(self.thresholds.get(name, theta0)) if calibratable else theta0
+
+    def neuron_for(self, layer=None):
+        if self.neuron is not None:
+            return self.neuron
+        return getattr(layer, "neuron", None) or neurons.IF()
+
+    # ------------------------------------------------------------------ walk
+    def run(self) -> keras.Model:
+        inputs = []
+        for t in self.model.inputs:
+            new = keras.Input(shape=tuple(t.shape[1:]), dtype=t.dtype, name=t.name)
+            self.values[id(t)] = Value(new, "analog")
+            inputs.append(new)
+        for node in self.nodes:
+            if id(node) in self.done:
+                continue
+            ins = [self.values[id(t)] for t in node.input_tensors]
+            out = self.visit(node, node.operation, ins)
+            for t in node.outputs:
+                self.values.setdefault(id(t), out)
+        outputs = [self.finish(self.values[id(t)], t) for t in self.model.outputs]
+        return keras.Model(inputs if len(inputs) > 1 else inputs[0],
+                           outputs if len(outputs) > 1 else outputs[0], name=self.model.name)
+
+    def finish(self, value: Value, original) -> Any:
+        """A model output: trains become counts, scales are undone (``Rescaling``)."""
+        tensor, scale = value.tensor, value.scale
+        if value.domain in TRAINS:
+            tensor = SpikeCount(name=f"{P.base(original)}_count")(tensor)
+        if scale != 1.0:
+            tensor = keras.layers.Rescaling(scale, name=f"{P.base(original)}_rescale")(tensor)
+        return tensor
+
+    def visit(self, node, layer, ins: list) -> Value:
+        if P.is_tandem_keras(layer):
+            return self.tandem_keras_layer(node, layer, ins)
+        kind = P.keras_kind(layer)
+        domains = {v.domain for v in ins}
+        if domains <= {"analog"}:
+            return self.analog(node, layer, kind, ins)
+        if domains <= {"counts"}:
+            return self.counts(node, layer, kind, ins)
+        if not domains <= set(TRAINS):
+            raise ConversionError(f"{P.label(layer)} mixes spike trains with analog values.")
+        return self.train(node, layer, kind, ins)
+
+    # ------------------------------------------------------------ analog
+    def analog(self, node, layer, kind: str, ins: list) -> Value:
+        """Before the encoder: layers copied, the first ReLU becomes the ``SpikeEncoder``."""
+        if kind == "relu":
+            return self.encoder(layer.name, ins[0], layer)
+        if kind == "weighted" and P.activation(layer) == "relu":
+            x = P.copy_layer(layer, ins[0].tensor, activation="linear")
+            return self.encoder(f"{layer.name}_relu", Value(x, "analog"), layer)
+        P.check_supported(layer, kind, analog=True)
+        x = P.copy_layer(layer, [v.tensor for v in ins] if kind == "add" else ins[0].tensor)
+        self.rows.append(Row(layer.name, layer.name, "analog (copied)"))
+        return Value(x, "analog")
+
+    def encoder(self, name: str, value: Value, source) -> Value:
+        theta = self.theta(name, 1.0)
+        enc = SpikeEncoder(self.time_steps, threshold=theta, neuron=self.neuron_for(),
+                           name=name, dtype=source.dtype_policy.name)
+        self.rows.append(Row(source.name, name, "encoder", theta))
+        return Value(enc(value.tensor), "spikes", theta)
+
+    # ------------------------------------------------------------ counts
+    def counts(self, node, layer, kind: str, ins: list) -> Value:
+        """After ``SpikeCount``: analog layers; the first weighted one takes the scale."""
+        scale = ins[0].scale
+        if kind == "weighted":
+            x = P.copy_layer(layer, ins[0].tensor, kernel_scale=scale)
+            self.rows.append(Row(layer.name, layer.name, "readout", note=f"kernel x {scale:.4g}"))
+            return Value(x, "analog")
+        if kind == "add" and len({v.scale for v in ins}) != 1:
+            raise ConversionError(f"{P.label(layer)} adds spike counts of layers with different "
+                                  "thresholds; convert without calibration or put the Add before the count.")
+        if kind == "batch_norm" and scale != 1.0:
+            raise ConversionError(f"{P.label(layer)} normalizes spike counts of a calibrated layer; "
+                                  "a BatchNormalization after the count is not supported.")
+        P.check_supported(layer, kind, analog=True)
+        x = P.copy_layer(layer, [v.tensor for v in ins] if kind == "add" else ins[0].tensor)
+        self.rows.append(Row(layer.name, layer.name, "analog (copied)"))
+        return Value(x, "counts", scale)
+
+    # ------------------------------------------------------------ trains
+    def train(self, node, layer, kind: str, ins: list) -> Value:
+        v = ins[0]
+        if kind == "weighted":
+            return self.weighted(node, layer, v)
+        if kind == "add":
+            return self.add(node, layer, ins)
+        if kind == "relu" or kind == "identity":
+            if kind == "relu" and v.domain != "spikes":
+                raise ConversionError(f"{P.label(layer)} is a ReLU of an analog current; only a "
+                                      "ReLU after Conv2D/Dense (+BatchNormalization) or Add is supported.")
+            return v  # relu of spikes (>= 0) is the identity
+        if kind == "batch_norm":
+            raise ConversionError(f"{P.label(layer)} does not follow a Conv2D or Dense; a "
+                                  "BatchNormalization is folded only into the layer before it.")
+        if kind in ("max_pool", "avg_pool"):
+            return self.pooling(layer, kind, v)
+        if kind == "global_avg_pool":
+            x = GlobalAveragePooling2D(keepdims=layer.get_config().get("keepdims", False),
+                                       name=layer.name)(v.tensor)
+            self.rows.append(Row(layer.name, layer.name, "pooling (tk.GlobalAveragePooling2D)"))
+            return Value(x, "current", v.scale)
+        if kind == "flatten":
+            self.rows.append(Row(layer.name, layer.name, "tk.TimeFlatten"))
+            return Value(TimeFlatten(name=layer.name)(v.tensor), v.domain, v.scale)
+        if kind == "dropout":
+            rank = len(v.tensor.shape)
+            x = keras.layers.Dropout(layer.rate, noise_shape=(None, 1) + (None,) * (rank - 2),
+                                     seed=layer.get_config().get("seed"), name=layer.name)(v.tensor)
+            self.rows.append(Row(layer.name, layer.name, "dropout (one mask for all T steps)"))
+            return Value(x, v.domain, v.scale)
+        if kind == "zero_padding":
+            if v.domain != "spikes":
+                raise ConversionError(f"{P.label(layer)} pads a current (pooled spikes); only "
+                                      "spike trains can be zero-padded.")
+            inner = type(layer).from_config(layer.get_config())
+            x = keras.layers.TimeDistributed(inner, name=layer.name)(v.tensor)
+            self.rows.append(Row(layer.name, layer.name, "TimeDistributed(ZeroPadding2D)"))
+            return Value(x, "spikes", v.scale)
+        P.check_supported(layer, kind, analog=False)
+        raise ConversionError(f"{P.label(layer)} cannot act on spike trains.")
+
+    def pooling(self, layer, kind: str, v: Value) -> Value:
+        config = layer.get_config()
+        args = dict(pool_size=config["pool_size"], strides=config["strides"],
+                    padding=config["padding"], name=layer.name)
+        if kind == "max_pool" and self.max_pooling == "spiking":
+            if v.domain != "spikes":
+                raise ConversionError(f"{P.label(layer)}: spiking max pooling needs spikes, got a "
+                                      "current; use max_pooling='average'.")
+            self.rows.append(Row(layer.name, layer.name, "max pooling (tk.MaxPooling2D, OR of spikes)"))
+            return Value(MaxPooling2D(**args)(v.tensor), "spikes", v.scale)
+        if kind == "max_pool":
+            warnings.warn(f"tk.convert: {P.label(layer)} is replaced by average pooling "
+                          "(tk.AveragePooling2D); the SNN and its ANN mode differ from the ANN there.",
+                          stacklevel=7)  # the caller of tk.convert
+            self.rows.append(Row(layer.name, layer.name, "average pooling (was MaxPooling2D)",
+                                 note="replaced: max -> average"))
+        else:
+            self.rows.append(Row(layer.name, layer.name, "pooling (tk.AveragePooling2D)"))
+        return Value(AveragePooling2D(**args)(v.tensor), "current", v.scale)
+
+    def weighted(self, node, layer, v: Value) -> Value:
+        """Conv2D / Dense (+ BatchNormalization) (+ ReLU) on a train."""
+        bn, relu, end = P.fused_chain(self, node, layer)
+        if not self.reaches_weights.get(id(end), False) and not (
+                relu is None and self._feeds_add(end)):
+            counts = SpikeCount(name=f"{layer.name}_count", dtype=layer.dtype_policy.name)(v.tensor)
+            self.rows.append(Row(layer.name, f"{layer.name}_count", "tk.SpikeCount"))
+            x = P.copy_layer(layer, counts, kernel_scale=v.scale)
+            self.rows.append(Row(layer.name, layer.name, "readout (membrane potential)",
+                                 note=f"kernel x {v.scale:.4g}"))
+            for extra in (n for n in (bn, relu) if n is not None and not isinstance(n, str)):
+                x = P.copy_layer(extra.operation, x)
+                self.done.add(id(extra))
+            return self._bind(end, Value(x, "analog"))
+        if relu is None and not self._feeds_add(end):
+            raise ConversionError(f"{P.label(layer)} is followed by neither a ReLU nor an Add; a "
+                                  "Conv2D/Dense inside the network must be followed by a ReLU "
+                                  "(its neurons) or feed an Add (a residual branch).")
+        spiking = relu is not None
+        name = layer.name
+        theta = self.theta(name, 1.0) if spiking else 1.0
+        new = P.tandem_layer(layer, bn.operation if bn is not None else None,
+                             threshold=theta, neuron=self.neuron_for() if spiking else None)
+        x = new(v.tensor)
+        P.load_tandem_weights(new, layer, bn.operation if bn is not None else None, v.scale)
+        sources = "+".join(n for n in (layer.name, bn and bn.operation.name,
+                                       relu and getattr(getattr(relu, "operation", None), "name", "relu"))
+                           if n)
+        kind = "spiking" if spiking else "synapse-only (current into TandemAdd)"
+        self.rows.append(Row(sources, name, f"{type(new).__name__} {kind}",
+                             theta if spiking else None, f"kernel x {v.scale:.4g}"))
+        for extra in (bn, relu):
+            if extra is not None and not isinstance(extra, str):
+                self.done.add(id(extra))
+        return self._bind(end, Value(x, "spikes" if spiking else "current", theta if spiking else 1.0))
+
+    def _feeds_add(self, node) -> bool:
+        c = self.sole_consumer(node.outputs[0])
+        return c is not None and P.keras_kind(c.operation) == "add"
+
+    def _bind(self, end, value: Value) -> Value:
+        for t in end.outputs:
+            self.values[id(t)] = value
+        return value
+
+    def add(self, node, layer, ins: list) -> Value:
+        relu = self.sole_consumer(node.outputs[0])
+        if relu is None or P.keras_kind(relu.operation) != "relu":
+            raise ConversionError(f"{P.label(layer)} is not followed by a ReLU: the sum of spike "
+                                  "trains and currents must be fired by neurons (tk.TandemAdd).")
+        theta = self.theta(layer.name, 1.0)
+        new = TandemAdd(neuron=self.neuron_for(), threshold=theta, scales=[v.scale for v in ins],
+                        name=layer.name, dtype=layer.dtype_policy.name)
+        x = new([v.tensor for v in ins])
+        self.done.add(id(relu))
+        self.rows.append(Row(f"{layer.name}+{relu.operation.name}", layer.name,
+                             "TandemAdd (residual neuron)", theta,
+                             "input weights " + ", ".join(f"{v.scale:.4g}" for v in ins)))
+        return self._bind(relu, Value(x, "spikes", theta))
+
+    # ------------------------------------------------------------ the library's own layers
+    def tandem_keras_layer(self, node, layer, ins: list) -> Value:
+        """A tandem_keras layer (e.g. of a ``--mode=ann`` export): the same layer in tandem
+        mode, its threshold normalized, its kernel or input weights taking the input's scale."""
+        config = layer.get_config()
+        if "mode" in config:
+            config["mode"] = "tandem"
+        name, cls = layer.name, type(layer)
+        if isinstance(layer, SpikeEncoder):
+            config["time_steps"] = self.time_steps
+        spiking = P.is_spiking(layer)
+        if spiking and "neuron" in config and self.neuron is not None:
+            config["neuron"] = neurons.serialize(self.neuron)
+        theta0 = float(config.get("threshold", 1.0))
+        scale_out = 1.0
+        if spiking:
+            calibratable = self.reaches_weights.get(id(node), False)
+            theta = self.theta(name, theta0, calibratable)
+            config["threshold"] = theta
+            scale_out = theta / theta0
+        if isinstance(layer, TandemAdd):
+            config["scales"] = [w * v.scale for w, v in zip(layer.scales or [1.0] * len(ins), ins)]
+        new = cls.from_config(config)
+        x = new([v.tensor for v in ins] if len(ins) > 1 else ins[0].tensor)
+        weights = layer.get_weights()
+        if weights:
+            new.set_weights(weights)
+        scale_in = ins[0].scale
+        if hasattr(new, "kernel") and scale_in != 1.0:
+            new.kernel.assign(np.asarray(new.kernel) * scale_in)
+        domain = P.tandem_keras_domain(layer, ins[0].domain)
+        if domain in TRAINS and not spiking:
+            scale_out = scale_in if not hasattr(new, "kernel") else 1.0
+        if domain == "counts":
+            scale_out = scale_in
+        self.rows.append(Row(name, name, f"{cls.__name__} ({'mode switch' if 'mode' in config else 'copied'})",
+                             config.get("threshold") if spiking else None,
+                             f"kernel x {scale_in:.4g}" if hasattr(new, "kernel") else ""))
+        return Value(x, domain, scale_out)
+
+
+def rebuild(model: keras.Model, *, time_steps: int, thresholds: Optional[dict] = None,
+            neuron: Any = None, max_pooling: str = "average"):
+    """``(tandem model, report rows, {spiking layer: (theta_0, calibratable)})``; see the module."""
+    try:
+        walk = _Walk(model, time_steps, dict(thresholds or {}), neuron, max_pooling)
+        new = walk.run()
+    except NotImplementedError as error:  # a nested model (call_nodes)
+        raise ConversionError(f"tk.convert: {error}") from None
+    return new, walk.rows, walk.spiking
