@@ -16,7 +16,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from tandem_keras.synops import ops, registry
+from tandem_keras.synops import composite, registry
 
 #: Metadata format written by :func:`tandem_keras.describe_model` (and ``export_model``).
 METADATA_FORMAT = "tandem_keras.activity/2"
@@ -36,7 +36,7 @@ def row_fanout(row: Mapping[str, Any]) -> np.ndarray:
 
     Summed over the weighted operations its spikes reach, each through its composite map.
     """
-    return ops.chain_fanout(row["shape"], fanout_chains(row), row["name"])
+    return composite.chain_fanout(row["shape"], fanout_chains(row), row["name"])
 
 
 class ActivityAccumulator:

@@ -33,7 +33,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from tandem_keras._keras_internals import call_nodes
-from tandem_keras.synops import ops, registry
+from tandem_keras.synops import composite, ops, registry
 from tandem_keras.synops.accounting import METADATA_FORMAT
 
 _SOURCE_ROLES = ("encoder", "spiking", "spiking_weighted")
@@ -222,7 +222,7 @@ def describe_model(model: Any) -> dict:
             if time_steps is None:
                 time_steps = int(getattr(registry.unwrap(layer), "time_steps", None) or out.shape[1])
             row["fanout_chains"] = walks[id(node)][0]
-            ops.chain_fanout(shape, row["fanout_chains"], layer.name)  # refuses what it cannot count
+            composite.chain_fanout(shape, row["fanout_chains"], layer.name)  # refuses what it cannot count
         if row["kind"] == "encoder":
             mac_node = graph.encoder_macs_node(node)
             if mac_node is not None:

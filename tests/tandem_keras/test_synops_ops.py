@@ -1,4 +1,4 @@
-"""Operation specs (tandem_keras.synops.ops): fan-out, SynOps, MACs, energy, composite maps.
+"""Operation specs and composite maps (tandem_keras.synops.ops, .composite): fan-out, SynOps, MACs, energy.
 
 References: (1) an enumeration of every connection of a convolution, done by
 `tf.image.extract_patches` on an image of neuron indices (TensorFlow's own padding);
