@@ -164,8 +164,9 @@ def write(kind: str, figures: Mapping[str, Any], config: Optional[Mapping[str, A
     return record
 
 
-def read(path: str = RECORDS) -> list[dict]:
-    """Every record of ``path``, in the order written."""
+def read(path: Optional[str] = None) -> list[dict]:
+    """Every record of ``path`` (default :data:`RECORDS`), in the order written."""
+    path = path or RECORDS
     if not os.path.exists(path):
         return []
     with open(path, encoding="utf-8") as f:

@@ -158,7 +158,7 @@ flags.DEFINE_list("variants", ["membrane", "paper", "scale_st"],
 def main(argv: Sequence[str]) -> None:
     del argv
     if FLAGS.summarize:
-        print(tables.spike_count_decoding(records.read(FLAGS.record_file or records.RECORDS))[0])
+        print(tables.spike_count_decoding(records.read(FLAGS.record_file))[0])
         return
     unknown = [v for v in FLAGS.variants if v not in MEMBRANE and v not in VARIANTS]
     if unknown:

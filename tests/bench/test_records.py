@@ -209,3 +209,20 @@ def test_the_input_checks_table_has_the_quartiles_of_both_checked_variants():
     assert cells(tables_perf.input_checks_table({"figures": {"rows": [row]}})) == [
         ["10", "shipped", "2", "0.990 / 1.004 / 1.026", "0.980 / 1.000 / 1.010"],
         ["10", "every_layer", "6", "1.050 / 1.080 / 1.100", "1.040 / 1.070 / 1.090"]]
+
+
+def test_check_fails_on_a_stale_table_and_a_run_without_it_rewrites_it(tmp_path, monkeypatch, capsys):
+    (tmp_path / "bench" / "results").mkdir(parents=True)
+    record = records.write("unit", {"x": 1}, path=str(tmp_path / "bench" / "results" / "records.jsonl"))
+    doc = tmp_path / "doc.md"
+    doc.write_text("text\n<!-- table:t -->\nstale\n<!-- /table -->\n")
+    monkeypatch.setattr(records, "ROOT", str(tmp_path))
+    monkeypatch.setattr(records, "RECORDS", str(tmp_path / "bench" / "results" / "records.jsonl"))
+    monkeypatch.setattr(tables, "DOCS", ("doc.md",))
+    monkeypatch.setattr(tables, "TABLES", {"t": lambda rs: (f"| x |\n|---|\n| {rs[0]['figures']['x']} |", rs)})
+    assert tables.main(["tables", "--check"]) == 1 and "out of date: doc.md" in capsys.readouterr().out
+    assert "stale" in doc.read_text()  # --check writes nothing
+    assert tables.main(["tables"]) == 0
+    assert doc.read_text() == (f"text\n<!-- table:t -->\n| x |\n|---|\n| 1 |\n\nRecord: {records.cite(record)}\n"
+                               "<!-- /table -->\n")
+    assert tables.main(["tables", "--check"]) == 0
