@@ -1,20 +1,27 @@
-"""``python -m eval``: evaluate an exported tandem SNN from its SavedModel directory alone.
+"""``python -m eval``: evaluate an exported tandem model from its SavedModel directory alone.
 
-Prints top-1/top-5 error, time steps (encoding window and inference steps), SynOps of
-the SNN against the ANN MACs of the same architecture, their ratio, energy estimates and
-a per-layer table; writes the same as JSON (``--output_json``) and PNG figures
-(``--plots_dir``). See ``eval.report``.
+Prints what the model is (its export records its mode: an SNN, or an ANN), top-1/top-5
+error and, for an SNN, time steps (encoding window and inference steps), SynOps of the SNN
+against the ANN MACs of the same architecture, their ratio, energy estimates and a
+per-layer table; for an ANN its MACs and their energy. Writes the same as JSON
+(``--output_json``) and PNG figures (``--plots_dir``). See ``eval.report``.
 
 Examples:
   python -m eval --saved_model=/tmp/digits/export --dataset=digits --split=test \\
       --output_json=/tmp/digits/eval.json --plots_dir=/tmp/digits/plots
+  python -m eval --saved_model=runs/jpeg/export --dataset=folder:/data/cifar10_jpeg/train \\
+      --split=validation   # the images held out in training, wherever the folder lies
+  python -m eval --saved_model=runs/jpeg/export --dataset=folder:/data/cifar10_jpeg/test \\
+      --split=all          # every image of a folder of test images
   python -m eval --saved_model=/tmp/t5/export,/tmp/t10/export --dataset=cifar10 \\
       --plots_dir=/tmp/plots      # several models: also error vs time steps (Fig. 8B)
 
-Bad input (absl's own flag errors included, a SavedModel with NaN or infinite weights, a
-``--split=validation`` on another dataset or split than the model was trained with) ends
-the program with exit status 2 and one line ``eval: error: ...`` on stderr naming it; a
-SavedModel without the activity endpoint is evaluated for accuracy with a warning.
+Bad input (absl's own flag errors included, an incomplete export, a SavedModel with NaN
+or infinite weights, a ``--split=train/validation`` on other data than the model was
+trained with, an ``--output_json``/``--plots_dir`` that cannot be written) ends the program
+with exit status 2 and one line ``eval: error: ...`` on stderr naming it, before anything
+is evaluated; a SavedModel without the activity endpoint is evaluated for accuracy with a
+warning.
 """
 from __future__ import annotations
 
@@ -31,7 +38,10 @@ flags.DEFINE_list("saved_model", None, "SavedModel directory (several: comma-sep
 flags.DEFINE_string("dataset", None,
                     "Dataset: cifar10, imagenet2012, digits or folder:PATH (default: the one "
                     "the model was trained on, as its export records, else cifar10).")
-flags.DEFINE_enum("split", "test", ["train", "validation", "test"], "Split to evaluate.")
+flags.DEFINE_enum("split", "test", ["train", "validation", "test", "all"],
+                  "Split to evaluate: train / validation (those of training: the data the "
+                  "model was trained on), test (TFDS, digits), all (every example: e.g. a "
+                  "folder of test images).")
 flags.DEFINE_string("data_dir", None, "TFDS data directory (default: TFDS's).")
 flags.DEFINE_integer("batch_size", 256, "Evaluation batch size.")
 flags.DEFINE_float("validation_split", None,
@@ -40,6 +50,9 @@ flags.DEFINE_float("validation_split", None,
 flags.DEFINE_integer("max_examples", None, "Evaluate at most this many examples.")
 flags.DEFINE_string("output_json", None, "Write the report as JSON here.")
 flags.DEFINE_string("plots_dir", None, "Write PNG figures here.")
+flags.DEFINE_boolean("skip_bad_images", None,
+                     "folder:PATH: leave out image files that cannot be decoded (default: as "
+                     "in training; refused otherwise, naming them).")
 flags.DEFINE_boolean("analysis", True,
                      "Fig. 7C / Fig. 9 analyses on the first batch when SAVED_MODEL/model.keras exists.")
 
@@ -57,7 +70,8 @@ def main(argv: list[str]) -> None:
                         batch_size=FLAGS.batch_size, data_dir=FLAGS.data_dir,
                         validation_split=FLAGS.validation_split,
                         max_examples=FLAGS.max_examples, plots_dir=FLAGS.plots_dir,
-                        output_json=FLAGS.output_json, analysis=FLAGS.analysis)
+                        output_json=FLAGS.output_json, analysis=FLAGS.analysis,
+                        skip_bad_images=FLAGS.skip_bad_images)
     except EvalError as error:
         usage_error(PROGRAM, str(error))
 

@@ -8,16 +8,32 @@ the SavedModel) and writes the tandem SNN as a NIR graph (``tk.export_nir``; nee
 Example:
   python -m eval.export_nir --saved_model=runs/digits/export --output=digits.nir
 
-Bad input ends the program with exit status 2 and one line on stderr naming it.
+Bad input ends the program with exit status 2 and one line on stderr naming it, before
+anything is written: a missing, truncated or damaged ``.keras`` file, an ``--output`` that
+is the model itself or another existing file that is not a NIR (HDF5) file (it is never
+overwritten), a model NIR cannot express (naming the layer, and the decoding when that is
+the reason). The NIR file is written aside and renamed into place, so a failure leaves an
+earlier one as it was. TensorFlow's start-up lines are held back as in ``python -m train``
+(``TF_CPP_MIN_LOG_LEVEL=2``).
 """
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+import tempfile
+import zipfile
 from typing import Optional, Sequence
 
+from train.console import quiet_tensorflow_startup
+
 KERAS_FILE = "model.keras"
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+#: What a model's decoding is called (``models``' ``decode=``), by the output layer's rule.
+DECODINGS = {"spike_count_tie": "spike_count_tie (spike counts, ties broken by the final "
+                                "membrane potential)",
+             "spike_count_st": "spike_count_st (spike counts with the straight-through "
+                               "output coupling, ties broken by the final membrane potential)"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -33,6 +49,67 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def keras_file_problem(path: str) -> Optional[str]:
+    """Why ``path`` is not a complete ``.keras`` file (a zip archive), or None."""
+    if not zipfile.is_zipfile(path):
+        return (f"{path!r} is not a .keras file (a zip archive): it is truncated, damaged or "
+                "another kind of file")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as error:
+        return f"{path!r} is a damaged .keras file ({error})"
+    return f"{path!r} is a damaged .keras file ({bad} fails its check)" if bad else None
+
+
+def output_problem(output: str, model_path: str) -> Optional[str]:
+    """Why ``--output`` must not be written, or None."""
+    out_dir = os.path.dirname(os.path.abspath(output))
+    if not os.path.isdir(out_dir):
+        return f"directory {out_dir!r} does not exist"
+    if os.path.isdir(output):
+        return f"{output!r} is a directory"
+    if os.path.exists(output):
+        if os.path.samefile(output, model_path):
+            return f"{output!r} is the model to export; name another file, e.g. model.nir"
+        with open(output, "rb") as f:
+            if f.read(len(HDF5_SIGNATURE)) != HDF5_SIGNATURE:
+                return (f"{output!r} exists and is not a NIR (HDF5) file; not overwritten "
+                        "(name another file, e.g. model.nir)")
+    return None
+
+
+def _decoding_problem(model) -> Optional[str]:
+    """A decoding NIR's graph cannot express: the output layer's tie rule."""
+    from tandem_keras.decoding import SpikeCountOutput  # noqa: PLC0415
+    from tandem_keras.export import model_kind  # noqa: PLC0415
+
+    decoding = model_kind(model)["decoding"]
+    if decoding in DECODINGS or any(isinstance(layer, SpikeCountOutput) for layer in model.layers):
+        return (f"the model's decoding is {DECODINGS.get(decoding, decoding)}, which NIR's IF "
+                "neurons cannot express: export its decode='spike_count' model (the same "
+                "trained weights without the tie rule) or a membrane-decoded one")
+    return None
+
+
+def _write_aside(graph, output: str) -> None:
+    import nir  # noqa: PLC0415
+
+    directory, name = os.path.split(os.path.abspath(output))
+    handle, new = tempfile.mkstemp(prefix=f".{name}.", dir=directory)
+    os.close(handle)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    os.chmod(new, 0o666 & ~mask)  # mkstemp's 0600, not what a plain open gives
+    try:
+        nir.write(new, graph)
+        os.replace(new, output)
+    except BaseException:
+        if os.path.exists(new):
+            os.remove(new)
+        raise
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Runs the exporter; returns 0, or exits with status 2 and one line on stderr."""
     parser = _parser()
@@ -42,22 +119,30 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         path = os.path.join(path, KERAS_FILE)
     if not os.path.isfile(path):
         parser.error(f"--saved_model: no {KERAS_FILE} at {path!r} (python -m train writes it into its export directory)")
-    out_dir = os.path.dirname(os.path.abspath(args.output))
-    if not os.path.isdir(out_dir):
-        parser.error(f"--output: directory {out_dir!r} does not exist")
+    problem = keras_file_problem(path)
+    if problem:
+        parser.error(f"--saved_model: {problem}")
+    problem = output_problem(args.output, path)
+    if problem:
+        parser.error(f"--output: {problem}")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras  # noqa: PLC0415  (slow imports after the argument checks)
+    with quiet_tensorflow_startup():  # slow imports after the argument checks
+        import keras  # noqa: PLC0415
 
-    import tandem_keras as tk  # noqa: PLC0415
+        import tandem_keras as tk  # noqa: PLC0415
 
     try:
         model = keras.saving.load_model(path)
     except Exception as error:  # noqa: BLE001  (any unreadable file is bad input)
         parser.error(f"--saved_model: cannot load {path!r}: {str(error).splitlines()[0]}")
+    problem = _decoding_problem(model)
+    if problem:
+        parser.error(f"--saved_model: {problem}")
     try:
-        graph = tk.export_nir(model, args.output)
+        graph = tk.export_nir(model, None)
     except (ValueError, ImportError) as error:
-        parser.error(str(error).splitlines()[0])
+        parser.error(str(error).splitlines()[0].removeprefix("export_nir: "))
+    _write_aside(graph, args.output)
     meta = graph.metadata
     print(f"wrote {args.output}: {len(graph.nodes)} nodes, T={meta['time_steps']}, "
           f"decoding={meta['decoding']}; input = the encoder's spike train, logits = output summed over T")

@@ -1,9 +1,17 @@
-"""What ``python -m eval`` evaluates: the SavedModel (checked) and the batches of a split.
+"""What ``python -m eval`` evaluates: the SavedModel (checked) and the examples of a split.
 
-A SavedModel with a NaN or infinite weight is refused. The dataset and validation split
-default to those the export recorded of its training (``python -m train`` writes them
-into ``assets/tandem_keras.json``), and a different one is refused for the ``train`` and
-``validation`` splits, whose examples are defined by that split.
+A SavedModel that is incomplete, damaged or has a NaN or infinite weight is refused. The
+dataset and validation split default to those the export recorded of its training
+(``python -m train`` writes them into ``assets/tandem_keras.json``). The ``train`` and
+``validation`` splits are only defined on the data the model was trained on: a TFDS
+dataset or ``digits`` by its name, a folder by its fingerprint (``train.folders``), so
+that the same images anywhere give the same split and another folder is refused. The
+split ``all`` is every example of any dataset (a separate folder of test images, or every
+TFDS split); a folder's classes are then matched to the model's by name.
+
+Exports made before exports recorded a folder's fingerprint record its absolute path: the
+same path is used as before, and another folder with as many images per split and as many
+classes is taken as a copy of it, with a warning.
 
 Example:
     >>> model = open_model("/tmp/digits/export")                      # doctest: +SKIP
@@ -20,6 +28,8 @@ import numpy as np
 
 from tandem_keras import export
 
+FOLDER = "folder:"
+
 
 class EvalError(ValueError):
     """Bad input to evaluation; the message (one line) says what is wrong."""
@@ -31,7 +41,7 @@ def warn(message: str) -> None:
 
 
 def open_model(path: str) -> export.LoadedModel:
-    """Opens a SavedModel; ``EvalError`` if ``path`` is not one."""
+    """Opens a SavedModel; ``EvalError`` if ``path`` is not one, or an incomplete one."""
     if not os.path.isdir(path):
         raise EvalError(f"--saved_model {path!r} is not a directory")
     try:
@@ -45,25 +55,63 @@ def open_model(path: str) -> export.LoadedModel:
     return model
 
 
+def _trained_on(recorded: dict) -> str:
+    """``a folder named 'train' (50,000 images, 10 classes)`` or ``--dataset=cifar10``."""
+    dataset = recorded.get("dataset", "?")
+    if not dataset.startswith(FOLDER):
+        return f"--dataset={dataset}"
+    name = os.path.basename(os.path.normpath(dataset[len(FOLDER):]))
+    files = recorded.get("folder_files")
+    if files is None and "num_train" in recorded:
+        files = recorded["num_train"] + recorded.get("num_validation", 0)
+    classes = recorded.get("classes")
+    facts = [f"{files:,} images" if files is not None else None,
+             f"{len(classes)} classes" if classes else None]
+    facts = [f for f in facts if f]
+    return f"a folder named {name!r}" + (f" ({', '.join(facts)})" if facts else "")
+
+
+def _recorded_path(dataset: str) -> Optional[str]:
+    """The absolute path an older export recorded for its folder, if it exists here (newer
+    exports record the folder's name only)."""
+    path = dataset[len(FOLDER):]
+    return path if os.path.isabs(path) and os.path.isdir(path) else None
+
+
 def resolve_split(model: export.LoadedModel, dataset: Optional[str], split: str,
                   validation_split: Optional[float]) -> tuple[str, float]:
     """``(dataset, validation_split)`` to evaluate ``model`` with.
 
     ``None`` takes what the export recorded of its training (``python -m train`` records
-    the dataset and its validation split), else ``"cifar10"`` and 0.1. For the ``train``
-    and ``validation`` splits a given value that differs from the recorded one is refused
-    (``EvalError``): the examples would not be the ones held out in training.
+    the dataset and its validation split), else ``"cifar10"`` and 0.1; a folder must be
+    given (``--dataset=folder:DIR``) unless the export recorded an existing absolute path.
+    For the ``train`` and ``validation`` splits another TFDS dataset or validation split
+    than the recorded one is refused (``EvalError``); a folder is checked after loading
+    (:func:`check_identity`). A folder has no ``test`` split.
     """
     recorded = model.training or {}
+    trained = recorded.get("dataset")
     if dataset is None:
-        dataset = recorded.get("dataset", "cifar10")
+        if trained is None:
+            dataset = "cifar10"
+        elif trained.startswith(FOLDER) and not _recorded_path(trained):
+            raise EvalError(f"--dataset=folder:DIR is needed: the model {model.export_dir!r} was "
+                            f"trained on {_trained_on(recorded)}; pass your copy of it for "
+                            "--split=train or validation, or any folder of images of its "
+                            "classes with --split=all")
+        else:
+            dataset = trained
     if validation_split is None:
         validation_split = recorded.get("validation_split", 0.1)
+    if split == "test" and dataset.startswith(FOLDER):
+        raise EvalError(f"--dataset={dataset}: a folder has no test split; --split=all "
+                        "evaluates every image of a folder (e.g. a folder of test images)")
     if split in ("train", "validation") and recorded:
-        if "dataset" in recorded and dataset != recorded["dataset"]:
+        both_folders = dataset.startswith(FOLDER) and (trained or "").startswith(FOLDER)
+        if trained is not None and dataset != trained and not both_folders:
             raise EvalError(f"--dataset={dataset}: the model {model.export_dir!r} was trained on "
-                            f"--dataset={recorded['dataset']}; its --split={split} is only "
-                            "defined there")
+                            f"{_trained_on(recorded)}; its --split={split} is only defined "
+                            "there (--split=all evaluates every example of a dataset)")
         if ("validation_split" in recorded
                 and not np.isclose(validation_split, recorded["validation_split"])):
             raise EvalError(f"--validation_split={validation_split}: the model "
@@ -72,26 +120,94 @@ def resolve_split(model: export.LoadedModel, dataset: Optional[str], split: str,
     return dataset, float(validation_split)
 
 
+def check_identity(model: export.LoadedModel, dataset: str, split: str, source) -> None:
+    """For ``train``/``validation`` of a folder: ``source`` must hold the images the model
+    was trained on (the recorded fingerprint; for older exports the same path, or as many
+    images per split and classes, with a warning). ``EvalError`` otherwise."""
+    recorded = model.training or {}
+    trained = recorded.get("dataset") or ""
+    if split not in ("train", "validation") or not (dataset.startswith(FOLDER)
+                                                    and trained.startswith(FOLDER)):
+        return
+    refused = (f"--dataset={dataset}: not the images the model {model.export_dir!r} was "
+               f"trained on, {_trained_on(recorded)}; its --split={split} is only defined "
+               "there (--split=all evaluates every image of a folder)")
+    found = source.identity
+    if "folder_fingerprint" in recorded:
+        if found.get("folder_fingerprint") != recorded["folder_fingerprint"]:
+            raise EvalError(f"{refused}; this folder has {found.get('folder_files', 0):,} images "
+                            f"of {len(found.get('classes', []))} classes, fingerprint "
+                            f"{found.get('folder_fingerprint')} (trained: "
+                            f"{recorded['folder_fingerprint']})")
+        return
+    path = trained[len(FOLDER):]
+    if _recorded_path(trained) and os.path.samefile(path, dataset[len(FOLDER):]):
+        return
+    same = (source.num_train == recorded.get("num_train")
+            and source.num_validation == recorded.get("num_validation")
+            and source.num_classes == (model.metadata or {}).get("num_classes"))
+    if not same:
+        raise EvalError(refused)
+    warn(f"{model.export_dir}: the export records the path of its training folder ({path}), "
+         f"not a fingerprint (an export made before exports recorded one); {dataset} has as "
+         "many training and validation images and classes, and is taken as a copy of it")
+
+
+def output_problem(path: str, directory: bool) -> Optional[str]:
+    """Why ``path`` (a file, or with ``directory`` a directory) cannot be written, or None;
+    checked before evaluating, so that nothing is computed in vain."""
+    if os.path.isdir(path) and not directory:
+        return "is a directory"
+    if os.path.exists(path):
+        if directory and not os.path.isdir(path):
+            return "exists and is not a directory"
+        target = path if directory else os.path.dirname(os.path.abspath(path))
+        return None if os.access(target, os.W_OK | os.X_OK) else f"{target} is not writable"
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        return f"cannot be created: {parent} is not a directory"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"cannot be created: {parent} is not writable"
+    return None
+
+
 def load_batches(dataset: str, split: str, batch_size: int, input_shape: Optional[Sequence[int]],
-                 data_dir: Optional[str] = None, validation_split: float = 0.1):
+                 data_dir: Optional[str] = None, validation_split: float = 0.1,
+                 model: Optional[export.LoadedModel] = None,
+                 skip_bad_images: Optional[bool] = None):
     """``(tf.data batches of (images, labels), number of examples, number of classes)``.
 
     Uses ``train.data`` / ``train.pipeline`` (images as float32 pixel values, the models
-    normalize them). ``EvalError`` if the images do not have the model's input shape.
+    normalize them); folder images are resized to the model's input size, and labelled by
+    the class names the model recorded. ``EvalError`` if the images do not have the model's
+    input shape, or (with ``model``) are not the training images :func:`check_identity`
+    requires.
     """
     try:
         from train import data, pipeline
     except ImportError as error:
         raise EvalError(f"loading datasets needs the train package (train/data.py): {error}") from None
-    image_size = None
+    recorded = (model.training if model is not None else None) or {}
+    options = {}
     if input_shape is not None and dataset == "imagenet2012":
-        image_size = int(input_shape[0])
+        options["image_size"] = int(input_shape[0])
+    if dataset.startswith(FOLDER):
+        if input_shape is not None:
+            options["image_size"] = (int(input_shape[0]), int(input_shape[1]))
+        if recorded.get("classes"):
+            options["classes"] = recorded["classes"]
+        options["skip_bad_images"] = bool(recorded.get("skip_bad_images", False)
+                                          if skip_bad_images is None else skip_bad_images)
     try:
         source = data.load(dataset, data_dir=data_dir, validation_split=validation_split,
-                           image_size=image_size)
+                           **options)
         _, count = source.split(split)
     except data.DatasetError as error:
         raise EvalError(str(error)) from None
+    if model is not None:
+        check_identity(model, dataset, split, source)
     if input_shape is not None and tuple(source.image_shape) != tuple(input_shape):
         raise EvalError(f"dataset {dataset!r} has images of shape {tuple(source.image_shape)} but "
                         f"the model expects {tuple(input_shape)}")

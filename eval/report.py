@@ -1,11 +1,14 @@
-"""Evaluation of an exported tandem SNN: accuracy, SynOps, activity, plots.
+"""Evaluation of an exported tandem model: accuracy, SynOps (SNN) or MACs (ANN), activity, plots.
 
 Everything is computed from the SavedModel directory written by ``tk.export_model``:
 the ``serve_activity`` endpoint gives logits and every spiking layer's spike counts,
-``assets/tandem_keras.json`` the fan-out chains and ANN MACs (``tandem_keras.synops``).
-A SavedModel without them (e.g. a plain ``model.export``) is evaluated for accuracy only.
-If the export directory also holds ``model.keras`` (``python -m train`` writes it), the
-Fig. 7C / Fig. 9 analyses run on the first batch.
+``assets/tandem_keras.json`` the fan-out chains and ANN MACs (``tandem_keras.synops``) and
+what the model is (its mode: an ANN is reported by its MACs, without spike statistics;
+``eval.summary``). A SavedModel without them (e.g. a plain ``model.export``) is evaluated
+for accuracy only. If the export directory also holds ``model.keras`` (``python -m train``
+writes it), the Fig. 7C / Fig. 9 analyses of an SNN run on the first batch.
+
+``--output_json`` and ``--plots_dir`` are checked before anything is evaluated.
 
 Example:
     >>> reports = evaluate_models(["/tmp/export"], dataset="digits",   # doctest: +SKIP
@@ -21,23 +24,15 @@ from typing import Any, Iterable, Optional, Sequence
 import numpy as np
 
 from tandem_keras import export, plots, synops
-
 from tandem_keras.metrics import top_k_hits
 
-from eval.inputs import EvalError, load_batches, open_model, resolve_split, warn  # noqa: F401
+from eval.inputs import (EvalError, load_batches, open_model, output_problem,  # noqa: F401
+                         resolve_split, warn)
+from eval.summary import (ENCODER_NOTE, TIME_STEPS_NOTE, ann_report,  # noqa: F401
+                          format_summary, is_ann)
 
 #: Keras model file saved beside the SavedModel by ``python -m train``.
 KERAS_FILE = "model.keras"
-
-ENCODER_NOTE = (
-    "synops_snn counts accumulates of spikes (Eq. 13), every spiking layer (encoder "
-    "included) into the layers its spikes reach; encoder_macs are the analog MACs of the "
-    "encoding layer's convolution on the image (computed once per example), not in "
-    "synops_snn but in synops_ann (Eq. 14, all layers) and in energy_snn_joules at "
-    "4.6 pJ/MAC; synops_ratio_with_encoder counts them as SNN work.")
-TIME_STEPS_NOTE = (
-    "inference_time_steps = time_steps + spiking_depth, the number of spiking layers "
-    "(encoder and tandem layers) on the longest path (method §5).")
 
 
 def evaluate(model: export.LoadedModel, batches: Iterable, max_examples: Optional[int] = None,
@@ -48,9 +43,12 @@ def evaluate(model: export.LoadedModel, batches: Iterable, max_examples: Optiona
     ``top5_error`` (percent; top-k with k = min(5, classes)) and, when the SavedModel
     has the activity endpoint, the SynOps report of
     :meth:`tandem_keras.synops.ActivityAccumulator.report` averaged over the examples;
-    ``sample`` keeps the first ``keep`` images and labels (for plots and analysis).
+    ``sample`` keeps the first ``keep`` images and labels (for plots and analysis). An ANN
+    export (``eval.summary.is_ann``) gets its MACs and energy instead of SynOps.
     """
-    accumulator = synops.ActivityAccumulator(model.metadata) if model.has_activity else None
+    ann = is_ann(model.kind)
+    accumulator = (synops.ActivityAccumulator(model.metadata)
+                   if model.has_activity and not ann else None)
     n = top1 = top5 = 0
     sample: dict = {}
     for images, labels in batches:
@@ -80,13 +78,18 @@ def evaluate(model: export.LoadedModel, batches: Iterable, max_examples: Optiona
     if n == 0:
         raise EvalError("the evaluation split has no examples")
     report: dict = {"saved_model": model.export_dir, "examples": n,
-                    "top1_error": 100.0 * (1 - top1 / n), "top5_error": 100.0 * (1 - top5 / n)}
-    if accumulator is not None:
+                    "top1_error": 100.0 * (1 - top1 / n), "top5_error": 100.0 * (1 - top5 / n),
+                    "model": model.kind}
+    if ann and model.metadata is not None:
+        report.update(ann_report(model.metadata))
+        report["time_steps"] = model.metadata["time_steps"] if model.kind["mode"] == "quantized" else None
+    elif accumulator is not None:
         report.update(accumulator.report())
         report["examples"] = n
         report["spiking_depth"] = model.metadata["spiking_depth"]
         report["notes"] = {"encoder": ENCODER_NOTE, "inference_time_steps": TIME_STEPS_NOTE}
         report["synops_available"] = True
+        report["network"] = "snn"
     else:
         meta = model.metadata or {}
         report.update({"time_steps": meta.get("time_steps"),
@@ -95,33 +98,15 @@ def evaluate(model: export.LoadedModel, batches: Iterable, max_examples: Optiona
     return report, sample
 
 
-def format_summary(report: dict) -> str:
-    """Accuracy lines and, if available, the per-layer SynOps table."""
-    lines = [f"SavedModel: {report['saved_model']}",
-             f"examples: {report['examples']}   top-1 error: {report['top1_error']:.2f}%   "
-             f"top-5 error: {report['top5_error']:.2f}%",
-             f"time steps: {report.get('time_steps')}   inference time steps: "
-             f"{report.get('inference_time_steps')}"]
-    if report.get("synops_available"):
-        lines.append(synops.format_report(report))
-    else:
-        lines.append("SynOps: unavailable (no serve_activity endpoint / tandem_keras metadata)")
-    if "analysis" in report:
-        result = report["analysis"]
-        lines.append(f"ANN vs SNN on {result['examples']} examples (Fig. 9: angle between c and "
-                     "a, PCC of W c and W a; Fig. 7C: mean |c - a| against the quantized ANN):")
-        error = {r["name"]: r["mean_abs_diff"] for r in result["representation_error"]}
-        for row in result["direction_preservation"]:
-            pcc = "-" if row["pcc"] is None else f"{row['pcc']:.3f}"
-            lines.append(f"  {row['name']:<20} angle {row['angle_deg']:6.2f} deg   PCC {pcc:>6}   "
-                         f"|c - a| {error.get(row['name'], float('nan')):.4f}")
-    return "\n".join(lines)
-
-
 def _analysis(export_dir: str, images: np.ndarray) -> Optional[tuple[dict, list]]:
     path = os.path.join(export_dir, KERAS_FILE)
     if not os.path.isfile(path):
         return None
+    from eval.export_nir import keras_file_problem
+
+    problem = keras_file_problem(path)
+    if problem:
+        raise ValueError(problem)
     import keras
 
     import tandem_keras  # noqa: F401 - registers the layers for deserialization
@@ -141,7 +126,7 @@ def write_plots(reports: Sequence[dict], models: Sequence[export.LoadedModel],
         if report.get("synops_available"):
             written.append(plots.plot_spike_counts(
                 report, os.path.join(plots_dir, f"{prefix}spike_counts.png")))
-        if model.has_spikes and "images" in sample:
+        if model.has_spikes and "images" in sample and report.get("network") != "ann":
             raw = model.spikes(sample["images"][:1])
             order = [layer["name"] for layer in (model.metadata or {}).get("layers", [])]
             names = [n for n in order if n in raw and n != "logits"] + sorted(set(raw) - set(order) - {"logits"})
@@ -173,16 +158,22 @@ def evaluate_models(saved_models: Sequence[str], dataset: Optional[str] = None, 
                     batch_size: int = 256, data_dir: Optional[str] = None,
                     validation_split: Optional[float] = None, max_examples: Optional[int] = None,
                     plots_dir: Optional[str] = None, output_json: Optional[str] = None,
-                    analysis: bool = True, quiet: bool = False) -> list[dict]:
+                    analysis: bool = True, quiet: bool = False,
+                    skip_bad_images: Optional[bool] = None) -> list[dict]:
     """Evaluates each SavedModel on ``dataset``/``split``; prints, writes JSON and plots.
 
     ``dataset`` and ``validation_split`` default to what each export recorded of its
-    training (:func:`resolve_split`).
+    training (:func:`resolve_split`); ``split="all"`` is every example of the dataset.
+    ``skip_bad_images`` (folders): leave out undecodable files (default: as in training).
 
     The JSON is the report of the single model, or ``{"models": [reports]}`` for several.
     """
     if not saved_models:
         raise EvalError("--saved_model is required")
+    for flag, path, directory in (("output_json", output_json, False), ("plots_dir", plots_dir, True)):
+        problem = path is not None and output_problem(path, directory)
+        if problem:
+            raise EvalError(f"--{flag}={path}: {problem}")
     if batch_size < 1:
         raise EvalError(f"--batch_size must be >= 1, got {batch_size}")
     if max_examples is not None and max_examples < 1:
@@ -195,7 +186,8 @@ def evaluate_models(saved_models: Sequence[str], dataset: Optional[str] = None, 
                  "evaluating accuracy only, SynOps and spike counts are unavailable")
         model_dataset, model_split = resolve_split(model, dataset, split, validation_split)
         batches, count, num_classes = load_batches(model_dataset, split, batch_size,
-                                                   model.input_shape, data_dir, model_split)
+                                                   model.input_shape, data_dir, model_split,
+                                                   model=model, skip_bad_images=skip_bad_images)
         if model.metadata is not None and model.metadata["num_classes"] != num_classes:
             raise EvalError(f"dataset {model_dataset!r} has {num_classes} classes but the model "
                             f"{path!r} outputs {model.metadata['num_classes']}")
@@ -206,7 +198,7 @@ def evaluate_models(saved_models: Sequence[str], dataset: Optional[str] = None, 
         report, sample = evaluate(model, batches, max_examples)
         report.update(dataset=model_dataset, split=split, validation_split=model_split)
         extra = None
-        if analysis:
+        if analysis and report.get("network") != "ann":
             try:
                 extra = _analysis(path, sample["images"])
             except Exception as error:  # noqa: BLE001 - the analyses are optional

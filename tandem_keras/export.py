@@ -11,8 +11,14 @@
 * ``assets/tandem_keras.json``: :func:`tandem_keras.describe_model` (time steps,
   spiking depth, inference time steps, per-layer neuron shapes, fan-out chains and ANN MACs,
   input shape, number of classes), so that SynOps can be counted from the SavedModel
-  directory alone (``python -m eval``), plus ``training`` when given (e.g. the dataset
-  split the model was trained on, see ``python -m train``).
+  directory alone (``python -m eval``); what the exported model is (:func:`model_kind`:
+  ``mode``, ``trained_mode``, ``decoding``, ``neuron``); ``files``, the size of every file
+  of the SavedModel, which :class:`LoadedModel` checks; and ``training`` when given (e.g.
+  the dataset split the model was trained on, see ``python -m train``).
+
+The export is written beside ``export_dir`` and renamed into place when complete
+(``tandem_keras._atomic``): an earlier export there survives a failure, a full disk or a
+signal during the export, and no half-written export is left at ``export_dir``.
 
 A model with a NaN or infinite weight is refused (``ValueError`` naming the weight):
 nothing non-finite is exported.
@@ -25,28 +31,26 @@ Example:
     >>> _ = export_model(m, path)
     >>> loaded = tf.saved_model.load(path)
     >>> out = loaded.serve_activity(np.ones((1, 4), "float32"))
-    >>> sorted(out), load_metadata(path)["time_steps"]
-    (['enc', 'logits'], 2)
+    >>> sorted(out), load_metadata(path)["time_steps"], load_metadata(path)["mode"]
+    (['enc', 'logits'], 2, 'tandem')
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
 import os
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from tandem_keras import synops
-
-#: Name of the metadata file inside the SavedModel's ``assets/`` directory.
-METADATA_FILE = "tandem_keras.json"
-#: Endpoint names.
-SERVE, SERVE_ACTIVITY, SERVE_SPIKES = "serve", "serve_activity", "serve_spikes"
+from tandem_keras._atomic import manifest, written_aside
+# Reading an export (re-exported: tandem_keras.export was their home before).
+from tandem_keras.saved_model import (METADATA_FILE, SERVE, SERVE_ACTIVITY,  # noqa: F401
+                                      SERVE_SPIKES, LoadedModel, _quiet_tensorflow_logger,
+                                      incompleteness, is_saved_model, load_metadata)
 
 
 def non_finite_weights(model: keras.Model) -> list[str]:
@@ -66,18 +70,22 @@ def _tf_variable(variable: Any) -> tf.Variable:
 
 def export_model(model: keras.Model, export_dir: str, mode: Optional[str] = None,
                  spike_trains: bool = True, verbose: bool = False,
-                 training: Optional[dict] = None) -> dict:
+                 training: Optional[dict] = None, keras_file: Optional[str] = None) -> dict:
     """Writes ``model`` as a SavedModel with ``serve``/``serve_activity``/``serve_spikes``.
 
     Args:
       model: a functional or Sequential tandem model with one image input.
-      export_dir: output directory (created; an existing SavedModel is overwritten).
+      export_dir: output directory (created; an existing one is replaced once the new
+        export is complete).
       mode: if given, export ``tk.with_mode(model, mode)`` (e.g. ``"tandem"`` to run a
         model trained in ``"quantized"`` mode as the SNN, constrain-then-train).
       spike_trains: also add the ``serve_spikes`` endpoint.
       verbose: let Keras print the exported endpoints and TensorFlow its INFO lines.
       training: JSON-serializable facts about training stored under ``"training"`` in
         the metadata (``python -m train`` stores the dataset split).
+      keras_file: if given, ``model`` as given (before ``mode``) is also saved as this
+        ``.keras`` file inside the export (``python -m train``: ``model.keras``), part of
+        the same atomic export.
 
     Returns:
       The metadata written to ``assets/tandem_keras.json``.
@@ -97,11 +105,14 @@ def export_model(model: keras.Model, export_dir: str, mode: Optional[str] = None
     if bad:
         raise ValueError(f"export_model: model {model.name!r} has non-finite weights "
                          f"({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}); not exported")
+    trained, original = model_kind(model), model
     if mode is not None:
         from tandem_keras.modes import with_mode
 
         model = with_mode(model, mode)
     metadata = synops.describe_model(model)
+    metadata.update(model_kind(model))
+    metadata["trained_mode"] = trained["mode"]
     if training is not None:
         metadata["training"] = dict(training)
     counts_model = synops.activity_model(model)
@@ -120,150 +131,81 @@ def export_model(model: keras.Model, export_dir: str, mode: Optional[str] = None
     if spikes is not None:
         archive.add_endpoint(SERVE_SPIKES, lambda images: spikes(images, training=False), [spec])
     archive.add_variable_collection("variables", [_tf_variable(v) for v in model.variables])
-    with _quiet_tensorflow_logger(not verbose):
-        archive.write_out(export_dir, verbose=verbose)
-
-    assets = os.path.join(export_dir, "assets")
-    os.makedirs(assets, exist_ok=True)
-    with open(os.path.join(assets, METADATA_FILE), "w") as f:
-        json.dump(metadata, f, indent=1)
+    with written_aside(export_dir) as new:
+        with _quiet_tensorflow_logger(not verbose):
+            archive.write_out(new, verbose=verbose)
+        if keras_file is not None:
+            original.save(os.path.join(new, keras_file))
+            metadata["keras_file"] = keras_file
+        metadata["files"] = manifest(new)  # every file but the metadata, written last
+        assets = os.path.join(new, "assets")
+        os.makedirs(assets, exist_ok=True)
+        with open(os.path.join(assets, METADATA_FILE), "w") as f:
+            json.dump(metadata, f, indent=1)
     return metadata
 
 
-class _BelowWarning(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno >= logging.WARNING
+#: Modes whose exported model is an ANN (real-valued activations, MACs), not an SNN.
+ANN_MODES = ("ann", "quantized")
 
 
-@contextlib.contextmanager
-def _quiet_tensorflow_logger(quiet: bool) -> Iterator[None]:
-    """Hides TensorFlow's INFO lines while saving (renamed inputs, sharding, fingerprint).
-
-    TensorFlow logs them through absl's logger and its own. A filter, not a level: saving
-    resets absl's verbosity (it assigns absl's flags).
-    """
-    if not quiet:
-        yield
-        return
-    loggers = [logging.getLogger(name) for name in ("tensorflow", "absl")]
-    below = _BelowWarning()
-    for logger in loggers:
-        logger.addFilter(below)
-    try:
-        yield
-    finally:
-        for logger in loggers:
-            logger.removeFilter(below)
+def _output_layer(model: keras.Model) -> Any:
+    for layer in reversed(model.layers):
+        try:
+            if layer.output is model.outputs[0]:
+                return layer
+        except (AttributeError, ValueError):  # a layer used several times has no one output
+            continue
+    return model.layers[-1] if model.layers else None
 
 
-def is_saved_model(path: str) -> bool:
-    """True if ``path`` is a directory holding ``saved_model.pb``."""
-    return os.path.isfile(os.path.join(path, "saved_model.pb"))
+def _decoding(model: keras.Model) -> str:
+    from tandem_keras.decoding import SpikeCountOutput
+    from tandem_keras.layers import SpikeCount
+
+    layer = _output_layer(model)
+    if isinstance(layer, SpikeCountOutput):
+        if layer.tie_break != "membrane":
+            return "spike_count"
+        from tandem_keras.surrogates import StraightThrough
+
+        straight = isinstance(getattr(layer, "surrogate", None), StraightThrough)
+        return "spike_count_st" if straight else "spike_count_tie"
+    if isinstance(layer, SpikeCount):
+        return "spike_count"
+    if isinstance(layer, keras.layers.Dense):
+        return "membrane"
+    return type(layer).__name__ if layer is not None else "none"
 
 
-def load_metadata(export_dir: str) -> Optional[dict]:
-    """The ``assets/tandem_keras.json`` metadata of an export, or None if absent.
+def _neuron(layer: Any) -> Any:
+    """The layer's neuron as ``tk.neurons.serialize`` names it (``"if"``, ``"lif"``, a
+    config), None for a synapse-only layer."""
+    from tandem_keras import neurons
 
-    Raises ValueError if ``export_dir`` is not a SavedModel directory.
-    """
-    if not is_saved_model(export_dir):
-        raise ValueError(f"{export_dir!r} is not a SavedModel directory (no saved_model.pb)")
-    path = os.path.join(export_dir, "assets", METADATA_FILE)
-    if not os.path.isfile(path):
-        return None
-    with open(path) as f:
-        metadata = json.load(f)
-    if metadata.get("format") not in synops.METADATA_FORMATS:
-        raise ValueError(f"{path}: unknown metadata format {metadata.get('format')!r}")
-    return metadata
+    neuron = getattr(layer, "neuron", "if")
+    return neuron if neuron is None or isinstance(neuron, str) else neurons.serialize(neuron)
 
 
-class LoadedModel:
-    """A SavedModel opened for evaluation: logits, and spike counts if exported.
-
-    ``logits(images)``: the ``serve`` endpoint (or the ``serving_default`` signature of
-    any SavedModel with a single output). ``activity(images)``: ``serve_activity``, and
-    ``spikes(images)``: ``serve_spikes``; ``has_activity`` / ``has_spikes`` say whether
-    they exist (a plain ``model.export()`` has neither, nor the metadata).
+def model_kind(model: keras.Model) -> dict:
+    """What a tandem model computes: ``mode`` (of its tandem_keras layers, ``tk.MODES``;
+    a list if they differ), ``decoding`` (``"membrane"``, ``"spike_count"``,
+    ``"spike_count_tie"``, ``"spike_count_st"``) and ``neuron`` (of its spiking layers).
 
     Example:
-        >>> lm = LoadedModel(path)                                   # doctest: +SKIP
-        >>> lm.input_shape, lm.has_activity                          # doctest: +SKIP
-        ((32, 32, 3), True)
+        >>> import keras, tandem_keras as tk
+        >>> m = keras.Sequential([keras.Input((4,)), tk.SpikeEncoder(2, mode="ann"),
+        ...                       tk.SpikeCount(), keras.layers.Dense(3)])
+        >>> model_kind(m)
+        {'mode': 'ann', 'decoding': 'membrane', 'neuron': 'if'}
     """
-
-    def __init__(self, export_dir: str) -> None:
-        self.metadata = load_metadata(export_dir)  # raises if not a SavedModel
-        try:
-            self._loaded = tf.saved_model.load(export_dir)
-        except Exception as error:  # noqa: BLE001 - TF raises many kinds here
-            raise ValueError(f"cannot load the SavedModel {export_dir!r}: "
-                             f"{str(error).splitlines()[0]}") from None
-        self.export_dir = export_dir
-        serve = getattr(self._loaded, SERVE, None)
-        signatures = getattr(self._loaded, "signatures", {})
-        if serve is None and "serving_default" in signatures:
-            serve = signatures["serving_default"]
-        if serve is None:
-            raise ValueError(f"SavedModel {export_dir!r} has neither a 'serve' endpoint nor a "
-                             "'serving_default' signature")
-        self._serve = serve
-        self._activity = getattr(self._loaded, SERVE_ACTIVITY, None)
-        self._spikes = getattr(self._loaded, SERVE_SPIKES, None)
-        self.input_shape = self._input_shape()
-
-    def non_finite_variables(self) -> list[str]:
-        """Names of the SavedModel's variables that hold a NaN or an infinity (empty: none)."""
-        return [v.name for v in getattr(self._loaded, "variables", ())
-                if v.dtype.is_floating and not np.all(np.isfinite(v.numpy()))]
-
-    @property
-    def training(self) -> Optional[dict]:
-        """What the export recorded about training (``"training"`` metadata), or None."""
-        return (self.metadata or {}).get("training")
-
-    @property
-    def has_activity(self) -> bool:
-        """True when spike counts and the metadata needed for SynOps are available."""
-        return self._activity is not None and self.metadata is not None
-
-    @property
-    def has_spikes(self) -> bool:
-        return self._spikes is not None
-
-    def _input_shape(self) -> Optional[tuple]:
-        if self.metadata is not None:
-            return tuple(self.metadata["input_shape"])
-        fn = self._serve
-        specs = getattr(fn, "input_signature", None)
-        if not specs and hasattr(fn, "structured_input_signature"):
-            args, kwargs = fn.structured_input_signature
-            specs = list(args) + list(kwargs.values())
-        if specs and hasattr(specs[0], "shape") and specs[0].shape.rank:
-            return tuple(specs[0].shape[1:])
-        return None
-
-    @staticmethod
-    def _single(outputs: Any) -> tf.Tensor:
-        if isinstance(outputs, dict):
-            if len(outputs) != 1:
-                raise ValueError(f"the serving signature has several outputs {sorted(outputs)}; "
-                                 "expected the logits only")
-            outputs = next(iter(outputs.values()))
-        return outputs
-
-    def logits(self, images: Any) -> tf.Tensor:
-        """Logits ``[batch, classes]`` from the ``serve`` endpoint."""
-        return self._single(self._serve(tf.convert_to_tensor(images, tf.float32)))
-
-    def activity(self, images: Any) -> dict:
-        """``{"logits", <layer>: counts}`` from ``serve_activity``."""
-        if self._activity is None:
-            raise ValueError(f"SavedModel {self.export_dir!r} has no '{SERVE_ACTIVITY}' endpoint")
-        return dict(self._activity(tf.convert_to_tensor(images, tf.float32)))
-
-    def spikes(self, images: Any) -> dict:
-        """``{"logits", <layer>: spike trains [batch, T, ...]}`` from ``serve_spikes``."""
-        if self._spikes is None:
-            raise ValueError(f"SavedModel {self.export_dir!r} has no '{SERVE_SPIKES}' endpoint")
-        return dict(self._spikes(tf.convert_to_tensor(images, tf.float32)))
+    modes = sorted({layer.mode for layer in model.layers if isinstance(getattr(layer, "mode", None), str)})
+    neurons = []
+    for layer in model.layers:
+        if hasattr(layer, "mode") and hasattr(layer, "time_steps"):
+            neuron = _neuron(layer)
+            if neuron is not None and neuron not in neurons:
+                neurons.append(neuron)
+    return {"mode": modes[0] if len(modes) == 1 else (modes or None),
+            "decoding": _decoding(model),
+            "neuron": neurons[0] if len(neurons) == 1 else (neurons or None)}

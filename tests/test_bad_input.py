@@ -176,6 +176,26 @@ TABLE = {
                                       ["--dataset=cifar10", "digits"]),
     "eval_nan_weights": ("eval", ["--saved_model={nan}", "--dataset=digits"], None,
                          ["NaN or infinite weights", "diverged"]),
+    # issue 18: image folders that are not datasets as they are, splits, outputs, eval inputs
+    "folder_parent_of_splits": ("train", [*DIGITS, "--dataset=folder:{splits}", "--model_dir={tmp}/f3"],
+                                None, ["--dataset=folder:", "sub-folders test, train",
+                                       "parent of dataset splits", "/train"]),
+    "folder_empty_class": ("train", [*DIGITS, "--dataset=folder:{empty_class}", "--model_dir={tmp}/f4"],
+                           None, ["--dataset=folder:", "class folder c has no PNG or JPEG images"]),
+    "folder_large_first_image": ("train", [*DIGITS, "--dataset=folder:{large}", "--model_dir={tmp}/f5"],
+                                 None, ["--dataset=folder:", "a/0.png, is 4000x4000", "--image_size"]),
+    "validation_split_leaves_nothing": ("train", [*DIGITS, "--validation_split=0.9999",
+                                                  "--model_dir={tmp}/f6"],
+                                        None, ["--validation_split=0.9999", "leaves none to train on"]),
+    "eval_several_outputs": ("eval", ["--saved_model={multi}", "--dataset=digits"], None,
+                             ["returns 2 outputs", "one output, the logits"]),
+    "eval_output_json_unwritable": ("eval", ["--saved_model={export}", "--output_json={file}/r.json"],
+                                    None, ["--output_json=", "is not a directory"]),
+    "eval_plots_dir_unwritable": ("eval", ["--saved_model={export}", "--plots_dir={file}"], None,
+                                  ["--plots_dir=", "exists and is not a directory"]),
+    "eval_folder_test_split": ("eval", ["--saved_model={export}", "--dataset=folder:{splits}/test",
+                                        "--split=test"], None, ["a folder has no test split",
+                                                                "--split=all"]),
 }
 
 
@@ -194,6 +214,20 @@ def results(digits_run, nan_export, tmp_path_factory):
             for i in range(3):
                 (tmp / folder / name / f"{i}.png").write_bytes(png)
     (tmp / "corrupt" / "b" / "empty.png").write_bytes(b"")  # not the first file
+    names.update(splits=str(tmp / "splits"), empty_class=str(tmp / "empty_class"),
+                 large=str(tmp / "large"), multi=str(tmp / "multi"))
+    for folder in ("splits/train/a", "splits/train/b", "splits/test/a", "splits/test/b",
+                   "empty_class/a", "empty_class/b", "large/b"):
+        os.makedirs(tmp / folder)
+        (tmp / folder / "0.png").write_bytes(png)
+    os.makedirs(tmp / "empty_class" / "c")
+    os.makedirs(tmp / "large" / "a")
+    (tmp / "large" / "a" / "0.png").write_bytes(
+        tf.io.encode_png(np.zeros((4000, 4000, 3), np.uint8)).numpy())
+    flat = keras.Input((8, 8, 1))
+    hidden = keras.layers.Flatten()(flat)
+    keras.Model(flat, [keras.layers.Dense(10)(hidden), keras.layers.Dense(3)(hidden)]).export(
+        str(tmp / "multi"), verbose=False)
     before = _backup_bytes(digits_run)
     jobs = {key: (program, [a.format(**names) for a in args], env)
             for key, (program, args, env, _) in TABLE.items()}

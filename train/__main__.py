@@ -10,7 +10,8 @@ Examples:
 Exit status: 0 done; 2 bad input (a flag, absl's own flag errors included, or a
 ``--model_dir`` holding another run), one line ``train: error: ...`` on stderr naming it;
 1 the run failed (training diverged: ``train: error: training diverged ...``, the last
-good backup is kept and nothing is exported).
+good backup is kept and nothing is exported; or writing the export failed, e.g. a full
+disk: ``train: error: writing the export to ... failed (...)``, an earlier export is kept).
 """
 from __future__ import annotations
 
@@ -50,11 +51,12 @@ def main(argv: list[str]) -> None:
     try:
         train_flags.check(FLAGS)
         configure_cpu_devices(FLAGS.cpu_devices)
+        from train.export import ExportError
         from train.run import TrainingDiverged, run  # after the CPU devices are set up
 
         try:
             run(FLAGS)
-        except TrainingDiverged as e:
+        except (TrainingDiverged, ExportError) as e:
             print(f"{PROGRAM}: error: {e}", file=sys.stderr)
             sys.exit(1)
     except (train_flags.FlagError, RunDirError) as e:

@@ -12,15 +12,20 @@ Dataset names (``--dataset``):
   images (45k/5k for ``validation_split=0.1``), ``test`` is the TFDS test split.
 - ``imagenet2012``: TFDS ``imagenet2012`` (place the archives in TFDS's manual download
   directory, ``<data_dir>/downloads/manual``); ``test`` is the TFDS validation split.
-- ``folder:PATH``: a directory with one sub-folder of PNG/JPEG images per class; images are
-  resized to the first image's size (or ``image_size``). No ``test`` split. Every file is
-  decoded once up front (``train.folder_check``): files that cannot be decoded refuse the
-  folder, naming them (or are left out and logged, ``skip_bad_images``); at least 2 classes.
+- ``folder:PATH``: a directory with one sub-folder of PNG/JPEG images per class
+  (``train.folders``: what is a class, what is refused); images are resized to the first
+  image's size (or ``image_size``). No ``test`` split: a separate folder of test images is
+  evaluated with the split ``all``. Every file is decoded once up front
+  (``train.folder_check``): files that cannot be decoded refuse the folder, naming them (or
+  are left out and logged, ``skip_bad_images``); at least 2 classes. The dataset's identity
+  (:attr:`Source.identity`, which an export records) is the folder's name and the
+  fingerprint of its files (``train.folders.fingerprint``), not its path.
 - ``digits``: scikit-learn's bundled 8x8 digits (no download); a fixed stratified 80/20
   train/test split, the validation part held out of the 80%.
 
-The train/validation partition is fixed (it does not depend on the training seed), so
-``python -m eval --split=validation`` sees exactly the held-out examples.
+The train/validation partition is fixed (it does not depend on the training seed, nor on
+where a folder lies), so ``python -m eval --split=validation`` sees exactly the held-out
+examples. The split ``all`` is every example of the dataset (every split).
 
 Example:
   >>> from train import data
@@ -31,17 +36,21 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
+from typing import Sequence
 
 import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from train import folder_check, tfds_prepare
+from train import folder_check, folders, tfds_prepare
 
-SPLITS = ("train", "validation", "test")
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+SPLITS = ("train", "validation", "test", "all")
+IMAGE_EXTENSIONS = folders.IMAGE_EXTENSIONS
 _SPLIT_SEED = 0  # fixed partition seed, independent of --seed
+#: Largest image side used as the model's input size without ``image_size``.
+MAX_SIDE = 512
 
 
 class DatasetError(ValueError):
@@ -59,6 +68,9 @@ class Source:
       image_shape: the model's input shape ``(H, W, C)``.
       augment: augmentation policy for training, ``"cifar"``, ``"imagenet"`` or ``"none"``.
       cache: whether decoded examples fit in memory (``Dataset.cache()``).
+      identity: what identifies the dataset wherever it lies, for an export's metadata:
+        ``{"dataset": name}``; for folders ``"folder:<folder name>"`` and the
+        ``folder_fingerprint``, ``folder_files`` and ``classes`` (:mod:`train.folders`).
     """
 
     name: str
@@ -67,6 +79,10 @@ class Source:
     image_shape: tuple[int, int, int]
     augment: str
     cache: bool
+    identity: dict = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.identity = {"dataset": self.name, **self.identity}
 
     @property
     def num_train(self) -> int:
@@ -77,7 +93,12 @@ class Source:
         return self.splits["validation"][1] if "validation" in self.splits else 0
 
     def split(self, name: str) -> tuple[tf.data.Dataset, int]:
-        """Examples and count of a split; ``DatasetError`` if the dataset has no such split."""
+        """Examples and count of a split (``"all"``: of every split, one after the other);
+        ``DatasetError`` if the dataset has no such split."""
+        if name == "all":
+            parts = list(self.splits.values())
+            examples = functools.reduce(tf.data.Dataset.concatenate, [ds for ds, _ in parts])
+            return examples, sum(count for _, count in parts)
         if name not in self.splits:
             raise DatasetError(
                 f"dataset {self.name!r} has no split {name!r}; it has {', '.join(self.splits)}"
@@ -90,8 +111,9 @@ def load(
     *,
     data_dir: str | None = None,
     validation_split: float = 0.1,
-    image_size: int | None = None,
+    image_size: int | tuple[int, int] | None = None,
     skip_bad_images: bool = False,
+    classes: Sequence[str] | None = None,
 ) -> Source:
     """Loads ``dataset`` (see the module docstring) with ``validation_split`` held out of train.
 
@@ -99,22 +121,28 @@ def load(
       dataset: ``"cifar10"``, ``"imagenet2012"``, ``"folder:PATH"`` or ``"digits"``.
       data_dir: TFDS data directory (``None``: TFDS default).
       validation_split: fraction of the training examples held out, in ``[0, 1)``.
-      image_size: square size images are resized to (folders) or cropped to (ImageNet);
-        ``None`` keeps the dataset's own (ImageNet: 224).
+      image_size: square size images are resized to (folders; or ``(height, width)``) or
+        cropped to (ImageNet); ``None`` keeps the dataset's own (ImageNet: 224).
       skip_bad_images: folders: leave out (and log) the files that cannot be decoded
         instead of refusing the folder.
+      classes: folders: the class names labels index (those a model was trained on); the
+        folder's classes must be among them (a test folder may lack some). ``None``: the
+        folder's own, at least 2.
 
     Raises:
-      DatasetError: unknown dataset, empty folder, a folder with files that cannot be
-        decoded (unless ``skip_bad_images``) or fewer than 2 classes, bad split fraction,
-        a TFDS dataset that needs a manual download.
+      DatasetError: unknown dataset, a folder that is not a dataset (``train.folders``), with
+        files that cannot be decoded (unless ``skip_bad_images``), fewer than 2 classes or
+        classes outside ``classes``, a first image above :data:`MAX_SIDE` pixels without
+        ``image_size``, a split fraction that leaves no training examples, a TFDS dataset
+        that needs a manual download.
     """
     if not 0.0 <= validation_split < 1.0:
         raise DatasetError(f"validation_split must be in [0, 1), got {validation_split}")
     if dataset == "digits":
         return _digits(validation_split)
     if dataset.startswith("folder:"):
-        return _folder(dataset[len("folder:"):], validation_split, image_size, skip_bad_images)
+        return _folder(dataset[len("folder:"):], validation_split, image_size, skip_bad_images,
+                       classes)
     if dataset in ("cifar10", "imagenet2012"):
         return _tfds(dataset, data_dir, validation_split, image_size)
     raise DatasetError(
@@ -123,7 +151,11 @@ def load(
 
 
 def _num_held_out(total: int, validation_split: float) -> int:
-    return int(round(total * validation_split))
+    held_out = int(round(total * validation_split))
+    if held_out >= total:
+        raise DatasetError(f"--validation_split={validation_split} holds out {held_out} of the "
+                           f"{total} training examples and leaves none to train on")
+    return held_out
 
 
 def _from_arrays(images: np.ndarray, labels: np.ndarray) -> tuple[tf.data.Dataset, int]:
@@ -152,62 +184,77 @@ def _digits(validation_split: float) -> Source:
     return Source("digits", splits, 10, (8, 8, 1), augment="none", cache=True)
 
 
-def _list_folder(path: str) -> tuple[list[str], list[int], list[str]]:
-    if not os.path.isdir(path):
-        raise DatasetError(f"folder {path!r} does not exist or is not a directory")
-    classes, files, labels = [], [], []
-    for entry in sorted(os.listdir(path)):
-        class_dir = os.path.join(path, entry)
-        if not os.path.isdir(class_dir):
-            continue
-        images = sorted(
-            os.path.join(root, f)
-            for root, _, names in os.walk(class_dir, followlinks=True)
-            for f in names
-            if f.lower().endswith(IMAGE_EXTENSIONS)
-        )
-        if images:
-            files += images
-            labels += [len(classes)] * len(images)
-            classes.append(entry)
-    if not files:
-        raise DatasetError(
-            f"folder {path!r} has no PNG or JPEG images in class sub-folders (PATH/<class>/*.png)"
-        )
-    return files, labels, classes
-
-
 def _readable(path: str, files: list[str], labels: list[int], classes: list[str],
               skip_bad_images: bool) -> tuple[list[str], list[int], list[str]]:
-    """Refuses (or, with ``skip_bad_images``, leaves out) the files that cannot be decoded,
-    then a folder with fewer than 2 classes; returns files, labels and classes kept."""
+    """Refuses (or, with ``skip_bad_images``, leaves out) the files that cannot be decoded;
+    returns files, labels and classes kept (a class left without images is dropped, and
+    named in the warning)."""
     bad = set(folder_check.unreadable_images(files))
     if bad and not skip_bad_images:
         raise DatasetError(
             f"folder {path!r}: {len(bad)} of {len(files)} image files cannot be decoded: "
-            f"{folder_check.describe(sorted(bad), path)} (remove them, or train with "
+            f"{folder_check.describe(sorted(bad), path)} (remove them, or pass "
             "--skip_bad_images to leave them out)")
     if bad:
-        logging.warning("folder %r: leaving out %d of %d image files that cannot be decoded: %s",
-                        path, len(bad), len(files), folder_check.describe(sorted(bad), path, len(bad)))
         kept = [(f, label) for f, label in zip(files, labels) if f not in bad]
         used = sorted({label for _, label in kept})  # classes that still have images
+        dropped = [c for i, c in enumerate(classes) if i not in used]
+        logging.warning("folder %r: leaving out %d of %d image files that cannot be decoded: %s%s",
+                        path, len(bad), len(files), folder_check.describe(sorted(bad), path, len(bad)),
+                        f"; class{'es' if len(dropped) > 1 else ''} {', '.join(dropped)} "
+                        "left without images" if dropped else "")
         files = [f for f, _ in kept]
         labels = [used.index(label) for _, label in kept]
         classes = [classes[c] for c in used]
-    if len(classes) < 2:
-        raise DatasetError(
-            f"folder {path!r} has {len(classes)} class{'' if len(classes) == 1 else 'es'} with "
-            f"images ({', '.join(classes) or '-'}); "
-            "a classifier needs at least 2 class sub-folders (PATH/<class>/*.png)")
     return files, labels, classes
 
 
-def _folder(path: str, validation_split: float, image_size: int | None,
-            skip_bad_images: bool = False) -> Source:
-    files, labels, classes = _readable(path, *_list_folder(path), skip_bad_images)
-    first = tf.io.decode_image(tf.io.read_file(files[0]), channels=3, expand_animations=False)
-    height, width = (image_size, image_size) if image_size else tuple(first.shape[:2])
+def _relabel(path: str, labels: list[int], classes: list[str],
+             trained: Sequence[str]) -> list[int]:
+    """Labels as indices into ``trained`` (the classes a model was trained on), by name."""
+    unknown = [c for c in classes if c not in trained]
+    if unknown:
+        raise DatasetError(
+            f"folder {path!r} has class folder{'s' if len(unknown) > 1 else ''} "
+            f"{', '.join(unknown[:5])}{', ...' if len(unknown) > 5 else ''} that the model was "
+            f"not trained on (its classes: {', '.join(trained[:10])}"
+            f"{', ...' if len(trained) > 10 else ''})")
+    return [trained.index(classes[label]) for label in labels]
+
+
+def _image_size(path: str, first: str, image_size: int | tuple[int, int] | None) -> tuple[int, int]:
+    """``(height, width)`` images are resized to: ``image_size``, else the first image's size
+    (refused above :data:`MAX_SIDE`, where the model would be built at that size)."""
+    if image_size:
+        return (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    image = tf.io.decode_image(tf.io.read_file(first), channels=3, expand_animations=False)
+    height, width = (int(n) for n in image.shape[:2])
+    if max(height, width) > MAX_SIDE:
+        raise DatasetError(
+            f"folder {path!r}: its first image, {os.path.relpath(first, path)}, is "
+            f"{height}x{width} pixels and the model is built at the size of the images; "
+            f"above {MAX_SIDE} pixels pass --image_size (e.g. --image_size=224) to resize them")
+    return height, width
+
+
+def _folder(path: str, validation_split: float, image_size: int | tuple[int, int] | None,
+            skip_bad_images: bool = False, classes: Sequence[str] | None = None) -> Source:
+    try:
+        listed = folders.list_folder(path)
+    except folders.FolderError as error:
+        raise DatasetError(str(error)) from None
+    files, labels, found = _readable(path, *listed, skip_bad_images)
+    fingerprint = folders.fingerprint(path, files, labels, found)
+    if classes is None:
+        if len(found) < 2:
+            raise DatasetError(
+                f"folder {path!r} has {len(found)} class{'' if len(found) == 1 else 'es'} with "
+                f"images ({', '.join(found) or '-'}); "
+                "a classifier needs at least 2 class sub-folders (PATH/<class>/*.png)")
+        classes = found
+    else:
+        labels = _relabel(path, labels, found, list(classes))
+    height, width = _image_size(path, files[0], image_size)
 
     def decode(file: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         image = tf.io.decode_image(tf.io.read_file(file), channels=3, expand_animations=False)
@@ -226,8 +273,12 @@ def _folder(path: str, validation_split: float, image_size: int | None,
         ).map(decode, num_parallel_calls=tf.data.AUTOTUNE)
         splits[split] = (ds, len(idx))
     fits_in_memory = len(files) * height * width * 3 * 4 < 2 * 1024**3
+    name = os.path.basename(os.path.normpath(os.path.abspath(path)))
+    identity = {"dataset": f"folder:{name}", "folder_fingerprint": fingerprint,
+                "folder_files": len(files), "classes": list(classes),
+                "skip_bad_images": bool(skip_bad_images)}
     return Source(f"folder:{path}", splits, len(classes), (height, width, 3),
-                  augment="cifar", cache=fits_in_memory)
+                  augment="cifar", cache=fits_in_memory, identity=identity)
 
 
 def _tfds(name: str, data_dir: str | None, validation_split: float,

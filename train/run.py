@@ -163,10 +163,10 @@ def run(values: Any) -> keras.Model:
                 "num_validation": source.num_validation, "epochs": values.epochs,
                 "seed": values.seed}
     if is_chief:
-        export(model, export_dir, export_mode, training=training)
+        export(model, export_dir, export_mode, training=training, source=source)
         logging.info("exported the SavedModel and %s to %s", "model.keras", export_dir)
     else:  # every worker takes part in saving; only the chief's copy is kept
         scratch = tempfile.mkdtemp(prefix=f"export_{task}_")
-        export(model, scratch, export_mode, training=training)
+        export(model, scratch, export_mode, training=training, source=source)
         shutil.rmtree(scratch, ignore_errors=True)
     return model

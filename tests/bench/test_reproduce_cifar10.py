@@ -74,6 +74,7 @@ def test_tiny_run_writes_consistent_results(tmp_path):
     from eval import report as eval_report
     for name in ("tandem_T2", "quantized_T2"):
         [evaluated] = eval_report.evaluate_models([results["exports"][name]], split="validation",
+                                                  dataset=f"folder:{train_dir}",
                                                   analysis=False, quiet=True)
         assert evaluated["examples"] == 6
         assert evaluated["top1_error"] == pytest.approx(100 * results["runs"][name]["val_error"])

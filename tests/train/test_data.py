@@ -65,6 +65,7 @@ def test_folder_images_and_labels(tmp_path):
     assert seen == expected
     with pytest.raises(data.DatasetError, match="no split 'test'"):
         source.split("test")
+    assert source.split("all")[1] == 15
 
 
 def test_folder_resized_to_image_size(tmp_path):
@@ -99,6 +100,10 @@ def test_tfds_mock(name, shape, classes):
         batches = pipeline.train_batches(source, batch_size=3, seed=0, start_epoch=0, epochs=1)
         images, labels = next(iter(batches))
         test_images, _ = next(iter(pipeline.eval_batches(source, "test", batch_size=6)))
+        every = sum(1 for _ in source.split("all")[0])  # train + validation + test
+    # every split once (the mock gives 6 examples to any split, slices included)
+    assert set(source.splits) == {"train", "validation", "test"}
+    assert source.split("all")[1] == every == 18
     assert source.num_classes == classes and source.image_shape == shape
     assert images.shape == (3, *shape) and test_images.shape == (6, *shape)
     assert labels.dtype == tf.int32
