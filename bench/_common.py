@@ -30,17 +30,18 @@ median = statistics.median_high  # the benchmarks' median: the upper one for an 
 
 
 def build_network(name: str, time_steps: int, mode: str) -> keras.Model:
-    """Builds ``"cifarnet"`` or ``"cifarnet_wK"`` (every width divided by K) with
-    ``models.cifarnet``. The dtype policy in force applies.
+    """Builds a CIFAR network of ``models.BUILDERS`` (``"cifarnet"``, ``"resnet20"``,
+    ``"vgg11"``, ...) or ``"<name>_wK"`` (every width divided by K). The dtype policy in force
+    applies.
     """
-    from models.cifarnet import cifarnet
+    import models
 
-    if name == "cifarnet":
-        return cifarnet(time_steps=time_steps, mode=mode)
-    if not name.startswith("cifarnet_w") or not name[len("cifarnet_w"):].isdigit():
-        raise ValueError(f"unknown network {name!r}; expected 'cifarnet' or 'cifarnet_wK'.")
-    divisor = int(name[len("cifarnet_w"):])
-    return cifarnet(time_steps=time_steps, mode=mode, width_divisor=divisor, name=name)
+    base, _, divisor = name.partition("_w")
+    if base not in models.BUILDERS or (divisor and not divisor.isdigit()):
+        raise ValueError(f"unknown network {name!r}; expected one of {', '.join(sorted(models.BUILDERS))}, "
+                         "optionally with _wK (width / K), e.g. 'cifarnet_w4'.")
+    extra = {"width_divisor": int(divisor)} if divisor else {}
+    return models.BUILDERS[base](time_steps=time_steps, mode=mode, name=name, **extra)
 
 
 def compile_model(model: keras.Model, jit_compile: bool = False, num_classes: int = 10) -> keras.Model:

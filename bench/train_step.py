@@ -23,7 +23,8 @@ from bench._common import flags, keras
 from bench.tables_perf import train_step_table
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("networks", ["cifarnet_w4"], "cifarnet and/or cifarnet_wK (width / K).")
+flags.DEFINE_list("networks", ["cifarnet_w4"], "CIFAR builders of models.BUILDERS (cifarnet, "
+                  "resnet20, vgg11, ...), each optionally _wK (width / K).")
 flags.DEFINE_list("modes", ["tandem", "ann", "bptt"], "Modes timed side by side.")
 flags.DEFINE_list("time_steps", ["1", "4", "10", "16"], "Values of T.")
 flags.DEFINE_list("policies", ["float32", "mixed_bfloat16"], "Keras dtype policies.")

@@ -3,7 +3,8 @@
 Every builder takes, keyword-only as ``keras.applications``, ``include_top``, ``weights``,
 ``input_tensor``, ``input_shape``, ``num_classes``, ``width_divisor``,
 ``time_steps``, ``decode="membrane"|"spike_count"|"spike_count_tie"|"spike_count_st"``, ``mode`` (one of ``tk.MODES``:
-``"tandem"``, ``"ann"``, ``"quantized"``, ``"bptt"``), ``dropout``,
+``"tandem"``, ``"ann"``, ``"quantized"``, ``"bptt"``), ``neuron`` (``"if"``, ``"lif"`` or a
+``tk.neurons.Neuron``), ``dropout``,
 ``include_preprocessing`` and ``name``, and returns a plain functional ``keras.Model``
 that maps images with pixel values in ``[0, 255]`` to float32 logits.
 
@@ -11,7 +12,7 @@ Example:
   >>> import models
   >>> model = models.build("cifarnet", time_steps=4, decode="spike_count")
   >>> sorted(models.BUILDERS)
-  ['alexnet_cifar', 'alexnet_imagenet', 'cifarnet', 'digits']
+  ['alexnet_cifar', 'alexnet_imagenet', 'cifarnet', 'digits', 'resnet20', 'vgg11']
 """
 from __future__ import annotations
 
@@ -22,12 +23,16 @@ import keras
 from models.alexnet import alexnet_cifar, alexnet_imagenet
 from models.cifarnet import cifarnet
 from models.digits import digits
+from models.resnet import resnet20
+from models.vgg import vgg11
 
 BUILDERS: dict[str, Callable[..., keras.Model]] = {
     "cifarnet": cifarnet,
     "alexnet_cifar": alexnet_cifar,
     "alexnet_imagenet": alexnet_imagenet,
     "digits": digits,
+    "resnet20": resnet20,
+    "vgg11": vgg11,
 }
 
 
@@ -38,4 +43,5 @@ def build(name: str, **kwargs: Any) -> keras.Model:
     return BUILDERS[name](**kwargs)
 
 
-__all__ = ["BUILDERS", "build", "cifarnet", "alexnet_cifar", "alexnet_imagenet", "digits"]
+__all__ = ["BUILDERS", "build", "cifarnet", "alexnet_cifar", "alexnet_imagenet", "digits", "resnet20",
+           "vgg11"]

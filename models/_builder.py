@@ -46,7 +46,8 @@ class Conv:
 
 
 def check_options(
-    input_shape: Sequence[int], num_classes: int, time_steps: int, decode: str, mode: str
+    input_shape: Sequence[int], num_classes: int, time_steps: int, decode: str, mode: str,
+    neuron: Any = "if",
 ) -> tuple[int, int, int]:
     """Validates the keyword arguments shared by every builder; returns input_shape as a tuple.
 
@@ -63,6 +64,10 @@ def check_options(
         raise ValueError(f"decode must be one of {DECODES}, got {decode!r}")
     if mode not in tk.MODES:
         raise ValueError(f"mode must be one of {tk.MODES}, got {mode!r}")
+    try:
+        tk.neurons.get(neuron)
+    except ValueError as error:
+        raise ValueError(f"neuron: {error}") from None
     return shape
 
 
@@ -75,6 +80,99 @@ def check_width_divisor(width_divisor: int) -> int:
     if isinstance(width_divisor, bool) or not isinstance(width_divisor, int) or width_divisor < 1:
         raise ValueError(f"width_divisor must be a positive int, got {width_divisor!r}")
     return width_divisor
+
+
+def image_input(name: str, input_shape: Sequence[int] | None, input_tensor: Any):
+    """``(images, input_shape)``: ``input_tensor`` (checked against ``input_shape``) or a new
+    ``keras.Input`` named ``images``."""
+    if input_tensor is not None:
+        if not keras.backend.is_keras_tensor(input_tensor):
+            raise ValueError(f"{name}: input_tensor must be a Keras tensor (keras.Input), "
+                             f"got {type(input_tensor).__name__}")
+        tensor_shape = tuple(input_tensor.shape[1:])
+        if input_shape is not None and tuple(input_shape) != tensor_shape:
+            raise ValueError(f"{name}: input_shape {tuple(input_shape)} differs from "
+                             f"input_tensor's shape {tensor_shape}")
+        return input_tensor, tensor_shape
+    return None, input_shape
+
+
+def check_common(name: str, *, dropout: float, width_divisor: int, weights: str | None) -> None:
+    """The arguments every builder checks besides :func:`check_options`."""
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+    check_width_divisor(width_divisor)
+    if weights is not None and not (isinstance(weights, str) and os.path.isfile(weights)):
+        raise ValueError(f"{name}: weights must be None or the path of a weights file, "
+                         f"got {weights!r}")
+
+
+def stem(images, shape: Sequence[int], *, name: str, encoder: Conv, mean, std, time_steps: int,
+         mode: str, neuron: Any):
+    """``images -> normalize -> encoder_conv -> encoder_bn -> encoder``: the spike train.
+
+    ``mean``/``std``: per-channel normalization of images in ``[0, 1]`` scale (one value:
+    every channel), the model taking pixel values in ``[0, 255]``; ``mean=None``: none. The
+    encoder takes ``neuron`` if it is an IF neuron (its initial potential), else ``"if"``.
+    """
+    layers = keras.layers
+    x = images
+    if mean is not None:
+        # Pixel values in [0, 255] -> (x / 255 - mean) / std, one Normalization layer;
+        # one-channel statistics apply to every channel.
+        channels = shape[-1]
+        mean, std = (list(v) * channels if len(v) == 1 else list(v) for v in (mean, std))
+        if len(mean) != channels or len(std) != channels:
+            raise ValueError(f"{name}: normalization has {len(mean)} channels, images have {channels}")
+        x = layers.Normalization(
+            mean=[255.0 * m for m in mean],
+            variance=[(255.0 * s) ** 2 for s in std],
+            name="normalize",
+        )(x)
+    x = layers.Conv2D(
+        encoder.filters, encoder.kernel_size, strides=encoder.strides, padding="same",
+        use_bias=False, name="encoder_conv",
+    )(x)
+    # Same momentum as the tandem layers' fused BN (0.9): short runs need fresh moving statistics.
+    # Under several replicas the batch statistics are synchronized (else each replica keeps its
+    # own moving statistics); one replica keeps the exact single-device computation.
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    x = layers.BatchNormalization(momentum=0.9, synchronized=replicas > 1, name="encoder_bn")(x)
+    encoder_neuron = neuron if type(tk.neurons.get(neuron)) is tk.neurons.IF else "if"
+    return tk.SpikeEncoder(time_steps, mode=mode, neuron=encoder_neuron, name="encoder")(x)
+
+
+def readout(x, *, decode: str, num_classes: int, dropout: float, mode: str, neuron: Any,
+            include_top: bool = True):
+    """The logits from a ``[batch, T, features]`` train (spikes, or pooled currents): see the
+    module docstring; ``include_top=False``: its time-sum (the spike counts)."""
+    layers = keras.layers
+    if not include_top:
+        return tk.SpikeCount(dtype="float32", name="spike_count")(x)
+    if decode == "membrane":
+        x = tk.SpikeCount(name="spike_count")(x)
+        if dropout:
+            x = layers.Dropout(dropout, name="dropout")(x)
+        return layers.Dense(num_classes, dtype="float32", name="logits")(x)
+    if dropout:
+        x = layers.Dropout(dropout, noise_shape=(None, 1, None), name="dropout")(x)
+    if decode == "spike_count":
+        x = tk.TandemDense(num_classes, batch_norm=False, mode=mode, neuron=neuron,
+                           name="output_neurons")(x)
+        return tk.SpikeCount(dtype="float32", name="logits")(x)
+    # "spike_count_tie", "spike_count_st"
+    surrogate = "straight_through" if decode == "spike_count_st" else "bounded_relu"
+    return tk.decoding.SpikeCountOutput(
+        num_classes, surrogate=surrogate, tie_break="membrane", mode=mode, neuron=neuron,
+        dtype="float32", name="logits")(x)
+
+
+def finish(images, outputs, name: str, weights: str | None) -> keras.Model:
+    """The functional model, with the weights file loaded if given."""
+    model = keras.Model(images, outputs, name=name)
+    if weights is not None:
+        model.load_weights(weights)
+    return model
 
 
 def build_classifier(
@@ -95,6 +193,7 @@ def build_classifier(
     include_top: bool = True,
     input_tensor: Any = None,
     weights: str | None = None,
+    neuron: Any = "if",
 ) -> keras.Model:
     """Builds ``images -> logits`` from a layer table (see the module docstring).
 
@@ -120,82 +219,29 @@ def build_classifier(
       input_tensor: a Keras tensor (``keras.Input``) to use as the image input.
       weights: ``None`` (random initialization) or the path of a weights file
         (``model.save_weights``'s ``.weights.h5``) to load.
+      neuron: the neuron of every spiking layer (``"if"``, ``"lif"`` or a
+        ``tk.neurons.Neuron``; see :func:`stem` for the encoder).
 
     Returns:
       A functional ``keras.Model`` whose output ``logits`` is float32 ``[batch, num_classes]``.
     """
-    if input_tensor is not None:
-        if not keras.backend.is_keras_tensor(input_tensor):
-            raise ValueError(f"{name}: input_tensor must be a Keras tensor (keras.Input), "
-                             f"got {type(input_tensor).__name__}")
-        tensor_shape = tuple(input_tensor.shape[1:])
-        if input_shape is not None and tuple(input_shape) != tensor_shape:
-            raise ValueError(f"{name}: input_shape {tuple(input_shape)} differs from "
-                             f"input_tensor's shape {tensor_shape}")
-        input_shape = tensor_shape
-    shape = check_options(input_shape, num_classes, time_steps, decode, mode)
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
-    check_width_divisor(width_divisor)
-    if weights is not None and not (isinstance(weights, str) and os.path.isfile(weights)):
-        raise ValueError(f"{name}: weights must be None or the path of a weights file, "
-                         f"got {weights!r}")
+    images, input_shape = image_input(name, input_shape, input_tensor)
+    shape = check_options(input_shape, num_classes, time_steps, decode, mode, neuron)
+    check_common(name, dropout=dropout, width_divisor=width_divisor, weights=weights)
     encoder = narrow(encoder, width_divisor)
     convs = [narrow(c, width_divisor) for c in convs]
     dense = [max(units // width_divisor, 1) for units in dense]
-    layers = keras.layers
-    images = input_tensor if input_tensor is not None else keras.Input(shape, name="images")
-    x = images
-    if mean is not None:
-        # Pixel values in [0, 255] -> (x / 255 - mean) / std, one Normalization layer;
-        # one-channel statistics apply to every channel.
-        channels = shape[-1]
-        mean, std = (list(v) * channels if len(v) == 1 else list(v) for v in (mean, std))
-        if len(mean) != channels or len(std) != channels:
-            raise ValueError(f"{name}: normalization has {len(mean)} channels, images have {channels}")
-        x = layers.Normalization(
-            mean=[255.0 * m for m in mean],
-            variance=[(255.0 * s) ** 2 for s in std],
-            name="normalize",
-        )(x)
-    x = layers.Conv2D(
-        encoder.filters, encoder.kernel_size, strides=encoder.strides, padding="same",
-        use_bias=False, name="encoder_conv",
-    )(x)
-    # Same momentum as the tandem layers' fused BN (0.9): short runs need fresh moving statistics.
-    # Under several replicas the batch statistics are synchronized (else each replica keeps its
-    # own moving statistics); one replica keeps the exact single-device computation.
-    replicas = tf.distribute.get_strategy().num_replicas_in_sync
-    x = layers.BatchNormalization(momentum=0.9, synchronized=replicas > 1, name="encoder_bn")(x)
-    x = tk.SpikeEncoder(time_steps, mode=mode, name="encoder")(x)
+    images = images if images is not None else keras.Input(shape, name="images")
+    x = stem(images, shape, name=name, encoder=encoder, mean=mean, std=std,
+             time_steps=time_steps, mode=mode, neuron=neuron)
     for i, conv in enumerate(convs, start=1):
         x = tk.TandemConv2D(
             conv.filters, conv.kernel_size, strides=conv.strides, padding="same",
-            mode=mode, name=f"tandem_conv{i}",
+            mode=mode, neuron=neuron, name=f"tandem_conv{i}",
         )(x)
     x = tk.TimeFlatten(name="flatten")(x)
     for i, units in enumerate(dense, start=1):
-        x = tk.TandemDense(units, mode=mode, name=f"tandem_dense{i}")(x)
-    if not include_top:
-        outputs = tk.SpikeCount(dtype="float32", name="spike_count")(x)
-    elif decode == "membrane":
-        x = tk.SpikeCount(name="spike_count")(x)
-        if dropout:
-            x = layers.Dropout(dropout, name="dropout")(x)
-        outputs = layers.Dense(num_classes, dtype="float32", name="logits")(x)
-    elif decode == "spike_count":
-        if dropout:
-            x = layers.Dropout(dropout, noise_shape=(None, 1, None), name="dropout")(x)
-        x = tk.TandemDense(num_classes, batch_norm=False, mode=mode, name="output_neurons")(x)
-        outputs = tk.SpikeCount(dtype="float32", name="logits")(x)
-    else:  # "spike_count_tie", "spike_count_st"
-        if dropout:
-            x = layers.Dropout(dropout, noise_shape=(None, 1, None), name="dropout")(x)
-        surrogate = "straight_through" if decode == "spike_count_st" else "bounded_relu"
-        outputs = tk.decoding.SpikeCountOutput(
-            num_classes, surrogate=surrogate, tie_break="membrane", mode=mode,
-            dtype="float32", name="logits")(x)
-    model = keras.Model(images, outputs, name=name)
-    if weights is not None:
-        model.load_weights(weights)
-    return model
+        x = tk.TandemDense(units, mode=mode, neuron=neuron, name=f"tandem_dense{i}")(x)
+    outputs = readout(x, decode=decode, num_classes=num_classes, dropout=dropout, mode=mode,
+                      neuron=neuron, include_top=include_top)
+    return finish(images, outputs, name, weights)

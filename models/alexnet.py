@@ -30,6 +30,7 @@ def alexnet_cifar(
     time_steps: int = 10,
     decode: str = "membrane",
     mode: str = "tandem",
+    neuron: Any = "if",
     dropout: float = 0.0,
     include_preprocessing: bool = True,
     width_divisor: int = 1,
@@ -44,7 +45,8 @@ def alexnet_cifar(
     the last hidden layer's spike counts instead of logits; ``weights`` is ``None`` or the
     path of a ``.weights.h5`` file; ``input_tensor`` a ``keras.Input`` to build on;
     ``input_shape`` defaults to ``(32, 32, 3)``; ``width_divisor=K`` divides every layer's
-    width by K.
+    width by K; ``neuron`` (``"if"``, ``"lif"`` or a ``tk.neurons.Neuron``) is every
+    spiking layer's neuron.
 
     Example:
       >>> alexnet_cifar(time_steps=5).output_shape
@@ -57,7 +59,7 @@ def alexnet_cifar(
         decode=decode, mode=mode, encoder=CIFAR_ENCODER, convs=CIFAR_CONVS, dense=CIFAR_DENSE,
         dropout=dropout, mean=CIFAR10_MEAN if include_preprocessing else None, std=CIFAR10_STD,
         width_divisor=width_divisor, include_top=include_top, input_tensor=input_tensor,
-        weights=weights,
+        weights=weights, neuron=neuron,
     )
 
 
@@ -71,6 +73,7 @@ def alexnet_imagenet(
     time_steps: int = 10,
     decode: str = "membrane",
     mode: str = "tandem",
+    neuron: Any = "if",
     dropout: float = 0.0,
     include_preprocessing: bool = True,
     width_divisor: int = 1,
@@ -86,7 +89,8 @@ def alexnet_imagenet(
     the last hidden layer's spike counts instead of logits; ``weights`` is ``None`` or the
     path of a ``.weights.h5`` file; ``input_tensor`` a ``keras.Input`` to build on;
     ``input_shape`` defaults to ``(224, 224, 3)``; ``width_divisor=K`` divides every layer's
-    width by K.
+    width by K; ``neuron`` (``"if"``, ``"lif"`` or a ``tk.neurons.Neuron``) is every
+    spiking layer's neuron.
 
     Example:
       >>> alexnet_imagenet(input_shape=(64, 64, 3), num_classes=5).output_shape
@@ -100,5 +104,5 @@ def alexnet_imagenet(
         dense=IMAGENET_DENSE, dropout=dropout,
         mean=IMAGENET_MEAN if include_preprocessing else None, std=IMAGENET_STD,
         width_divisor=width_divisor, include_top=include_top, input_tensor=input_tensor,
-        weights=weights,
+        weights=weights, neuron=neuron,
     )

@@ -25,6 +25,7 @@ def cifarnet(
     time_steps: int = 10,
     decode: str = "membrane",
     mode: str = "tandem",
+    neuron: Any = "if",
     dropout: float = 0.2,
     include_preprocessing: bool = True,
     width_divisor: int = 1,
@@ -42,7 +43,8 @@ def cifarnet(
     the last hidden layer's spike counts instead of logits; ``weights`` is ``None`` or the
     path of a ``.weights.h5`` file; ``input_tensor`` a ``keras.Input`` to build on;
     ``input_shape`` defaults to ``(32, 32, 3)``. ``width_divisor=K`` divides every layer's width by
-    K (the same layers otherwise).
+    K (the same layers otherwise); ``neuron`` (``"if"``, ``"lif"`` or a ``tk.neurons.Neuron``) is
+    every spiking layer's neuron.
 
     Example:
       >>> model = cifarnet(time_steps=4, mode="ann")
@@ -56,5 +58,5 @@ def cifarnet(
         decode=decode, mode=mode, encoder=ENCODER, convs=CONVS, dense=DENSE, dropout=dropout,
         mean=CIFAR10_MEAN if include_preprocessing else None, std=CIFAR10_STD,
         width_divisor=width_divisor, include_top=include_top, input_tensor=input_tensor,
-        weights=weights,
+        weights=weights, neuron=neuron,
     )

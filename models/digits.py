@@ -26,6 +26,7 @@ def digits(
     time_steps: int = 4,
     decode: str = "membrane",
     mode: str = "tandem",
+    neuron: Any = "if",
     dropout: float = 0.0,
     include_preprocessing: bool = True,
     width_divisor: int = 1,
@@ -40,7 +41,8 @@ def digits(
     the last hidden layer's spike counts instead of logits; ``weights`` is ``None`` or the
     path of a ``.weights.h5`` file; ``input_tensor`` a ``keras.Input`` to build on;
     ``input_shape`` defaults to ``(8, 8, 1)``; ``width_divisor=K`` divides every layer's
-    width by K.
+    width by K; ``neuron`` (``"if"``, ``"lif"`` or a ``tk.neurons.Neuron``) is every
+    spiking layer's neuron.
 
     Example:
       >>> digits().output_shape
@@ -53,5 +55,5 @@ def digits(
         decode=decode, mode=mode, encoder=ENCODER, convs=CONVS, dense=DENSE, dropout=dropout,
         mean=DIGITS_MEAN if include_preprocessing else None, std=DIGITS_STD,
         width_divisor=width_divisor, include_top=include_top, input_tensor=input_tensor,
-        weights=weights,
+        weights=weights, neuron=neuron,
     )

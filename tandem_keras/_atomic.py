@@ -112,7 +112,8 @@ def _umask() -> int:
 def written_aside(target: str) -> Iterator[str]:
     """Yields a new empty directory to write ``target``'s new content into; when the block
     ends without an exception it replaces ``target`` (see the module docstring)."""
-    if "://" in target:  # tf.io.gfile paths (gs://...): written in place, no atomic rename
+    if "://" in target:
+        os.makedirs(target, exist_ok=True)  # tf.io.gfile paths: no atomic rename
         yield target
         return
     parent = os.path.dirname(os.path.abspath(target))

@@ -43,6 +43,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from tandem_keras import tandem
 from tandem_keras.synops import registry
 from tandem_keras.surrogates import StraightThrough  # noqa: F401  (re-exported: tk.decoding.StraightThrough)
 from tandem_keras.layers.tandem_layers import TandemDense
@@ -151,7 +152,7 @@ class SpikeCountOutput(TandemDense):
 
     def call(self, inputs, training=None):
         spikes = super().call(inputs, training=training)
-        counts = tf.reduce_sum(tf.cast(spikes, tf.float32), axis=1)
+        counts = tandem.ann_value(spikes, tf.float32)
         if self.tie_break == "membrane" and self.mode != "ann":
             counts = counts + tf.stop_gradient(membrane_tie_break(
                 self.final_potential(inputs, counts), self.threshold))
@@ -164,7 +165,7 @@ class SpikeCountOutput(TandemDense):
         and ``sum_t z(t) = W c_in + b`` (the per-step bias is ``b / T``).
         """
         kernel = tf.cast(tf.stop_gradient(tf.convert_to_tensor(self.kernel)), tf.float32)
-        c_in = tf.reduce_sum(tf.cast(tf.stop_gradient(inputs), tf.float32), axis=1)
+        c_in = tf.stop_gradient(tandem.ann_value(inputs, tf.float32))
         v_f = tf.matmul(c_in, kernel)
         if self.use_bias:
             v_f = v_f + tf.cast(self.bias, tf.float32)

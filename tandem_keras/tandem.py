@@ -14,6 +14,15 @@ Three small custom-gradient functions carry the whole learning rule:
   product of ``L`` at the counts: no hand-written backward per operation.
 
 None keeps anything of the T steps for the backward pass.
+
+The ANN value of a train (its time-sum: a spike count, a current's ``V``) is what the next
+layer's coupled ANN reads. A library layer attaches it to the train it returns
+(:func:`attach_ann_value`), its gradient coupled directly to the producer's ANN, and the
+next library layer reads it (:func:`ann_value`) instead of summing the train: the same
+value, and no ``[batch, T, ...]`` gradient is formed between layers (it would be the count's
+gradient broadcast to every step, then averaged again by the producer: method §3's rate
+reading). Any other consumer of the train (a Keras layer, a user's loss) sums it and
+reaches the producer through the train's own coupling, with the same gradient.
 """
 
 from __future__ import annotations
@@ -66,6 +75,70 @@ def couple_spikes_to_potential(
         return tf.identity(spike_train), grad
 
     return _couple(tf.stop_gradient(spikes), potential)
+
+
+def couple_count_to_potential(count: tf.Tensor, potential: tf.Tensor, threshold: float,
+                              surrogate: Any = "bounded_relu", offset: float = 0.0,
+                              time_steps: int = 1) -> tf.Tensor:
+    """Forward: ``count`` (the SNN's spike count). Backward: the coupled ANN activation's,
+    ``grad_V_f = grad_c * a'(V_f + offset theta)`` (:func:`couple_spikes_to_potential` with
+    the count's gradient, which the rate reading gives every step)."""
+    derivative = surrogates.get(surrogate).derivative
+
+    @tf.custom_gradient
+    def _couple(c, v_f):
+        def grad(upstream):
+            with tf.name_scope("coupling_backward"):
+                v = tf.cast(v_f, tf.float32)
+                if offset:
+                    v = v + offset * threshold
+                grad_v = tf.cast(upstream, tf.float32) * derivative(v, threshold, time_steps)
+                return None, tf.cast(grad_v, v_f.dtype)
+
+        return tf.identity(c), grad
+
+    return _couple(tf.stop_gradient(count), potential)
+
+
+def couple_value(value: tf.Tensor, ann: tf.Tensor) -> tf.Tensor:
+    """Forward: ``value``. Backward: its gradient passed unchanged to ``ann`` (same shape)."""
+
+    @tf.custom_gradient
+    def _couple(x, a):
+        def grad(upstream):
+            return None, tf.cast(upstream, a.dtype)
+
+        return tf.identity(x), grad
+
+    return _couple(tf.stop_gradient(value), ann)
+
+
+_VALUE_TAG = "_tandem_keras_ann_value"
+
+
+def attach_ann_value(train, value):
+    """Attaches ``value`` (``[batch, ...]``), the ANN value of ``train`` (``[batch, T, ...]``),
+    to the tensor ``train``; returns ``train``. Tensors that take no attributes are left as
+    they are (their consumers sum them)."""
+    try:
+        setattr(train, _VALUE_TAG, value)
+    except (AttributeError, TypeError):
+        pass
+    return train
+
+
+def attached_value(train):
+    """The ANN value attached to ``train``, or None."""
+    return getattr(train, _VALUE_TAG, None)
+
+
+def ann_value(train, dtype=None) -> tf.Tensor:
+    """The ANN value of ``train``: the attached one (see the module docstring), else
+    ``sum_t train(t)``; cast to ``dtype`` if given."""
+    value = attached_value(train)
+    if value is None:
+        value = tf.reduce_sum(train, axis=1)
+    return value if dtype is None or value.dtype == tf.as_dtype(dtype) else tf.cast(value, dtype)
 
 
 def couple_train_to_value(train: tf.Tensor, value: tf.Tensor) -> tf.Tensor:

@@ -91,11 +91,13 @@ class SpikeEncoder(ModeMixin, keras.layers.Layer):
             per_step = tf.expand_dims(level / self.time_steps, 1)
             reps = [1, self.time_steps] + [1] * (v.shape.rank - 1)
             return tf.cast(tf.tile(per_step, reps), self.compute_dtype)
-        count = self.neuron.quantized_count(v, self.threshold, self.time_steps)
+        count = tf.cast(self.neuron.quantized_count(v, self.threshold, self.time_steps),
+                        self.compute_dtype)
         spikes = neurons.front_loaded_spikes(count, self.time_steps)
-        return mark_spikes(tandem.couple_spikes_to_potential(
-            tf.cast(spikes, self.compute_dtype), v, self.threshold, "bounded_relu",
-            offset=self.neuron.initial_potential))
+        args = (v, self.threshold, "bounded_relu", self.neuron.initial_potential)
+        out = tandem.couple_spikes_to_potential(spikes, *args)
+        count = tandem.couple_count_to_potential(count, *args, time_steps=self.time_steps)
+        return mark_spikes(tandem.attach_ann_value(out, count))
 
     def get_config(self) -> dict:
         config = super().get_config()

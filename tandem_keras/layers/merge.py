@@ -49,6 +49,8 @@ class TandemAdd(ModeMixin, keras.layers.Layer):
     def __init__(self, neuron: Any = "if", threshold: float = 1.0,
                  scales: Optional[Sequence[float]] = None, surrogate: Any = "bounded_relu",
                  mode: str = "tandem", **kwargs: Any) -> None:
+        # Inputs are cast in call() (the sum in float32), after their ANN values are read.
+        kwargs["autocast"] = False
         super().__init__(**kwargs)
         owner = type(self).__name__
         self.threshold = check_threshold(threshold, owner)
@@ -67,11 +69,6 @@ class TandemAdd(ModeMixin, keras.layers.Layer):
         self.scales = scales
         self.mode = mode
         self._time_steps: Optional[int] = None
-
-    @property
-    def input_dtype(self):
-        """Currents are float32 and the sum is formed in float32: inputs are not cast down."""
-        return "float32"
 
     @property
     def time_steps(self) -> Optional[int]:
@@ -124,7 +121,10 @@ class TandemAdd(ModeMixin, keras.layers.Layer):
     def call(self, inputs, training=None):
         trains = [tf.cast(x, tf.float32) for x in inputs]
         with tf.name_scope("time_sums"):
-            potential = self._weighted([tf.reduce_sum(x, axis=1) for x in trains])
+            if self.mode in ("tandem", "quantized"):   # the inputs' ANN values (counts, V)
+                potential = self._weighted([tandem.ann_value(x, tf.float32) for x in inputs])
+            else:
+                potential = self._weighted([tf.reduce_sum(x, axis=1) for x in trains])
         if self.mode == "ann":
             return tf.cast(tf.expand_dims(tf.nn.relu(potential / self.threshold), 1), self.compute_dtype)
         time_steps = int(trains[0].shape[1])
@@ -133,14 +133,19 @@ class TandemAdd(ModeMixin, keras.layers.Layer):
             spikes = self.neuron.fire_bptt(self._weighted(trains), self.threshold)
             return mark_spikes(tf.cast(spikes, self.compute_dtype))
         if self.mode == "quantized":
-            count = self.neuron.quantized_count(potential, self.threshold, time_steps)
+            count = tf.cast(self.neuron.quantized_count(potential, self.threshold, time_steps),
+                            self.compute_dtype)
             spikes = neurons.front_loaded_spikes(count, time_steps)
         else:
             steps = [tf.stop_gradient(x) for x in trains]
             spikes = self.neuron.fire(lambda t: self._weighted([x[:, t] for x in steps]),
                                       time_steps, self.threshold, self.compute_dtype)
-        return mark_spikes(tandem.couple_spikes_to_potential(
-            tf.cast(spikes, self.compute_dtype), potential, self.threshold, self.surrogate, offset=v0))
+            with tf.name_scope("time_sums"):
+                count = tf.reduce_sum(spikes, axis=1)
+        args = (potential, self.threshold, self.surrogate, v0)
+        out = tandem.couple_spikes_to_potential(spikes, *args)
+        count = tandem.couple_count_to_potential(count, *args, time_steps=time_steps)
+        return mark_spikes(tandem.attach_ann_value(out, count))
 
     def get_config(self) -> dict:
         config = super().get_config()

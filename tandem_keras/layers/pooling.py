@@ -95,8 +95,14 @@ class AveragePooling2D(_SpikeTrainPooling2D):
         return tf.nn.avg_pool2d(x, self.pool_size, self.strides, self.padding.upper())
 
     def call(self, inputs):
-        pooled = tandem.per_step(self._pool, tf.cast(inputs, tf.float32))
-        return mark_current(tf.cast(pooled, self.compute_dtype))
+        x = tf.cast(inputs, tf.float32)
+        if self.mode not in ("tandem", "quantized"):
+            return mark_current(tf.cast(tandem.per_step(self._pool, x), self.compute_dtype))
+        # Linear: the ANN value is the pooled ANN value of the input (its gradient P^T grad).
+        pooled = tandem.per_step(self._pool, tf.stop_gradient(x))
+        value = self._pool(tandem.ann_value(inputs, tf.float32))
+        pooled = tandem.couple_train_to_value(pooled, value)
+        return mark_current(tandem.attach_ann_value(tf.cast(pooled, self.compute_dtype), value))
 
 
 @keras.saving.register_keras_serializable(package="tandem_keras")
@@ -130,9 +136,11 @@ class MaxPooling2D(_SpikeTrainPooling2D):
         if self.mode == "bptt":
             return mark_spikes(tandem.per_step(self._pool, inputs))
         spikes = tandem.per_step(self._pool, tf.stop_gradient(inputs))
+        ann = self._pool(tandem.ann_value(inputs))       # max pooling of the input counts
         with tf.name_scope("time_sums"):
-            counts = tf.reduce_sum(inputs, axis=1)
-        return mark_spikes(tandem.couple_train_to_value(spikes, self._pool(counts)))
+            count = tandem.couple_value(tf.reduce_sum(spikes, axis=1), ann)
+        out = tandem.couple_train_to_value(spikes, ann)
+        return mark_spikes(tandem.attach_ann_value(out, count))
 
 
 @keras.saving.register_keras_serializable(package="tandem_keras")
@@ -171,8 +179,14 @@ class GlobalAveragePooling2D(ModeMixin, keras.layers.Layer):
         return (input_shape[0], input_shape[1], input_shape[4])
 
     def call(self, inputs):
-        pooled = tf.reduce_mean(tf.cast(inputs, tf.float32), axis=[2, 3], keepdims=self.keepdims)
-        return mark_current(tf.cast(pooled, self.compute_dtype))
+        x = tf.cast(inputs, tf.float32)
+        if self.mode not in ("tandem", "quantized"):
+            return mark_current(tf.cast(tf.reduce_mean(x, axis=[2, 3], keepdims=self.keepdims),
+                                        self.compute_dtype))
+        pooled = tf.reduce_mean(tf.stop_gradient(x), axis=[2, 3], keepdims=self.keepdims)
+        value = tf.reduce_mean(tandem.ann_value(inputs, tf.float32), axis=[1, 2], keepdims=self.keepdims)
+        pooled = tandem.couple_train_to_value(pooled, value)
+        return mark_current(tandem.attach_ann_value(tf.cast(pooled, self.compute_dtype), value))
 
     def get_config(self) -> dict:
         config = super().get_config()

@@ -8,7 +8,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tandem_keras._checks import keep_tag, layer_label
+from tandem_keras import tandem
+from tandem_keras._checks import is_marked_spikes, keep_tag, layer_label
 
 
 def _per_step_spec(input_shape) -> keras.InputSpec:
@@ -22,7 +23,9 @@ class SpikeCount(keras.layers.Layer):
     """Spike train ``[batch, T, ...]`` -> spike count ``c = sum_t s(t)``, ``[batch, ...]``.
 
     Forward: ``c = sum_t s(t)`` (paper Eq. 5), integer-valued in ``[0, T]``.
-    Gradient: ``grad_s(t) = grad_c`` for every t.
+    Gradient: ``grad_s(t) = grad_c`` for every t (for a library layer's spike train, ``grad_c``
+    goes to its coupled ANN directly, see ``tandem_keras.tandem``: the same gradient). Any
+    train is summed the same way (a current: its ``V = sum_t z(t)``).
 
     Membrane-potential decoding (method §4) is ``SpikeCount()`` followed by a
     ``keras.layers.Dense`` (its output is the free aggregate potential ``W c + b``);
@@ -32,6 +35,10 @@ class SpikeCount(keras.layers.Layer):
       >>> SpikeCount()(tf.constant([[[1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]])).numpy().tolist()
       [[2.0, 2.0]]
     """
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs["autocast"] = False   # the input is cast in call(), after its count is read
+        super().__init__(**kwargs)
 
     def build(self, input_shape) -> None:
         if len(input_shape) < 3:
@@ -44,7 +51,9 @@ class SpikeCount(keras.layers.Layer):
         return (input_shape[0],) + tuple(input_shape[2:])
 
     def call(self, inputs):
-        return tf.reduce_sum(inputs, axis=1)
+        if is_marked_spikes(inputs):   # the producer's count: the same integers
+            return tandem.ann_value(inputs, self.compute_dtype)
+        return tf.reduce_sum(tf.cast(inputs, self.compute_dtype), axis=1)
 
 
 @keras.saving.register_keras_serializable(package="tandem_keras")
@@ -77,5 +86,8 @@ class TimeFlatten(keras.layers.Layer):
 
     def call(self, inputs):
         features = int(np.prod(inputs.shape[2:]))
-        flat = tf.reshape(inputs, [-1, inputs.shape[1], features])
-        return keep_tag(inputs, flat)  # same values: spikes stay spikes, currents currents
+        flat = keep_tag(inputs, tf.reshape(inputs, [-1, inputs.shape[1], features]))  # same values
+        value = tandem.attached_value(inputs)
+        if value is not None:
+            flat = tandem.attach_ann_value(flat, tf.reshape(value, [-1, features]))
+        return flat

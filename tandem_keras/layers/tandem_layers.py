@@ -290,12 +290,13 @@ class TandemLayer(ModeMixin, keras.layers.Layer):
         # A tensor, read inside Keras's autocast scope (compute dtype): the custom gradients
         # capture it, and a captured variable would be re-read outside that scope.
         kernel = tf.convert_to_tensor(self.kernel)
+        # The coupled ANN reads c_in, the input's ANN value (attached by a library layer).
+        counts = tandem.ann_value(inputs, kernel.dtype) if self.mode != "bptt" else None
         inputs = tf.cast(inputs, kernel.dtype)
         if self.mode == "tandem":
-            return self._call_tandem(inputs, kernel, training)
+            return self._call_tandem(inputs, counts, kernel, training)
         if self.mode == "bptt":
             return self._call_bptt(inputs, kernel, training)
-        counts = tf.reduce_sum(inputs, axis=1)
         v_f, _, _ = self._normalize(self._apply_kernel(counts, kernel), training)
         if self.mode == "ann":
             if self.neuron is None:  # the current's ANN value, its time-sum V_f
@@ -305,12 +306,19 @@ class TandemLayer(ModeMixin, keras.layers.Layer):
         # spike train, straight-through gradient; synapse-only: V_f spread over the T steps.
         if self.neuron is None:
             spread = tf.expand_dims(v_f / float(self._time_steps), 1)
-            return mark_current(tf.repeat(spread, self._time_steps, axis=1))
-        activation = self.neuron.quantized_count(v_f, self.threshold, self._time_steps)
+            current = tf.repeat(spread, self._time_steps, axis=1)
+            return mark_current(tandem.attach_ann_value(current, v_f))
+        activation = tf.cast(self.neuron.quantized_count(v_f, self.threshold, self._time_steps),
+                             self.compute_dtype)
         spikes = neurons.front_loaded_spikes(activation, self._time_steps)
-        return mark_spikes(tandem.couple_spikes_to_potential(
-            tf.cast(spikes, self.compute_dtype), v_f, self.threshold, self.surrogate,
-            offset=self.neuron.initial_potential))
+        return self._coupled_spikes(spikes, activation, v_f)
+
+    def _coupled_spikes(self, spikes, count, v_f):
+        """The spike train coupled to ``V_f`` (method §3), with its count as ANN value."""
+        args = (v_f, self.threshold, self.surrogate, self.neuron.initial_potential)
+        out = tandem.couple_spikes_to_potential(spikes, *args)
+        count = tandem.couple_count_to_potential(count, *args, time_steps=self._time_steps)
+        return mark_spikes(tandem.attach_ann_value(out, count))
 
     def _per_step_products(self, inputs, kernel):
         """``W * s(t)`` for every t with one linear op over time folded into batch."""
@@ -323,11 +331,10 @@ class TandemLayer(ModeMixin, keras.layers.Layer):
             current = current * scale
         return current + folded_bias / float(self._time_steps)
 
-    def _call_tandem(self, inputs, kernel, training):
+    def _call_tandem(self, inputs, counts, kernel, training):
         with tf.name_scope("per_step_products"):
             products = self._per_step_products(tf.stop_gradient(inputs), tf.stop_gradient(kernel))
         with tf.name_scope("time_sums"):
-            counts = tf.reduce_sum(inputs, axis=1)
             summed = tf.reduce_sum(tf.cast(products, tf.float32), axis=1)  # float32 even in bf16
         # W c_in valued as sum_t W s(t) (linearity), gradient the VJP of W at the counts.
         preactivation = tandem.shared_linear(self._apply_kernel, summed, [counts, kernel])
@@ -340,12 +347,14 @@ class TandemLayer(ModeMixin, keras.layers.Layer):
             with tf.name_scope("synaptic_current"):
                 current = tf.cast(products, tf.float32)
                 current = (current * scale if scale is not None else current) + step_bias
-            return mark_current(tandem.couple_train_to_value(current, v_f))
+            current = tandem.couple_train_to_value(current, v_f)
+            return mark_current(tandem.attach_ann_value(current, v_f))
         # z(t) = W' s(t) + b'/T = (W s(t)) g + b'/T, formed step by step (as _snn_current).
         spikes = neurons.integrate_and_fire_affine(
             products, scale, step_bias, self.threshold, self.compute_dtype, neuron=self.neuron)
-        return mark_spikes(tandem.couple_spikes_to_potential(
-            spikes, v_f, self.threshold, self.surrogate, offset=self.neuron.initial_potential))
+        with tf.name_scope("time_sums"):
+            count = tf.reduce_sum(spikes, axis=1)
+        return self._coupled_spikes(spikes, count, v_f)
 
     def _call_bptt(self, inputs, kernel, training):
         products = self._per_step_products(inputs, kernel)

@@ -136,7 +136,8 @@ def test_every_builder_exports(tmp_path):
             model = models.build(name, time_steps=3, decode=decode, width_divisor=16, **kwargs)
             graph = tk.export_nir(model, tmp_path / f"{name}_{decode}.nir")
             assert graph.metadata["decoding"] == decode
-            spiking = [layer for layer in model.layers if isinstance(layer, tk.TandemLayer)]
+            spiking = [layer for layer in model.layers  # layers with neurons (not synapse-only)
+                       if isinstance(layer, (tk.TandemLayer, tk.TandemAdd)) and layer.neuron is not None]
             assert sum(type(n).__name__ == "IF" for n in graph.nodes.values()) == len(spiking)
             last = [layer for layer in model.layers if not isinstance(layer, keras.layers.Dropout)][-1]
             assert list(graph.nodes["output"].output_type["output"]) == [last.output.shape[-1]]
