@@ -330,3 +330,16 @@ def test_max_pooling_on_spike_trains_is_refused_in_one_line():
     with pytest.raises(ValueError, match="'maxpool'.*no max-pooling node") as error:
         tk.export_nir(model)
     assert "\n" not in str(error.value)
+
+
+@pytest.mark.slow  # about 30 s each; the small residual and pooling graphs above are the fast path
+@pytest.mark.parametrize("name,divisor", [("resnet20", 4), ("vgg11", 8)])
+def test_resnet20_and_vgg11_spikes_bit_for_bit(name, divisor, tmp_path):
+    """The registered builders (small width, T=4), briefly trained and livened: every layer
+    with neurons (the residual neurons included) spikes as the NumPy interpreter of the NIR
+    graph does, and the logits agree."""
+    keras.utils.set_random_seed(13)
+    model = models.build(name, time_steps=4, width_divisor=divisor)
+    images = np.random.default_rng(7).uniform(0, 255, (48, 32, 32, 3)).astype("float32")
+    _fit_briefly(model, images, np.arange(48) % 10, liven=True)
+    _check_exact(model, images[:32], tmp_path, "membrane", min_spikes=10)

@@ -190,6 +190,28 @@ CASES = [
 ]
 
 
+# ResNet-20 (He et al.'s CIFAR ResNet), full width, 32x32x3, all 3x3 'same':
+#   encoder conv 16: 27*16*32*32                                      =    442,368
+#   stage 1 (32x32): 6 convs 16->16, 144*16*1024 each                 = 14,155,776
+#     identity shortcuts into 3 TandemAdds: 16*32*32 each (one synapse per neuron) = 49,152
+#   stage 2 (16x16): conv1 s2 144*32*256 = 1,179,648, conv2 288*32*256 = 2,359,296,
+#     1x1 s2 projection 16*32*256 = 131,072, 4 more convs 2,359,296 each = 9,437,184;
+#     2 identity shortcuts 32*256 each = 16,384                       = 13,123,584
+#   stage 3 (8x8): 1,179,648 + 2,359,296 + 131,072 + 9,437,184 + 2 * 64*64 = 13,115,392
+#   global average pooling (no MACs), dense 64 -> 10: 640             total 40,886,912
+# Spiking layers on the longest path: encoder + 9 blocks x (conv1, add) = 19.
+RESNET20_MACS = 40_886_912
+# VGG-11 for CIFAR (configuration A, average pooling, a 512 head), full width:
+#   encoder conv 64 at 32x32: 27*64*1024 = 1,769,472; pool; 128 at 16x16: 576*128*256 =
+#   18,874,368; pool; 256, 256 at 8x8: 1152*256*64 = 18,874,368, 2304*256*64 = 37,748,736;
+#   pool; 512, 512 at 4x4: 2304*512*16 = 18,874,368, 4608*512*16 = 37,748,736; pool; 512,
+#   512 at 2x2: 4608*512*4 = 9,437,184 each; pool; dense 512*512 = 262,144; logits 5,120
+#                                                                     total 153,031,680
+# Spiking layers: encoder + 7 convs + 1 dense = 9.
+VGG11_MACS = 153_031_680
+CASES += [("resnet20", RESNET20_MACS, 19), ("vgg11", VGG11_MACS, 9)]
+
+
 @pytest.mark.parametrize("name,macs,spiking", CASES)
 def test_registered_models(name, macs, spiking):
     models = pytest.importorskip("models", reason="models/ is not available")
@@ -198,6 +220,11 @@ def test_registered_models(name, macs, spiking):
     assert description["spiking_depth"] == spiking
     assert description["inference_time_steps"] == 10 + spiking
     rows = description["layers"]
+    if name == "resnet20":  # per block: conv1, conv2 (synapses), [projection], the residual neuron
+        kinds = [r["kind"] for r in rows]
+        assert kinds.count("residual") == 9 and kinds.count("synapses") == 9 + 2
+        assert rows[-1]["fanout_chains"] == [] and rows[-2]["fanout_chains"][0][0]["type"] == "global_avg_pool2d"
+        return
     assert [r["kind"] for r in rows] == ["encoder"] + ["tandem"] * (spiking - 1) + ["readout"]
     # Every spiking layer's spikes reach exactly the next weighted layer.
     for row, following in zip(rows[:-1], rows[1:]):
