@@ -2,15 +2,18 @@
 lines held back, a bad flag in one line), the networks, their MACs and compute bound,
 synthetic data, round-robin timing, and the record each program appends and prints.
 
-The full and the width-reduced CIFARNet both come from ``models.cifarnet``
-(``width_divisor``); every model is compiled by ``train.recipe`` (Adam 1e-3, cross-entropy
-on the logits, the top-1 / top-5 metrics of ``python -m train``).
+A network is a CIFAR model of ``models.BUILDERS`` by name (``"cifarnet"``, ``"resnet20"``,
+``"vgg11"``, ...), ``"cifarnet_w4"`` with every width divided by 4;
+it is built and compiled by ``train.recipe`` (Adam 1e-3, cross-entropy on the logits, the
+top-1 / top-5 metrics of ``python -m train``), as ``python -m train`` builds it.
 """
 from __future__ import annotations
 
 import os
+import re
 import statistics
 import time
+from types import SimpleNamespace
 from typing import Callable, Dict, List, NoReturn, Sequence
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -22,6 +25,7 @@ with console.quiet_tensorflow_startup():
     import keras
     import numpy as np
 
+    import models
     import tandem_keras as tk
     from bench import records
     from train import recipe
@@ -29,28 +33,46 @@ with console.quiet_tensorflow_startup():
 median = statistics.median_high  # the benchmarks' median: the upper one for an even count
 
 
-def build_network(name: str, time_steps: int, mode: str) -> keras.Model:
-    """Builds a CIFAR network of ``models.BUILDERS`` (``"cifarnet"``, ``"resnet20"``,
-    ``"vgg11"``, ...) or ``"<name>_wK"`` (every width divided by K). The dtype policy in force
-    applies.
-    """
-    import models
+NETWORK = re.compile(r"(?P<model>\w+?)(?:_w(?P<divisor>[1-9]\d*))?")  # "cifarnet", "cifarnet_w4"
 
-    base, _, divisor = name.partition("_w")
-    if base not in models.BUILDERS or (divisor and not divisor.isdigit()):
-        raise ValueError(f"unknown network {name!r}; expected one of {', '.join(sorted(models.BUILDERS))}, "
-                         "optionally with _wK (width / K), e.g. 'cifarnet_w4'.")
-    extra = {"width_divisor": int(divisor)} if divisor else {}
-    return models.BUILDERS[base](time_steps=time_steps, mode=mode, name=name, **extra)
+
+def is_network(names: str | Sequence[str]) -> bool:
+    """Whether every name is a model of ``models`` (``"cifarnet"``), optionally with every
+    width divided by K (``"cifarnet_w4"``)."""
+    return all((m := NETWORK.fullmatch(name)) and m["model"] in models.BUILDERS
+               for name in ([names] if isinstance(names, str) else names))
+
+
+def check_network_flag(name: str) -> None:
+    """Refuses an unknown network in flag ``name`` as a bad flag (one line, exit 2)."""
+    flags.register_validator(name, is_network, f"unknown network; expected a model of models "
+                                               f"({', '.join(models.BUILDERS)}), optionally with '_wK' "
+                                               "(every width divided by K)")
+
+
+def recipe_config(name: str, time_steps: int, mode: str, jit_compile: bool = False):
+    """``train.recipe``'s configuration of a benchmark network on CIFAR-sized images: the
+    model of ``name`` (see :func:`is_network`), Adam at a constant learning rate of 1e-3."""
+    match = NETWORK.fullmatch(name)
+    if not is_network(name):
+        raise ValueError(f"unknown network {name!r}; expected one of {', '.join(models.BUILDERS)}, "
+                         "or one with '_wK' (every width divided by K)")
+    return SimpleNamespace(model=match["model"], width_divisor=int(match["divisor"] or 1), time_steps=time_steps,
+                           mode=mode, decode="membrane", dropout=None, model_name=name,
+                           learning_rate=1e-3, lr_schedule="constant", epochs=1, weight_decay=0.0,
+                           jit_compile=jit_compile, run_eagerly=False)
+
+
+def build_network(name: str, time_steps: int, mode: str) -> keras.Model:
+    """The network ``name`` (see :func:`is_network`) built by ``train.recipe`` for 32x32x3
+    images and 10 classes. The dtype policy in force applies."""
+    return recipe.build_model(recipe_config(name, time_steps, mode), (32, 32, 3), 10)
 
 
 def compile_model(model: keras.Model, jit_compile: bool = False, num_classes: int = 10) -> keras.Model:
-    """``model`` compiled by ``train.recipe`` with a constant learning rate of 1e-3."""
-    from types import SimpleNamespace
-
-    values = SimpleNamespace(learning_rate=1e-3, lr_schedule="constant", epochs=1, weight_decay=0.0,
-                             jit_compile=jit_compile, run_eagerly=False)
-    return recipe.compile_model(model, values, num_classes, steps_per_epoch=1)
+    """``model`` compiled by ``train.recipe`` (Adam at a constant 1e-3, cross-entropy, top-1/5)."""
+    return recipe.compile_model(model, recipe_config("cifarnet", 1, "tandem", jit_compile), num_classes,
+                                steps_per_epoch=1)
 
 
 def compiled_network(name: str, time_steps: int, mode: str, jit_compile: bool = False) -> keras.Model:

@@ -27,6 +27,7 @@ flags.DEFINE_string("policy", "float32", "Keras dtype policy of the exported mod
 flags.DEFINE_integer("batch", 32, "Batch size.")
 flags.DEFINE_integer("repeats", 5, "Timed calls per model (after 2 warm-up calls).")
 flags.DEFINE_string("out", "", "Records file to append to (default bench/results/records.jsonl).")
+_common.check_network_flag("network")
 
 
 def exported(model, directory: str):

@@ -25,6 +25,7 @@ flags.DEFINE_list("time_steps", ["4", "10"], "Values of T.")
 flags.DEFINE_integer("batch", 32, "Batch size.")
 flags.DEFINE_integer("repeats", 30, "Timed calls per variant (after 3 warm-up calls).")
 flags.DEFINE_string("out", "", "Records file to append to (default bench/results/records.jsonl).")
+_common.check_network_flag("network")
 
 
 def _quantiles(values, qs=(0.25, 0.5, 0.75)):

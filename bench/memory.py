@@ -40,6 +40,7 @@ flags.DEFINE_bool("child", False, "Internal: measure one configuration in this p
 flags.DEFINE_string("mode", "tandem", "Internal (with --child): the mode.")
 flags.DEFINE_integer("T", 1, "Internal (with --child): T.")
 flags.DEFINE_string("out", "", "Records file to append to (default bench/results/records.jsonl).")
+_common.check_network_flag("network")
 
 
 def peak_rss_mib() -> float:

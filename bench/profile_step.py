@@ -39,6 +39,7 @@ flags.DEFINE_bool("jit", False, "jit_compile.")
 flags.DEFINE_integer("batch", 32, "Batch size.")
 flags.DEFINE_integer("steps", 2, "Profiled steps.")
 flags.DEFINE_string("out", "", "Records file to append to (default bench/results/records.jsonl).")
+_common.check_network_flag("network")
 
 CATEGORIES = (  # (substring of the op name, category), first match wins
     ("coupled_ann_backward", "backward: coupled ANN convs/matmuls (input + weight grads)"),

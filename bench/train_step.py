@@ -33,6 +33,7 @@ flags.DEFINE_bool("full", False, "Every configuration: networks cifarnet_w4,cifa
 flags.DEFINE_integer("batch", 32, "Batch size.")
 flags.DEFINE_integer("repeats", 3, "Timed steps per mode (after 2 warm-up steps).")
 flags.DEFINE_string("out", "", "Records file to append to (default bench/results/records.jsonl).")
+_common.check_network_flag("networks")
 
 
 def time_group(network: str, policy: str, jit: bool, time_steps: int, modes, batch: int,

@@ -28,3 +28,14 @@ def test_layer_macs_and_bounds_hand_computed():
     assert bounds["bound_issue"] == pytest.approx((total + 2 * spiking + backward) / (total + backward))
     assert bounds["bound_shared"] == pytest.approx(881120 / 688608)
     assert _common.compute_bounds(_common.layer_macs(model), 1)["bound_shared"] == pytest.approx(1.0)
+
+
+def test_benchmark_networks_are_models_by_name_with_an_optional_width_divisor():
+    assert _common.is_network("cifarnet") and _common.is_network(["cifarnet_w4", "alexnet_cifar"])
+    for bad in ("resnet99", "cifarnet_w0", "cifarnet_w", "cifarnet_wide", ""):
+        assert not _common.is_network(bad), bad
+    with pytest.raises(ValueError, match="unknown network 'cifarnet_w0'"):
+        _common.build_network("cifarnet_w0", time_steps=2, mode="tandem")
+    model = _common.compiled_network("cifarnet_w64", time_steps=2, mode="ann")
+    assert model.name == "cifarnet_w64" and model.get_layer("tandem_conv1").filters == 256 // 64
+    assert float(model.optimizer.learning_rate) == pytest.approx(1e-3)  # constant: no schedule
