@@ -6,6 +6,7 @@
 """
 from tandem_keras.conversion.api import ConversionReport, convert
 from tandem_keras.conversion.build import ConversionError
-from tandem_keras.conversion.progressive import ProgressiveTandem, stage_of, stages
+from tandem_keras.conversion.progressive import ProgressiveTandem, set_stage, stage_of, stages
 
-__all__ = ["ConversionError", "ConversionReport", "ProgressiveTandem", "convert", "stage_of", "stages"]
+__all__ = ["ConversionError", "ConversionReport", "ProgressiveTandem", "convert", "set_stage", "stage_of",
+           "stages"]

@@ -62,7 +62,8 @@ class ProgressiveTandem(keras.callbacks.Callback):
     (with the stage's best weights back if ``restore_best_weights``). The functions of
     ``fit``, ``evaluate`` and ``predict`` are rebuilt for the new modes. Once every layer is
     in tandem mode training goes on as the tandem SNN. The stage of each epoch is added to
-    the epoch's logs as ``progressive_stage`` (for ``CSVLogger``, ``History``).
+    the epoch's logs as ``progressive_stage`` (for ``CSVLogger``, ``History``). A ``fit`` that
+    ends before the last stage leaves a hybrid model: ``set_stage(model)`` makes it the SNN.
 
     Example:
       >>> import keras, numpy as np, tandem_keras as tk
@@ -104,11 +105,7 @@ class ProgressiveTandem(keras.callbacks.Callback):
         self.best, self.best_weights, self.wait, self.epochs_in_stage = None, None, 0, 0
 
     def _apply(self) -> None:
-        for k, group in enumerate(self.groups, start=1):
-            for name in group:
-                self.model.get_layer(name).mode = "tandem" if k <= self.stage else "ann"
-        for make in ("make_train_function", "make_test_function", "make_predict_function"):
-            getattr(self.model, make)(force=True)
+        set_stage(self.model, self.stage, self.groups)
 
     def _improved(self, value: float) -> bool:
         if self.best is None:
@@ -145,6 +142,21 @@ class ProgressiveTandem(keras.callbacks.Callback):
             self._reset()
 
 
+def set_stage(model: keras.Model, stage: Optional[int] = None, groups: Optional[list] = None) -> keras.Model:
+    """Puts the first ``stage`` stages of ``model`` (:func:`stages`) in tandem mode and the
+    rest in ann mode, in place (``None``: every stage, the SNN), and rebuilds its compiled
+    ``fit`` / ``evaluate`` / ``predict`` functions if it has any. Returns ``model``."""
+    groups = stages(model) if groups is None else groups
+    stage = len(groups) if stage is None else stage
+    for k, group in enumerate(groups, start=1):
+        for name in group:
+            model.get_layer(name).mode = "tandem" if k <= stage else "ann"
+    if model.compiled:
+        for make in ("make_train_function", "make_test_function", "make_predict_function"):
+            getattr(model, make)(force=True)
+    return model
+
+
 def stage_of(model: keras.Model) -> int:
     """The number of leading stages of ``model`` in tandem mode (all: ``len(stages(model))``)."""
     k = 0
@@ -156,4 +168,4 @@ def stage_of(model: keras.Model) -> int:
     return k
 
 
-__all__ = ["ProgressiveTandem", "stages", "stage_of"]
+__all__ = ["ProgressiveTandem", "set_stage", "stage_of", "stages"]

@@ -1,0 +1,165 @@
+"""Issue 19's measurements: a trained ReLU ANN converted with ``tk.convert`` and fine-tuned.
+
+    python -m bench.convert_cifar10 --ann=RUN/export --name=cifarnet_w4 --step=zero_shot
+    python -m bench.convert_cifar10 --ann=RUN/export --name=cifarnet_w4 --step=finetune \\
+        --schedule=all --epochs=6 [--export_dir=DIR]
+
+``--ann`` is a ``.keras`` file or the export directory of a ``--mode=ann`` run (its
+``model.keras``). The data are the 45k/5k split ``python -m train`` makes of ``--dataset``.
+
+* ``zero_shot``: the validation error of the ANN, then of the converted SNN (T =
+  ``--time_steps``) without calibration and calibrated at each ``--percentiles`` (threshold
+  ``theta_l = P_p(a_l) / T`` from ``--calibration_batches`` training batches), with the IF
+  neuron starting at ``V(0) = 0`` and at ``--initial_potential`` times theta.
+* ``finetune``: the converted, calibrated SNN (``--percentile``, ``--initial_potential``)
+  trained with the tandem rule (Adam, cosine from ``--learning_rate``, the recipe's
+  augmentation): ``--schedule=all`` switches every layer at once, ``progressive`` one at a
+  time (``tk.conversion.ProgressiveTandem``, ``--patience`` epochs of no better validation
+  top-1, at most ``--max_epochs_per_stage``). ``--steps_per_epoch`` shortens an epoch.
+
+Each run appends one ``conversion`` record (wall and CPU seconds included) and prints the
+table ``python -m bench.tables`` makes of it; ``--export_dir`` exports the fine-tuned SNN
+as ``python -m train`` does (SavedModel and ``model.keras``).
+"""
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from bench import _common
+from bench._common import app, flags, keras, np, tk
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("ann", None, "The trained ANN: a .keras file or an export directory.")
+flags.DEFINE_string("name", None, "The network's name in the table (e.g. cifarnet_w4).")
+flags.DEFINE_enum("step", "zero_shot", ["zero_shot", "finetune"], "What to measure.")
+flags.DEFINE_string("dataset", "folder:/tmp/cifar/cifar10_jpeg/train", "As python -m train.")
+flags.DEFINE_float("validation_split", 0.1, "As python -m train.")
+flags.DEFINE_integer("time_steps", 4, "T of the SNN.")
+flags.DEFINE_list("percentiles", ["99", "99.9", "99.99"], "zero_shot: calibration percentiles.")
+flags.DEFINE_float("percentile", 99.9, "finetune: the calibration percentile.")
+flags.DEFINE_float("initial_potential", 0.5, "V(0) as a fraction of theta (0: the paper's IF).")
+flags.DEFINE_integer("calibration_batches", 8, "Training batches (no augmentation) to calibrate on.")
+flags.DEFINE_integer("batch_size", 64, "Batch size.")
+flags.DEFINE_enum("schedule", "all", ["all", "progressive"], "finetune: layers switched at once or one at a time.")
+flags.DEFINE_integer("epochs", 4, "finetune: epochs.")
+flags.DEFINE_integer("steps_per_epoch", 0, "finetune: steps per epoch (0: the whole split).")
+flags.DEFINE_float("learning_rate", 1e-4, "finetune: initial Adam learning rate (cosine decay).")
+flags.DEFINE_integer("patience", 1, "progressive: epochs without a better val top-1 before the next layer.")
+flags.DEFINE_integer("max_epochs_per_stage", 0, "progressive: at most this many epochs per stage (0: no limit).")
+flags.DEFINE_integer("seed", 0, "Shuffling and augmentation seed.")
+flags.DEFINE_string("export_dir", "", "finetune: export the fine-tuned SNN here.")
+flags.DEFINE_string("out", "", "Records file (default bench/results/records.jsonl).")
+
+KIND = "conversion"
+
+
+def load_ann(path: str) -> keras.Model:
+    if os.path.isdir(path):
+        path = os.path.join(path, "model.keras")
+    if not os.path.isfile(path):
+        _common.usage_error(f"--ann={FLAGS.ann}: no .keras file (an export directory holds model.keras)")
+    return keras.models.load_model(path, compile=False)
+
+
+def data(batch_size: int):
+    from train import data as train_data, pipeline
+
+    source = train_data.load(FLAGS.dataset, validation_split=FLAGS.validation_split)
+    val = pipeline.eval_batches(source, "validation", batch_size=250)
+    calibration = pipeline.eval_batches(source, "train", batch_size=batch_size)
+    return source, val, calibration
+
+
+def val_error(model: keras.Model, val) -> float:
+    """Top-1 error (%) on the validation split; ties to the lower class, as python -m eval."""
+    wrong = total = 0
+    for x, y in val:
+        logits = np.asarray(model(x, training=False))
+        wrong += int(np.sum(logits.argmax(-1) != y.numpy()))
+        total += len(y)
+    return 100.0 * wrong / total
+
+
+def convert(ann, calibration, percentile, v0):
+    return tk.convert(ann, time_steps=FLAGS.time_steps, calibration_data=calibration,
+                      percentile=percentile, calibration_batches=FLAGS.calibration_batches,
+                      neuron=tk.neurons.IF(initial_potential=v0))
+
+
+def zero_shot(ann, val, calibration) -> dict:
+    rows = [{"method": "ann", "val_error": val_error(ann, val)}]
+    for v0 in sorted({0.0, FLAGS.initial_potential}):
+        rows.append({"method": "converted", "percentile": None, "initial_potential": v0,
+                     "val_error": val_error(convert(ann, None, 99.9, v0), val)})
+        for p in map(float, FLAGS.percentiles):
+            rows.append({"method": "calibrated", "percentile": p, "initial_potential": v0,
+                         "val_error": val_error(convert(ann, calibration, p, v0), val)})
+        print(rows[-1], flush=True)
+    return {"rows": rows, "ann_error": rows[0]["val_error"]}
+
+
+def finetune(ann, source, val, calibration) -> dict:
+    from types import SimpleNamespace
+
+    from train import pipeline, recipe
+
+    snn = convert(ann, calibration, FLAGS.percentile, FLAGS.initial_potential)
+    start = val_error(snn, val)
+    steps = FLAGS.steps_per_epoch or source.num_train // FLAGS.batch_size
+    values = SimpleNamespace(learning_rate=FLAGS.learning_rate, lr_schedule="cosine", epochs=FLAGS.epochs,
+                             weight_decay=0.0, jit_compile=False)
+    recipe.compile_model(snn, values, source.num_classes, steps)
+    passes = -(-FLAGS.epochs * steps // (source.num_train // FLAGS.batch_size))
+    train = pipeline.train_batches(source, batch_size=FLAGS.batch_size, seed=FLAGS.seed, start_epoch=0,
+                                   epochs=passes, augment="cifar")
+    callbacks: list[Any] = []
+    if FLAGS.schedule == "progressive":
+        callbacks.append(tk.conversion.ProgressiveTandem(
+            monitor="val_top1", patience=FLAGS.patience, restore_best_weights=False,
+            max_epochs_per_stage=FLAGS.max_epochs_per_stage or None, verbose=1))
+    cpu, wall = time.process_time(), time.time()
+    history = snn.fit(train, epochs=FLAGS.epochs, steps_per_epoch=steps, validation_data=val,
+                      callbacks=callbacks, verbose=2)
+    cpu, wall = time.process_time() - cpu, time.time() - wall
+    stage = tk.conversion.stage_of(snn)
+    hybrid = val_error(snn, val) if stage < len(tk.conversion.stages(snn)) else None
+    final = val_error(tk.conversion.set_stage(snn), val)   # every layer in tandem mode: the SNN
+    per_epoch = [{"epoch": i + 1, "val_error": 100.0 * (1.0 - history.history["val_top1"][i]),
+                  "stage": history.history.get("progressive_stage", [None] * FLAGS.epochs)[i]}
+                 for i in range(len(history.history["val_top1"]))]
+    figures = {"ann_error": val_error(ann, val), "start_error": start, "val_error": final,
+               "per_epoch": per_epoch, "train_wall_s": wall, "train_cpu_s": cpu,
+               "steps": FLAGS.epochs * steps, "examples_seen": FLAGS.epochs * steps * FLAGS.batch_size,
+               "stages": len(tk.conversion.stages(snn)), "final_stage": stage, "hybrid_error": hybrid}
+    if FLAGS.export_dir:
+        from train import data as train_data
+        from train.export import export
+
+        export(snn, FLAGS.export_dir, training={
+            "dataset": FLAGS.dataset, "validation_split": FLAGS.validation_split,
+            "split_seed": getattr(train_data, "SPLIT_SEED", getattr(train_data, "_SPLIT_SEED", None)),
+            "num_train": source.num_train, "num_validation": source.num_validation,
+            "converted_from": FLAGS.ann})
+        figures["export_dir"] = FLAGS.export_dir
+    return figures
+
+
+def main(argv) -> None:
+    del argv
+    if not FLAGS.ann or not FLAGS.name:
+        _common.usage_error("--ann and --name are required")
+    from bench.tables_convert import conversion_record_table
+
+    ann = load_ann(FLAGS.ann)
+    source, val, calibration = data(FLAGS.batch_size)
+    if FLAGS.step == "zero_shot":
+        figures = zero_shot(ann, val, calibration)
+    else:
+        figures = finetune(ann, source, val, calibration)
+    _common.finish(KIND, figures, conversion_record_table, FLAGS.out)
+
+
+if __name__ == "__main__":
+    _common.run(main)
