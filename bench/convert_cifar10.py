@@ -137,11 +137,13 @@ def finetune(ann, source, val, calibration) -> dict:
         from train import data as train_data
         from train.export import export
 
-        export(snn, FLAGS.export_dir, training={
+        copy = keras.Model.from_config(snn.get_config())   # uncompiled: no optimizer state
+        copy.set_weights(snn.get_weights())
+        export(copy, FLAGS.export_dir, source=source, training={
             "dataset": FLAGS.dataset, "validation_split": FLAGS.validation_split,
             "split_seed": getattr(train_data, "SPLIT_SEED", getattr(train_data, "_SPLIT_SEED", None)),
             "num_train": source.num_train, "num_validation": source.num_validation,
-            "converted_from": FLAGS.ann})
+            "converted_from": os.path.basename(os.path.normpath(FLAGS.ann))})
         figures["export_dir"] = FLAGS.export_dir
     return figures
 
