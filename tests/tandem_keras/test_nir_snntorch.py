@@ -79,3 +79,44 @@ def test_snntorch_import_matches_keras_spikes_and_predictions(tmp_path):
     np.testing.assert_array_equal(logits.argmax(1), expected.argmax(1))
     np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-4)
     assert (expected.argmax(1) == test_y).mean() > 0.8  # a trained model, not a trivial one
+
+
+def test_snntorch_runs_a_residual_block_with_pooling(tmp_path):
+    """A residual block (two edges into one IF node: nirtorch adds them) and 'valid' average
+    pooling of the sum, with the same two corrections: snnTorch's spikes are the Keras model's."""
+    keras.utils.set_random_seed(12)
+    L = keras.layers
+    inp = keras.Input((8, 8, 2))
+    s = tk.SpikeEncoder(4, name="encoder")(L.BatchNormalization()(L.Conv2D(6, 3, padding="same")(inp)))
+    x = tk.TandemConv2D(6, 3, name="stem")(s)
+    y = tk.TandemConv2D(6, 3, name="b1")(x)
+    y = tk.TandemConv2D(6, 3, neuron=None, name="b2")(y)
+    z = tk.TandemAdd(name="add")([y, x])
+    z = tk.TandemDense(10, name="fc")(tk.TimeFlatten()(tk.TandemConv2D(6, 1, name="c")(tk.AveragePooling2D(2)(z))))
+    model = keras.Model(inp, L.Dense(3, name="logits")(tk.SpikeCount()(z)))
+    images = np.random.default_rng(0).uniform(0, 3, (48, 8, 8, 2)).astype("float32")
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(images, np.arange(48) % 3, batch_size=16, epochs=1, verbose=0)
+    for layer in model.layers:  # spike at a meaningful rate
+        if isinstance(layer, tk.TandemLayer) and layer.batch_norm:
+            layer.beta.assign(layer.beta + 0.5)
+
+    tk.export_nir(model, tmp_path / "residual.nir")
+    net = apply_documented_corrections(import_from_nir(nir.read(str(tmp_path / "residual.nir"))))
+    recorded: dict[str, list] = {}
+    for name, module in net.named_children():
+        if isinstance(module, snn.Leaky):
+            module.register_forward_hook(
+                lambda m, i, out, name=name: recorded.setdefault(name, []).append(out.numpy().copy()))
+    snntorch.utils.reset(net)
+    with torch.no_grad():
+        logits = sum(net(torch.from_numpy(frame))[0].numpy() for frame in tk.encode_for_nir(model, images))
+    names = ["stem", "b1", "add", "c", "fc"]
+    for name, spikes in zip(names, keras.Model(model.inputs, [model.get_layer(n).output for n in names])(images)):
+        spikes = np.moveaxis(np.asarray(spikes), 1, 0)
+        if spikes.ndim == 5:
+            spikes = np.moveaxis(spikes, -1, 2)
+        theirs = np.stack(recorded[name + "_if"])
+        assert spikes.sum() > 20, name
+        assert int(np.sum(theirs != spikes)) == 0, f"{name}: {int(np.sum(theirs != spikes))} spikes differ"
+    np.testing.assert_allclose(logits, model.predict(images, verbose=0), rtol=1e-5, atol=1e-4)

@@ -199,3 +199,59 @@ def test_keras_internals_graph_and_layers_on_pinned_keras():
     assert "deep" in [layer.name for layer in all_layers(Sub())]
     with pytest.raises(ValueError, match="expected a keras.Model"):
         call_nodes(keras.layers.Dense(2))
+
+
+class MyAvgPool(keras.layers.Layer):
+    """A user's own 2x2 average pooling (not a Keras pooling subclass)."""
+
+    def call(self, x):
+        return keras.ops.average_pool(x, 2, 2, padding="valid")
+
+
+class MyConv(keras.layers.Layer):
+    """A user's own 3x3 'same' convolution."""
+
+    def __init__(self, filters, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = filters
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(shape=(3, 3, input_shape[-1], self.filters), name="kernel")
+
+    def call(self, x):
+        return keras.ops.conv(x, self.kernel, padding="same")
+
+
+tk.register_layer(MyAvgPool, "linear", lambda layer, shape: {
+    "type": "avg_pool2d", "input_shape": list(shape), "pool_size": [2, 2], "strides": [2, 2],
+    "padding": "valid"})
+tk.register_layer(MyConv, "weighted", lambda layer, shape: {
+    "type": "conv2d", "input_shape": list(shape), "filters": layer.filters, "kernel_size": [3, 3],
+    "strides": [1, 1], "padding": "same"})
+
+
+def test_user_linear_and_weighted_layers_in_a_graph():
+    """A user's pooling ("linear") folded into a user's convolution ("weighted") after the
+    spike counts: fan-out and SynOps from the brute-force composite map, MACs of the conv."""
+    from tests.tandem_keras.test_synops_ops import _brute_force
+
+    keras.utils.set_random_seed(7)
+    inp = keras.Input((8, 8, 1))
+    s = tk.SpikeEncoder(3, name="enc")(inp)
+    s = tk.TandemConv2D(4, 3, name="conv")(s)
+    x = MyConv(5, name="my_conv")(MyAvgPool(name="my_pool")(tk.SpikeCount()(s)))
+    model = keras.Model(inp, keras.layers.Dense(3)(keras.layers.Flatten()(x)))
+    model.get_layer("conv").beta.assign(np.full(4, 0.5, "float32"))
+    rows = {r["name"]: r for r in tk.describe_model(model)["layers"]}
+    chain = [{"type": "avg_pool2d", "input_shape": [8, 8, 4], "pool_size": [2, 2], "strides": [2, 2],
+              "padding": "valid"},
+             {"type": "conv2d", "input_shape": [4, 4, 4], "filters": 5, "kernel_size": [3, 3],
+              "strides": [1, 1], "padding": "same"}]
+    fan = _brute_force([8, 8, 4], [chain])
+    np.testing.assert_array_equal(tk.synops.row_fanout(rows["conv"]), fan)
+    assert rows["my_conv"]["kind"] == "readout" and rows["my_conv"]["macs"] == 36 * 4 * 4 * 5
+    x = np.random.default_rng(0).uniform(0, 3, (4, 8, 8, 1)).astype("float32")
+    counts = np.asarray(keras.Model(inp, model.get_layer("conv").output)(x)).sum(axis=1)
+    report = tk.count_synops(model, x)
+    assert report["layers"][1]["synops"] == pytest.approx((counts * fan).sum() / 4)
+    assert counts.sum() > 0
