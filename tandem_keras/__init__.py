@@ -20,7 +20,8 @@ from tandem_keras._checks import MODES
 from tandem_keras.export import export_model
 from tandem_keras.nir import encode_for_nir, export_nir  # needs `nir` only when called
 from tandem_keras.layers import (AveragePooling2D, GlobalAveragePooling2D, MaxPooling2D, SpikeCount,
-                                 SpikeEncoder, TandemAdd, TandemConv2D, TandemDense, TandemLayer,
+                                 SpikeEncoder, TandemAdd, TandemConv2D, TandemDense, TandemDepthwiseConv2D,
+                                 TandemLayer,
                                  TimeFlatten)
 from tandem_keras.modes import set_mode, with_mode
 from tandem_keras import conversion
@@ -41,6 +42,7 @@ __all__ = [
     "SpikeEncoder",
     "TandemConv2D",
     "TandemDense",
+    "TandemDepthwiseConv2D",
     "TandemLayer",
     "TimeFlatten",
     "analysis",

@@ -1,14 +1,10 @@
-"""TandemConv2D and TandemDense: spike train in, spike train (or current) out (method §3).
+"""TandemLayer: spike train in, spike train (or current) out (method §3).
 
-Both share :class:`TandemLayer`, which holds the weights, the fused batch
-normalization, the neuron, the modes and the coupling; a subclass only says how its
-linear map (convolution or matrix product) is applied: its gradient is the map's own
+The layers (``TandemConv2D``, ``TandemDepthwiseConv2D``, ``TandemDense``, in
+``layers/synapses.py``) share :class:`TandemLayer`, which holds the neuron, the modes and the
+coupling (the weights and the fused batch normalization: ``layers/_folded_bn.py``); a
+subclass only says how its linear map is applied: its gradient is the map's own
 vector-Jacobian product (``tandem.shared_linear``), so a new linear map needs no backward.
-
-(Longer than the project's ~300 lines on purpose: the base class is one mechanism, the
-Keras argument handling, build, input checks, the four modes' forward passes and the
-config of one layer, and the two subclasses are a few lines each; split, the forward
-pass of one mode would be read across modules.)
 """
 
 from __future__ import annotations
@@ -20,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from tandem_keras import neurons, surrogates, tandem
+from tandem_keras.layers._folded_bn import FoldedBatchNorm
 from tandem_keras._checks import (
     ModeMixin,
     assert_time_axis,
@@ -36,13 +33,10 @@ from tandem_keras._checks import (
     spike_train_input_spec,
 )
 
-_INIT_KEYS = ("kernel_initializer", "bias_initializer", "gamma_initializer", "beta_initializer",
-              "moving_mean_initializer", "moving_variance_initializer")
-_REG_KEYS = ("kernel_regularizer", "bias_regularizer", "gamma_regularizer", "beta_regularizer")
-_CONSTRAINT_KEYS = ("kernel_constraint", "bias_constraint")
+from tandem_keras.layers._folded_bn import _CONSTRAINT_KEYS, _INIT_KEYS, _REG_KEYS  # noqa: E402
 
 
-class TandemLayer(ModeMixin, keras.layers.Layer):
+class TandemLayer(FoldedBatchNorm, ModeMixin, keras.layers.Layer):
     """Base of the tandem layers: an IF SNN layer forward, its coupled ANN backward.
 
     Forward (``mode="tandem"``; method §3, paper Eq. 1-3), with BN folded into the weights
@@ -171,30 +165,7 @@ class TandemLayer(ModeMixin, keras.layers.Layer):
         check_spike_train_shape(input_shape, self._input_rank, self._layout, layer_label(self))
         self._time_steps = int(input_shape[1])
         self.input_spec = spike_train_input_spec(input_shape)
-        input_dim = int(input_shape[-1])
-        self.kernel = self.add_weight(
-            name="kernel", shape=self._kernel_shape(input_dim),
-            initializer=self.kernel_initializer, regularizer=self.kernel_regularizer,
-            constraint=self.kernel_constraint)
-        channels = (self._kernel_shape(input_dim)[-1],)
-        self.bias = None
-        if self.use_bias:
-            self.bias = self.add_weight(
-                name="bias", shape=channels, initializer=self.bias_initializer,
-                regularizer=self.bias_regularizer, constraint=self.bias_constraint, autocast=False)
-        if self.batch_norm:
-            self.gamma = self.add_weight(name="gamma", shape=channels, initializer=self.gamma_initializer,
-                                         regularizer=self.gamma_regularizer, autocast=False)
-            self.beta = self.add_weight(name="beta", shape=channels, initializer=self.beta_initializer,
-                                        regularizer=self.beta_regularizer, autocast=False)
-            # aggregation="mean": under a tf.distribute strategy every replica's update is
-            # averaged into one value (else each replica keeps its own statistics).
-            self.moving_mean = self.add_weight(name="moving_mean", shape=channels, trainable=False,
-                                               initializer=self.moving_mean_initializer, autocast=False,
-                                               aggregation="mean")
-            self.moving_variance = self.add_weight(
-                name="moving_variance", shape=channels, trainable=False,
-                initializer=self.moving_variance_initializer, autocast=False, aggregation="mean")
+        self._build_weights(int(input_shape[-1]))
 
     def compute_output_shape(self, input_shape):
         time_axis = 1 if self.mode == "ann" else input_shape[1]
@@ -204,67 +175,6 @@ class TandemLayer(ModeMixin, keras.layers.Layer):
         # Currents (neuron=None) are float32 under any dtype policy; spikes the compute dtype.
         return keras.KerasTensor(self.compute_output_shape(tuple(inputs.shape)),
                                  dtype="float32" if self.neuron is None else self.compute_dtype)
-
-    # ------------------------------------------------------------------ the BN
-    def _normalize(self, preactivation: tf.Tensor, training: bool):
-        """Returns ``(V_f, scale, folded_bias)`` in float32 for ``u = W * c_in``.
-
-        ``V_f = (u + b - mu) * g + beta = u * g + b'``; without BN ``g = 1`` (None).
-        """
-        u = tf.cast(preactivation, tf.float32)
-        bias = tf.cast(self.bias, tf.float32) if self.use_bias else None
-        if bias is not None:
-            u = u + bias
-        if not self.batch_norm:
-            folded_bias = bias if bias is not None else tf.zeros([u.shape[-1]], tf.float32)
-            return u, None, folded_bias
-        axes = list(range(u.shape.rank - 1))
-        if training:
-            mean, variance = tf.nn.moments(u, axes=axes)
-            self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
-            self.moving_variance.assign(
-                self.moving_variance * self.momentum + variance * (1.0 - self.momentum))
-        else:
-            mean = tf.convert_to_tensor(self.moving_mean)
-            variance = tf.convert_to_tensor(self.moving_variance)
-        scale = tf.convert_to_tensor(self.gamma) * tf.math.rsqrt(variance + self.epsilon)
-        v_f = (u - mean) * scale + self.beta
-        bias_term = -mean if bias is None else bias - mean
-        folded_bias = bias_term * scale + self.beta
-        return v_f, scale, folded_bias
-
-    def folded_weights(self, training: bool = False, inputs: Optional[tf.Tensor] = None):
-        """The BN-folded ``(kernel, bias)`` the SNN runs with.
-
-        ``W' = W * g``, ``b' = (b - mu) * g + beta``, ``g = gamma / sqrt(var + eps)``
-        with the moving statistics (``training=False``), or with the batch statistics
-        of ``inputs`` (a spike train) when ``training=True``. Without BN:
-        ``(W, b)``. Reading does not update the moving statistics.
-
-        Example:
-          >>> layer = TandemDense(4)
-          >>> _ = layer(tf.zeros([2, 3, 5]))
-          >>> kernel, bias = layer.folded_weights()
-          >>> tuple(kernel.shape), tuple(bias.shape)
-          ((5, 4), (4,))
-        """
-        if not self.built:
-            raise ValueError(f"{self.name}: the layer is not built yet; call it on a spike train first.")
-        kernel = tf.convert_to_tensor(self.kernel)
-        bias = tf.cast(self.bias, tf.float32) if self.use_bias else tf.zeros([kernel.shape[-1]])
-        if not self.batch_norm:
-            return kernel, bias
-        if training:
-            if inputs is None:
-                raise ValueError(f"{self.name}: folded_weights(training=True) needs the `inputs` "
-                                 "spike train whose batch statistics are folded in.")
-            counts = tf.reduce_sum(tf.cast(inputs, kernel.dtype), axis=1)
-            u = tf.cast(self._apply_kernel(counts, kernel), tf.float32) + bias
-            mean, variance = tf.nn.moments(u, axes=list(range(u.shape.rank - 1)))
-        else:
-            mean, variance = self.moving_mean, self.moving_variance
-        scale = self.gamma * tf.math.rsqrt(variance + self.epsilon)
-        return kernel * scale, (bias - mean) * scale + self.beta
 
     # ------------------------------------------------------------------ forward
     def __call__(self, *args: Any, **kwargs: Any):
@@ -383,110 +293,5 @@ class TandemLayer(ModeMixin, keras.layers.Layer):
         return config
 
 
-@keras.saving.register_keras_serializable(package="tandem_keras")
-class TandemConv2D(TandemLayer):
-    """2-D convolutional tandem layer: ``[batch, T, H, W, C]`` spikes -> ``[batch, T, H', W', filters]``.
-
-    Takes the arguments of ``keras.layers.Conv2D`` (channels_last), plus
-    ``threshold``, ``batch_norm``, ``surrogate``, ``mode``, ``momentum`` and
-    ``epsilon``. T is read from the time axis of the input. Forward and gradient:
-    see :class:`TandemLayer`; the T convolutions run as one, with time folded
-    into the batch, and the coupled ANN reuses their sum (no extra convolution).
-
-    Example:
-      >>> import keras, tandem_keras as tk
-      >>> model = keras.Sequential([
-      ...     keras.Input((8, 8, 1)),
-      ...     keras.layers.Conv2D(8, 3, padding="same"), keras.layers.BatchNormalization(),
-      ...     tk.SpikeEncoder(time_steps=4),
-      ...     tk.TandemConv2D(16, 3, strides=2),
-      ...     tk.TimeFlatten(), tk.TandemDense(32), tk.SpikeCount(), keras.layers.Dense(10)])
-      >>> model(tf.zeros([2, 8, 8, 1])).shape
-      TensorShape([2, 10])
-    """
-
-    _input_rank = 5
-    _layout = "[batch, time, height, width, channels]"
-
-    def __init__(self, filters: int, kernel_size, strides=1, padding: str = "same",
-                 data_format: Optional[str] = None, dilation_rate=1, groups: int = 1,
-                 activation: Any = None, **kwargs: Any) -> None:
-        super().__init__(activation=activation, **kwargs)
-        owner = type(self).__name__
-        if groups != 1:
-            raise ValueError(f"{owner}: only groups=1 is supported, got groups={groups!r}.")
-        if isinstance(filters, bool) or not isinstance(filters, (int, np.integer)) or filters < 1:
-            raise ValueError(f"{owner}: filters must be a positive integer, got {filters!r}.")
-        if data_format not in (None, "channels_last"):
-            raise ValueError(f"{owner}: only data_format='channels_last' is supported, got {data_format!r}.")
-        self.filters = int(filters)
-        self.kernel_size = check_pair(kernel_size, "kernel_size", owner)
-        self.strides = check_pair(strides, "strides", owner)
-        self.dilation_rate = check_pair(dilation_rate, "dilation_rate", owner)
-        self.padding = check_choice(str(padding).lower(), "padding", ("same", "valid"), owner)
-        if max(self.strides) > 1 and max(self.dilation_rate) > 1:
-            raise ValueError(f"{owner}: strides > 1 together with dilation_rate > 1 is not supported.")
-
-    def _kernel_shape(self, input_dim: int) -> tuple:
-        return self.kernel_size + (input_dim, self.filters)
-
-    def _apply_kernel(self, x, kernel):
-        return tf.nn.conv2d(x, kernel, strides=self.strides, padding=self.padding.upper(),
-                            dilations=self.dilation_rate)
-
-    def _output_spatial_shape(self, input_shape):
-        spatial = []
-        for size, k, s, d in zip(input_shape[2:4], self.kernel_size, self.strides, self.dilation_rate):
-            if size is None:
-                spatial.append(None)
-            elif self.padding == "same":
-                spatial.append(-(-size // s))
-            else:
-                spatial.append(-(-(size - (k - 1) * d) // s))
-        return tuple(spatial) + (self.filters,)
-
-    def get_config(self) -> dict:
-        config = super().get_config()
-        config.update(filters=self.filters, kernel_size=self.kernel_size, strides=self.strides,
-                      padding=self.padding, dilation_rate=self.dilation_rate)
-        return config
-
-
-@keras.saving.register_keras_serializable(package="tandem_keras")
-class TandemDense(TandemLayer):
-    """Fully connected tandem layer: ``[batch, T, features]`` spikes -> ``[batch, T, units]``.
-
-    Takes the arguments of ``keras.layers.Dense`` plus ``threshold``,
-    ``batch_norm``, ``surrogate``, ``mode``, ``momentum`` and ``epsilon``. Forward
-    and gradient: see :class:`TandemLayer`. With ``batch_norm=False`` followed by
-    :class:`SpikeCount` it is the spike-count output layer of method §4.
-
-    Example:
-      >>> layer = TandemDense(3, batch_norm=False)
-      >>> spikes = layer(tf.ones([1, 4, 2]))       # batch 1, T = 4, 2 inputs
-      >>> spikes.shape
-      TensorShape([1, 4, 3])
-    """
-
-    _input_rank = 3
-    _layout = "[batch, time, features]"
-
-    def __init__(self, units: int, activation: Any = None, **kwargs: Any) -> None:
-        super().__init__(activation=activation, **kwargs)
-        if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units < 1:
-            raise ValueError(f"{type(self).__name__}: units must be a positive integer, got {units!r}.")
-        self.units = int(units)
-
-    def _kernel_shape(self, input_dim: int) -> tuple:
-        return (input_dim, self.units)
-
-    def _apply_kernel(self, x, kernel):
-        return tf.matmul(x, kernel)
-
-    def _output_spatial_shape(self, input_shape):
-        return (self.units,)
-
-    def get_config(self) -> dict:
-        config = super().get_config()
-        config.update(units=self.units)
-        return config
+# The layers themselves (their linear maps), importable from here as before.
+from tandem_keras.layers.synapses import TandemConv2D, TandemDense, TandemDepthwiseConv2D  # noqa: E402,F401

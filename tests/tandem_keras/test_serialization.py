@@ -217,3 +217,19 @@ def test_encoder_current_mode_round_trip_and_values():
     clone = tk.SpikeEncoder.from_config(enc.get_config())
     assert clone.encoding == "current"
     np.testing.assert_array_equal(np.asarray(clone(v)), out)
+
+
+@pytest.mark.parametrize("name", ["cifarnet_w4_T4", "medium_tandem_T4", "medium_quantized_T4"])
+def test_committed_keras_files_load_and_compute_what_their_savedmodels_do(name):
+    """The committed exports (bench/models), written before neurons, pooling and residual
+    layers existed: their model.keras loads with today's layers (the IF neuron by default)
+    and gives the logits of the SavedModel traced back then, bit for bit."""
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "bench", "models", name)
+    if not os.path.exists(os.path.join(path, "model.keras")):
+        pytest.skip(f"{path}/model.keras is not in this checkout")
+    x = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype(np.float32)
+    model = keras.models.load_model(os.path.join(path, "model.keras"))
+    assert all(layer.neuron == tk.neurons.IF() for layer in model.layers if isinstance(layer, tk.TandemLayer))
+    saved = tf.saved_model.load(path)
+    expected = list(saved.signatures["serving_default"](tf.constant(x)).values())[0]
+    np.testing.assert_array_equal(model.predict(x, verbose=0), np.asarray(expected))
