@@ -16,6 +16,8 @@
   augmentation): ``--schedule=all`` switches every layer at once, ``progressive`` one at a
   time (``tk.conversion.ProgressiveTandem``, ``--patience`` epochs of no better validation
   top-1, at most ``--max_epochs_per_stage``). ``--steps_per_epoch`` shortens an epoch.
+  ``--quantized_epochs=K`` trains the first K epochs in quantized mode (the bounded,
+  quantized ANN with the neuron's shift, QCFS's activation), then in tandem mode.
 
 Each run appends one ``conversion`` record (wall and CPU seconds included) and prints the
 table ``python -m bench.tables`` makes of it; ``--export_dir`` exports the fine-tuned SNN
@@ -46,6 +48,8 @@ flags.DEFINE_enum("schedule", "all", ["all", "progressive"], "finetune: layers s
 flags.DEFINE_integer("epochs", 4, "finetune: epochs.")
 flags.DEFINE_integer("steps_per_epoch", 0, "finetune: steps per epoch (0: the whole split).")
 flags.DEFINE_float("learning_rate", 1e-4, "finetune: initial Adam learning rate (cosine decay).")
+flags.DEFINE_integer("quantized_epochs", 0, "finetune, schedule all: the first epochs in quantized mode "
+                     "(the QCFS-like ANN: clip(floor(V/theta + v0), 0, T), straight-through), then tandem.")
 flags.DEFINE_integer("patience", 1, "progressive: epochs without a better val top-1 before the next layer.")
 flags.DEFINE_integer("max_epochs_per_stage", 0, "progressive: at most this many epochs per stage (0: no limit).")
 flags.DEFINE_integer("seed", 0, "Shuffling and augmentation seed.")
@@ -100,6 +104,26 @@ def zero_shot(ann, val, calibration) -> dict:
     return {"rows": rows, "ann_error": rows[0]["val_error"]}
 
 
+class QuantizedFirst(keras.callbacks.Callback):
+    """The first ``epochs`` in quantized mode, then tandem mode (functions rebuilt)."""
+
+    def __init__(self, epochs: int) -> None:
+        super().__init__()
+        self.epochs = epochs
+
+    def _mode(self, mode: str) -> None:
+        tk.set_mode(self.model, mode)
+        for make in ("make_train_function", "make_test_function", "make_predict_function"):
+            getattr(self.model, make)(force=True)
+
+    def on_train_begin(self, logs=None) -> None:
+        self._mode("quantized")
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        if epoch + 1 == self.epochs:
+            self._mode("tandem")
+
+
 def finetune(ann, source, val, calibration) -> dict:
     from types import SimpleNamespace
 
@@ -115,6 +139,10 @@ def finetune(ann, source, val, calibration) -> dict:
     train = pipeline.train_batches(source, batch_size=FLAGS.batch_size, seed=FLAGS.seed, start_epoch=0,
                                    epochs=passes, augment="cifar")
     callbacks: list[Any] = []
+    if FLAGS.quantized_epochs:
+        if FLAGS.schedule != "all" or FLAGS.quantized_epochs >= FLAGS.epochs:
+            _common.usage_error("--quantized_epochs needs --schedule=all and fewer than --epochs")
+        callbacks.append(QuantizedFirst(FLAGS.quantized_epochs))
     if FLAGS.schedule == "progressive":
         callbacks.append(tk.conversion.ProgressiveTandem(
             monitor="val_top1", patience=FLAGS.patience, restore_best_weights=False,
@@ -127,7 +155,8 @@ def finetune(ann, source, val, calibration) -> dict:
     hybrid = val_error(snn, val) if stage < len(tk.conversion.stages(snn)) else None
     final = val_error(tk.conversion.set_stage(snn), val)   # every layer in tandem mode: the SNN
     per_epoch = [{"epoch": i + 1, "val_error": 100.0 * (1.0 - history.history["val_top1"][i]),
-                  "stage": history.history.get("progressive_stage", [None] * FLAGS.epochs)[i]}
+                  "stage": history.history.get("progressive_stage", [None] * FLAGS.epochs)[i],
+                  "mode": "quantized" if i < FLAGS.quantized_epochs else "tandem"}
                  for i in range(len(history.history["val_top1"]))]
     figures = {"ann_error": val_error(ann, val), "start_error": start, "val_error": final,
                "per_epoch": per_epoch, "train_wall_s": wall, "train_cpu_s": cpu,
