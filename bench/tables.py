@@ -22,12 +22,12 @@ import re
 import sys
 from typing import Any, Mapping, Sequence
 
-from bench import records, tables_perf
+from bench import records, tables_convert, tables_perf
 from bench.cifar10_findings import findings_table, runs_table
 from bench.records import markdown, pct
 from bench.tables_perf import Table, _f
 
-DOCS = ("bench/RESULTS.md", "bench/README_reproduce.md")
+DOCS = ("bench/RESULTS.md", "bench/README_reproduce.md", "README.md")
 MARKER = re.compile(r"(<!-- table:([\w.-]+) -->\n)(.*?)(<!-- /table -->)", re.S)
 
 
@@ -157,6 +157,7 @@ TABLES: dict[str, Table] = {
     "spike_count_ceiling": spike_count_ceiling,
     "spike_count_tie_rule_medium": tie_rule_change("medium", 6),
     **tables_perf.TABLES,
+    **tables_convert.TABLES,
 }
 
 

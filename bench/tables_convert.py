@@ -74,6 +74,23 @@ def conversion_finetune(rs: Sequence[dict]) -> "tuple[str, list[dict]]":
     return markdown(rows, ["network", "T", *FINETUNE_COLUMNS]), used
 
 
+def conversion_zero_shot(rs: Sequence[dict]) -> "tuple[str, list[dict]]":
+    """Every zero-shot measurement: one row per network, T and V(0), one column per calibration."""
+    used = [r for r in records.latest_each(rs, KIND, _key).values() if r["config"]["step"] == "zero_shot"]
+    rows = []
+    for r in used:
+        c, f = r["config"], r["figures"]
+        for v0 in sorted({row.get("initial_potential") or 0.0 for row in f["rows"] if row["method"] != "ann"}):
+            row = {"network": c["name"], "T": c["time_steps"], "V(0)": f"{v0:g}θ",
+                   "ANN": f"{f['ann_error']:.2f}%"}
+            for x in f["rows"]:
+                if x["method"] != "ann" and (x.get("initial_potential") or 0.0) == v0:
+                    column = "θ = 1" if x["method"] == "converted" else f"p{x['percentile']:g}"
+                    row[column] = f"{x['val_error']:.2f}%"
+            rows.append(row)
+    return markdown(rows), used
+
+
 def conversion(rs: Sequence[dict]) -> "tuple[str, list[dict]]":
     """Per network and T: ANN, converted (no training), calibrated, fine-tuned."""
     latest = records.latest_each(rs, KIND, _key)
@@ -105,4 +122,5 @@ def conversion(rs: Sequence[dict]) -> "tuple[str, list[dict]]":
                            "calibrated, V(0)=θ/2", "fine-tuned, all at once", "fine-tuned, progressive"]), used
 
 
-TABLES = {"conversion": conversion, "conversion_finetune": conversion_finetune}
+TABLES = {"conversion": conversion, "conversion_zero_shot": conversion_zero_shot,
+          "conversion_finetune": conversion_finetune}
