@@ -107,9 +107,10 @@ def zero_shot(ann, val, calibration) -> dict:
 class QuantizedFirst(keras.callbacks.Callback):
     """The first ``epochs`` in quantized mode, then tandem mode (functions rebuilt)."""
 
-    def __init__(self, epochs: int) -> None:
+    def __init__(self, epochs: int, val) -> None:
         super().__init__()
-        self.epochs = epochs
+        self.epochs, self.val = epochs, val
+        self.quantized_error = self.snn_error = None
 
     def _mode(self, mode: str) -> None:
         tk.set_mode(self.model, mode)
@@ -121,7 +122,9 @@ class QuantizedFirst(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
         if epoch + 1 == self.epochs:
+            self.quantized_error = val_error(self.model, self.val)   # the quantized ANN
             self._mode("tandem")
+            self.snn_error = val_error(self.model, self.val)         # its SNN, before tandem training
 
 
 def finetune(ann, source, val, calibration) -> dict:
@@ -142,7 +145,7 @@ def finetune(ann, source, val, calibration) -> dict:
     if FLAGS.quantized_epochs:
         if FLAGS.schedule != "all" or FLAGS.quantized_epochs >= FLAGS.epochs:
             _common.usage_error("--quantized_epochs needs --schedule=all and fewer than --epochs")
-        callbacks.append(QuantizedFirst(FLAGS.quantized_epochs))
+        callbacks.append(QuantizedFirst(FLAGS.quantized_epochs, val))
     if FLAGS.schedule == "progressive":
         callbacks.append(tk.conversion.ProgressiveTandem(
             monitor="val_top1", patience=FLAGS.patience, restore_best_weights=False,
@@ -162,6 +165,8 @@ def finetune(ann, source, val, calibration) -> dict:
                "per_epoch": per_epoch, "train_wall_s": wall, "train_cpu_s": cpu,
                "steps": FLAGS.epochs * steps, "examples_seen": FLAGS.epochs * steps * FLAGS.batch_size,
                "stages": len(tk.conversion.stages(snn)), "final_stage": stage, "hybrid_error": hybrid}
+    if FLAGS.quantized_epochs:
+        figures.update(quantized_error=callbacks[0].quantized_error, snn_after_quantized=callbacks[0].snn_error)
     if FLAGS.export_dir:
         from train import data as train_data
         from train.export import export

@@ -40,10 +40,19 @@ def _minutes(seconds) -> str:
     return "-" if seconds is None else f"{seconds / 60:.1f} min"
 
 
+def _schedule(c: dict) -> str:
+    q = c.get("quantized_epochs") or 0
+    return c["schedule"] if not q else f"quantized mode {q} epoch{'s' * (q > 1)}, then tandem"
+
+
 def _finetune_cells(r: dict) -> list:
     c, f = r["config"], r["figures"]
     examples = f.get("examples_seen", 0)
-    return [c["schedule"], f"p{c['percentile']:g}, V(0)={c['initial_potential']:g}θ",
+    schedule = _schedule(c)
+    if f.get("quantized_error") is not None:
+        schedule += (f" (after the quantized epochs: quantized ANN {f['quantized_error']:.2f}%, "
+                     f"its SNN {f['snn_after_quantized']:.2f}%)")
+    return [schedule, f"p{c['percentile']:g}, V(0)={c['initial_potential']:g}θ",
             f"{f['start_error']:.2f}%", f"{examples / 45000:.2f} ({c['epochs']} x {f['steps'] // c['epochs']} steps)",
             f"**{f['val_error']:.2f}%**", f"{f['val_error'] - f['ann_error']:+.2f}",
             _minutes(f.get("train_wall_s")), _minutes(f.get("train_cpu_s"))]
@@ -64,7 +73,7 @@ def conversion_record_table(r: dict) -> str:
 
 def _key(r: dict) -> tuple:
     c = r["config"]
-    return (c["name"], c["time_steps"], c["step"], c.get("schedule") if c["step"] == "finetune" else None)
+    return (c["name"], c["time_steps"], c["step"], _schedule(c) if c["step"] == "finetune" else None)
 
 
 def conversion_finetune(rs: Sequence[dict]) -> "tuple[str, list[dict]]":
