@@ -1,9 +1,9 @@
 """The named configurations (budgets) of the CIFAR-10 reproduction, and its data.
 
 A budget is a :class:`Config`; :func:`recipe_values` turns it, for one run (mode, window,
-decoding), into the configuration ``train.recipe.compiled_model`` takes, the one
-``python -m train`` uses: the reproduction trains with the same build, compile and
-learning-rate schedule as users do.
+decoding), into the ``train.config.TrainConfig`` that ``train.recipe.compiled_model``
+takes, as ``python -m train`` makes it from its flags: the reproduction trains with the same
+build, compile and learning-rate schedule as users do.
 
 Budgets (every value can be overridden by its flag in ``bench.reproduce_cifar10``):
 
@@ -24,7 +24,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-from types import SimpleNamespace
 from typing import Any, Optional
 
 import numpy as np
@@ -32,6 +31,7 @@ import tensorflow as tf
 
 from train import data as train_data
 from train import pipeline
+from train.config import TrainConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,15 +114,16 @@ def make_config(budget: str, train_dir: str, **overrides: Any) -> Config:
 
 
 def recipe_values(config: Config, mode: str, time_steps: int,
-                  decode: str = "membrane") -> SimpleNamespace:
+                  decode: str = "membrane") -> TrainConfig:
     """The ``train.recipe`` configuration of one run of ``config`` (CIFARNet / width_divisor)."""
-    return SimpleNamespace(
+    return TrainConfig(
         model="cifarnet", mode=mode, time_steps=time_steps, decode=decode,
         dropout=config.dropout, width_divisor=config.width_divisor,
         model_name=f"cifarnet_w{config.width_divisor}_{mode}_T{time_steps}_{decode}",
         learning_rate=config.learning_rate, lr_schedule=config.lr_schedule,
         lr_step_epochs=config.lr_step_epochs, lr_step_factor=config.lr_step_factor,
-        epochs=config.epochs, weight_decay=0.0, jit_compile=False, run_eagerly=config.run_eagerly)
+        epochs=config.epochs, batch_size=config.batch_size, augment=config.augment,
+        seed=config.seed, weight_decay=0.0, jit_compile=False, run_eagerly=config.run_eagerly)
 
 
 def _to_arrays(examples: tf.data.Dataset, limit: int) -> tuple[np.ndarray, np.ndarray]:

@@ -3,7 +3,7 @@
 Every row must end with exit status 2 and exactly one ``PROGRAM: error: ...`` line on
 stderr naming the culprit, and no traceback.
 
-- The flag rows (absl's own errors and ``train.flags.check``) run in this process through
+- The flag rows (absl's own errors and ``train.flags``' validators) run in this process through
   ``python -m train``'s own parser and ``main`` (``train.run.run`` is replaced by a
   failure: none of them may get that far).
 - The rows that need a real program (TensorFlow's start-up, loaded data, a run directory,
@@ -83,7 +83,7 @@ FLAG_TABLE = {
     "bad_enum": (["--decode=spikes"], ["--decode", "spike_count"]),
     "missing_required": (["--model=digits"], ["--model_dir"]),
     "not_an_int": (["--epochs=ten"], ["--epochs"]),
-    # train.flags.check
+    # train.flags' bounds and validators (absl)
     "lr_inf": (["--learning_rate=inf"], ["--learning_rate=inf", "finite"]),
     "lr_nan": (["--learning_rate=nan"], ["--learning_rate=nan", "finite"]),
     "lr_zero": (["--learning_rate=0"], ["--learning_rate=0"]),
@@ -95,7 +95,9 @@ FLAG_TABLE = {
     "split_one": (["--validation_split=1"], ["--validation_split=1"]),
     "time_steps_zero": (["--time_steps=0"], ["--time_steps=0"]),
     "unknown_model": (["--model=resnet"], ["--model=resnet"]),
-    "unknown_dataset": (["--dataset=mnist"], ["--dataset=mnist"]),
+    "time_steps_huge": (["--time_steps=100000"], ["--time_steps=100000", "[1, 256]"]),
+    "epochs_huge": (["--epochs=100000"], ["--epochs=100000", "[1, 10000]"]),
+    "seed_negative": (["--seed=-1"], ["--seed=-1"]),
     "multi_worker_no_tf_config": (["--strategy=multi_worker"], ["--strategy=multi_worker", "TF_CONFIG"]),
     "positional": (["extra"], ["unexpected arguments", "extra"]),
     "export_dir_is_file": ([f"--export_dir={__file__}"], ["--export_dir=", "not a directory"]),
@@ -126,27 +128,35 @@ def test_bad_flag_is_one_line_exit_2(case, capsys, monkeypatch, tmp_path):
 
 
 def test_model_dir_that_is_a_file(tmp_path):
+    from absl import flags
+
     from train import rundir
+    from train.config import TrainConfig
 
     path = tmp_path / "a_file"
     path.write_text("not a directory")
     train_flags.FLAGS.unparse_flags()
-    train_flags.FLAGS(["train", f"--model_dir={path}"])
-    with pytest.raises(rundir.RunDirError, match=r"^--model_dir=.*a_file: exists and is not a directory$"):
-        rundir.prepare(train_flags.FLAGS, restart=False)
+    with pytest.raises(flags.IllegalFlagValueError,
+                       match=r"^flag --model_dir=.*a_file: exists and is not a directory$"):
+        train_flags.FLAGS(["train", f"--model_dir={path}"])
     train_flags.FLAGS.unparse_flags()
+    with pytest.raises(rundir.RunDirError, match=r"^--model_dir=.*a_file: exists and is not a directory$"):
+        rundir.prepare(TrainConfig(model_dir=str(path)), restart=False)
 
 
 @pytest.mark.parametrize("strategy", ["multi_worker", "auto"])
 def test_tf_config_that_is_not_json(monkeypatch, strategy, tmp_path):
+    from absl import flags
+
     monkeypatch.setenv("TF_CONFIG", "{not json")
     train_flags.FLAGS.unparse_flags()
-    train_flags.FLAGS(["train", f"--strategy={strategy}", f"--model_dir={tmp_path}"])
-    with pytest.raises(train_flags.FlagError, match=f"^--strategy={strategy}: TF_CONFIG is not valid JSON"):
-        train_flags.check(train_flags.FLAGS)
+    with pytest.raises(flags.IllegalFlagValueError,
+                       match=f"^flag --strategy={strategy}: TF_CONFIG is not valid JSON"):
+        train_flags.FLAGS(["train", f"--strategy={strategy}", f"--model_dir={tmp_path}"])
+    train_flags.FLAGS.unparse_flags()
     monkeypatch.setenv("TF_CONFIG", "{}")  # auto: an empty cluster is one process
     if strategy == "auto":
-        train_flags.check(train_flags.FLAGS)
+        train_flags.FLAGS(["train", f"--strategy={strategy}", f"--model_dir={tmp_path}"])
     train_flags.FLAGS.unparse_flags()
 
 
@@ -154,6 +164,9 @@ def test_tf_config_that_is_not_json(monkeypatch, strategy, tmp_path):
 # digits run's model_dir, {export} its export, {nan} the NaN export, {file} a regular file.
 TABLE = {
     "train_unknown_flag": ("train", ["--nope=1", "--model_dir=/tmp/x"], None, ["'nope'"]),
+    # train.data's dataset names
+    "unknown_dataset": ("train", ["--dataset=mnist", "--model_dir={tmp}/d"], None,
+                        ["--dataset=mnist", "unknown dataset"]),
     # after the data is loaded
     "model_vs_dataset": ("train", ["--dataset=digits", "--epochs=1", "--model_dir={tmp}/m"], None,
                          ["--model=cifarnet", "--dataset=digits", "channels"]),

@@ -1,9 +1,7 @@
-"""Training callbacks: resume from a backup, divergence, per-epoch random streams, epoch lines."""
+"""Training callbacks: divergence, per-epoch random streams, epoch lines."""
 from __future__ import annotations
 
-import json
 import math
-import os
 import time
 
 import keras
@@ -11,20 +9,7 @@ import numpy as np
 from absl import logging
 
 from tandem_keras.export import non_finite_weights
-
-
-def resume_epoch(backup_dir: str) -> int:
-    """The epoch ``keras.callbacks.BackupAndRestore(backup_dir)`` will resume from (0: none).
-
-    The input pipeline needs it before ``fit`` starts so that a resumed run sees the same
-    batches as an uninterrupted one (``train.pipeline``). Reads the metadata file that
-    ``BackupAndRestore`` writes next to its weights.
-    """
-    path = os.path.join(backup_dir, "training_metadata.json")
-    if not os.path.exists(os.path.join(backup_dir, "latest.weights.h5")) or not os.path.exists(path):
-        return 0
-    with open(path, encoding="utf-8") as f:
-        return int(json.load(f)["epoch"])
+from train import backup
 
 
 class EpochSummary(keras.callbacks.Callback):
@@ -32,27 +17,18 @@ class EpochSummary(keras.callbacks.Callback):
 
     Example line: ``epoch 3/150: loss=0.8123 top1=0.7102 top5=0.9801 val_loss=0.9 ... lr=0.001 (41.2s)``
 
-    With ``per_epoch=False`` (a Keras progress bar reports the epochs) only the resume line
-    is logged.
+    ``python -m train`` uses it off a terminal, where no Keras progress bar reports the epochs.
     """
 
-    def __init__(self, epochs: int, per_epoch: bool = True):
+    def __init__(self, epochs: int):
         super().__init__()
         self.epochs = epochs
-        self.per_epoch = per_epoch
         self._start = 0.0
-
-    def on_train_begin(self, logs=None):
-        initial = getattr(self.model, "_initial_epoch", None) or 0
-        if initial:
-            logging.info("resuming from epoch %d/%d (restored from backup)", initial, self.epochs)
 
     def on_epoch_begin(self, epoch, logs=None):
         self._start = time.time()
 
     def on_epoch_end(self, epoch, logs=None):
-        if not self.per_epoch:
-            return
         # Per-layer activity (``spike_count/<layer>``, ...) goes to TensorBoard and history.csv.
         items = " ".join(f"{k}={float(v):.4g}" for k, v in sorted((logs or {}).items())
                          if k != "learning_rate" and "/" not in k)
@@ -65,7 +41,7 @@ class EpochSeeds(keras.callbacks.Callback):
     """Makes the random layers' streams (``Dropout``) a function of the epoch.
 
     Keras keeps each ``SeedGenerator``'s counter outside the saved weights, so a run
-    resumed from ``BackupAndRestore`` would replay epoch 0's dropout masks. At the start
+    resumed from its backup would replay epoch 0's dropout masks. At the start
     of epoch ``e`` every generator's counter is set to ``e * 2**20`` (its seed is kept),
     so a resumed epoch draws exactly the masks of the uninterrupted run.
     """
@@ -122,24 +98,8 @@ class StopOnDivergence(keras.callbacks.Callback):
 
     def _diverged(self, what: str) -> None:
         kept = "nothing exported"
-        if self.backup_dir and os.path.exists(os.path.join(self.backup_dir, "latest.weights.h5")):
-            kept = f"the backup of epoch {resume_epoch(self.backup_dir)} in {self.backup_dir} is kept, " + kept
+        epochs = backup.epochs_done(self.backup_dir) if self.backup_dir else 0
+        if epochs:
+            kept = f"the backup of epoch {epochs} in {self.backup_dir} is kept, " + kept
         raise TrainingDiverged(f"training diverged: {what}; {kept} (lower --learning_rate and "
                                "rerun to resume from the backup)")
-
-
-class SetLearningRate(keras.callbacks.Callback):
-    """Puts ``--learning_rate`` back after ``BackupAndRestore`` restored the recorded one.
-
-    With a constant rate the optimizer keeps it in a variable that the backup holds; a run
-    resumed with another ``--learning_rate`` must train with the new one. (Schedules are
-    not variables: they are rebuilt from the flags.)
-    """
-
-    def __init__(self, learning_rate):
-        super().__init__()
-        self.learning_rate = learning_rate
-
-    def on_train_begin(self, logs=None):
-        if isinstance(self.learning_rate, float):
-            self.model.optimizer.learning_rate = self.learning_rate

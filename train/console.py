@@ -67,9 +67,11 @@ def flags_parser(program: str, before: Callable[[], None] | None = None,
 
 
 def _flag_message(message: str) -> str:
-    """absl's messages on one line, e.g. ``Unknown command line flag 'x'``."""
+    """absl's messages on one line, e.g. ``Unknown command line flag 'x'``; a bad value as
+    ``--name=value: problem`` (absl: ``flag --name=value: problem``), as the programs' own."""
     lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
-    return " ".join(lines) if lines else "bad flags"
+    text = " ".join(lines) if lines else "bad flags"
+    return text[len("flag "):] if text.startswith("flag --") else text
 
 
 def _keep(line: str, level: int, gpus_found: bool) -> bool:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 
-import keras
 import tensorflow as tf
 
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
@@ -87,28 +86,3 @@ def worker_role(strategy: tf.distribute.Strategy) -> tuple[bool, str]:
     has_chief = "chief" in resolver.cluster_spec().as_dict()
     is_chief = task_type == "chief" or (task_type == "worker" and task_id == 0 and not has_chief)
     return is_chief, f"{task_type}_{task_id}"
-
-
-def patch_for_multi_worker(model: keras.Model) -> None:
-    """Works around two Keras 3 bugs that stop ``fit`` under ``MultiWorkerMirroredStrategy``.
-
-    (keras-team/keras#20585.) Call it inside ``strategy.scope()`` and run ``fit`` there too.
-
-    1. ``fit`` pre-builds a distributed model by reducing a ``PerReplica`` data batch
-       eagerly, which fails across workers. Without the recorded strategy, Keras builds
-       at trace time instead and takes the strategy from the enclosing scope.
-    2. Each step's metric values are scalars, which Keras reduces across workers with
-       ``strategy.reduce("MEAN", v, axis=0)``, invalid for a scalar. The steps here return
-       them with shape ``[1]``; the reduction gives back the scalar mean. (The epoch logs
-       read the metric variables, which are summed over all replicas.)
-    """
-    model._distribute_strategy = None
-
-    def with_axis(step):
-        def wrapped(data):
-            return {k: tf.reshape(v, [1]) for k, v in step(data).items()}
-
-        return wrapped
-
-    model.train_step = with_axis(model.train_step)
-    model.test_step = with_axis(model.test_step)

@@ -1,8 +1,21 @@
-"""Command-line flags of ``python -m train`` and their checks.
+"""Command-line flags of ``python -m train``: one per field of ``train.config.TrainConfig``.
 
-The defaults reproduce the authors' CIFAR-10 recipe (docs/method.md §8): CIFARNet, T=10, Adam at
-1e-3 divided by 10 every 50 epochs, 150 epochs, global batch 256, no weight decay,
-45k/5k train/validation split, pad-4 random crop and horizontal flip.
+Defaults come from :class:`~train.config.TrainConfig` (the authors' recipe). Every value
+is checked by absl when the flags are parsed (``lower_bound`` / ``upper_bound``, enums,
+``flags.register_validator``), so a bad value is one line ``flag --name=value: problem``
+before anything runs; the choices come from where they are defined (``models.BUILDERS``,
+``models._builder.DECODES``, ``tk.MODES``, ``train.distribute.STRATEGIES``). The upper bounds
+keep a typo from hanging a run: the train step's graph and memory grow with
+``--time_steps`` and the image size.
+
+Example:
+  >>> FLAGS.unparse_flags()
+  >>> _ = FLAGS(["train", "--model=digits", "--time_steps=4", "--model_dir=/tmp/m"])
+  >>> to_config(FLAGS).time_steps
+  4
+  >>> to_config(FLAGS).to_flags().splitlines()[:2]
+  ['--model=digits', '--time_steps=4']
+  >>> FLAGS.unparse_flags()
 """
 from __future__ import annotations
 
@@ -16,9 +29,15 @@ from absl import flags
 
 import models
 import tandem_keras as tk
+from models._builder import DECODES
+from train.config import RECORDED, TrainConfig
 from train.distribute import STRATEGIES
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+MAX_TIME_STEPS = 256  # the step's graph unrolls T: ~0.14 s of tracing per step on digits
+MAX_IMAGE_SIZE = 1024
+MAX_EPOCHS = 10_000
+DEFAULT = TrainConfig()
 
 # The flags live in their own registry, not absl's global one: importing train (eval and the
 # tests do) must not collide with other programs' flags of the same names (--epochs,
@@ -29,115 +48,110 @@ _string, _integer, _float, _enum, _boolean = (
     for define in (flags.DEFINE_string, flags.DEFINE_integer, flags.DEFINE_float,
                    flags.DEFINE_enum, flags.DEFINE_boolean))
 
-_string("model", "cifarnet", f"Model: one of {', '.join(sorted(models.BUILDERS))}.")
-_string("dataset", "cifar10",
+
+def _default(name: str) -> Any:
+    return getattr(DEFAULT, name)
+
+
+def _in_range(name: str, low: float, high: float = math.inf, *, open_low: bool = False,
+              open_high: bool = False) -> None:
+    """Validates a float flag: finite (absl's bounds let NaN through) and within its range."""
+    def check(value: float | None) -> bool:
+        if value is None:
+            return True
+        if not math.isfinite(value):
+            raise flags.ValidationError("must be a finite number")
+        if value < low or value > high or (open_low and value == low) or (open_high and value == high):
+            if high == math.inf:
+                raise flags.ValidationError(f"must be {'>' if open_low else '>='} {low}")
+            raise flags.ValidationError(f"must be in {'(' if open_low else '['}{low}, "
+                                        f"{high}{')' if open_high else ']'}")
+        return True
+
+    flags.register_validator(name, check, flag_values=FLAGS)
+
+
+_enum("model", _default("model"), sorted(models.BUILDERS), "The model builder (models).")
+_string("dataset", _default("dataset"),
         "cifar10, imagenet2012 (TFDS; ImageNet from TFDS's manual download directory), "
         "digits (scikit-learn, no download) or folder:PATH (one sub-folder of images per class).")
-_string("data_dir", None, "TFDS data directory (default: TFDS's).")
-_integer("image_size", None,
-         "Square input size: folder images are resized, ImageNet crops are taken at it.")
-_integer("time_steps", 10, "Encoding window T (time steps of every spike train).")
-_enum("decode", "membrane", ["membrane", "spike_count", "spike_count_tie", "spike_count_st"],
+_string("data_dir", _default("data_dir"), "TFDS data directory (default: TFDS's).")
+_integer("image_size", _default("image_size"),
+         "Square input size: folder images are resized, ImageNet crops are taken at it.",
+         lower_bound=1, upper_bound=MAX_IMAGE_SIZE)
+_integer("time_steps", _default("time_steps"), "Encoding window T (time steps of every spike train).",
+         lower_bound=1, upper_bound=MAX_TIME_STEPS)
+_enum("decode", _default("decode"), list(DECODES),
       "Output decoding (docs/method.md §4); spike_count_tie: spike counts, ties broken by the "
       "output neurons' final membrane potential; spike_count_st: the same with the "
       "straight-through output coupling (tandem_keras.decoding).")
-_enum("mode", "tandem", list(tk.MODES), "Training mode of every tandem layer.")
-_enum("export_mode", None, list(tk.MODES),
+_enum("mode", _default("mode"), list(tk.MODES), "Training mode of every tandem layer.")
+_enum("export_mode", _default("export_mode"), list(tk.MODES),
       "Mode of the exported model (default: --mode). --mode=quantized "
       "--export_mode=tandem is constrain-then-train.")
-_float("dropout", None,
+_float("dropout", _default("dropout"),
        "Dropout rate on the last hidden layer's spike counts (default: the model's).")
-_integer("width_divisor", 1,
-         "Divide every layer's width (filters, units) by this (the builders' width_divisor).")
-_integer("epochs", 150, "Number of epochs.")
-_integer("batch_size", 256, "Global batch size, split evenly across replicas.")
-_float("learning_rate", 1e-3, "Initial Adam learning rate.")
-_enum("lr_schedule", "step", ["step", "cosine", "constant"],
+_in_range("dropout", 0.0, 1.0, open_high=True)
+_integer("width_divisor", _default("width_divisor"),
+         "Divide every layer's width (filters, units) by this (the builders' width_divisor).",
+         lower_bound=1, upper_bound=1024)
+_integer("epochs", _default("epochs"), "Number of epochs.", lower_bound=1, upper_bound=MAX_EPOCHS)
+_integer("batch_size", _default("batch_size"), "Global batch size, split evenly across replicas.",
+         lower_bound=1, upper_bound=2**20)
+_float("learning_rate", _default("learning_rate"), "Initial Adam learning rate.")
+_in_range("learning_rate", 0.0, open_low=True)
+_enum("lr_schedule", _default("lr_schedule"), ["step", "cosine", "constant"],
       "step: x --lr_step_factor every --lr_step_epochs; cosine: to 0 at the end.")
-_integer("lr_step_epochs", 50, "Epochs between learning-rate steps (--lr_schedule=step).")
-_float("lr_step_factor", 0.1, "Learning-rate factor per step (--lr_schedule=step).")
-_float("weight_decay", 0.0, "Decoupled weight decay of Adam (0: none).")
-_float("validation_split", 0.1, "Fraction of the training split held out for validation.")
-_enum("augment", "auto", ["auto", "cifar", "imagenet", "none"],
+_integer("lr_step_epochs", _default("lr_step_epochs"),
+         "Epochs between learning-rate steps (--lr_schedule=step).",
+         lower_bound=1, upper_bound=MAX_EPOCHS)
+_float("lr_step_factor", _default("lr_step_factor"),
+       "Learning-rate factor per step (--lr_schedule=step); the rate is multiplied by it.")
+_in_range("lr_step_factor", 0.0, 1.0, open_low=True)
+_float("weight_decay", _default("weight_decay"), "Decoupled weight decay of Adam (0: none).")
+_in_range("weight_decay", 0.0)
+_float("validation_split", _default("validation_split"),
+       "Fraction of the training split held out for validation.")
+_in_range("validation_split", 0.0, 1.0, open_high=True)
+_enum("augment", _default("augment"), ["auto", "cifar", "imagenet", "none"],
       "Training augmentation; auto: the dataset's (docs/method.md §8; none for digits).")
-_enum("strategy", "auto", list(STRATEGIES), "tf.distribute strategy.")
-_string("tpu", "", "TPU name or address for --strategy=tpu.")
-_integer("cpu_devices", 0,
-         "Split the CPU into this many logical devices (--strategy=mirrored without GPUs).")
-_enum("mixed_precision", "float32", list(PRECISIONS), "Keras dtype policy.")
-_boolean("jit_compile", False, "Compile the train step with XLA.")
-_integer("seed", 0, "Seed of initialization, shuffling, augmentation and dropout.")
-_boolean("deterministic", False,
+_enum("strategy", _default("strategy"), list(STRATEGIES), "tf.distribute strategy.")
+_string("tpu", _default("tpu"), "TPU name or address for --strategy=tpu.")
+_integer("cpu_devices", _default("cpu_devices"),
+         "Split the CPU into this many logical devices (--strategy=mirrored without GPUs).",
+         lower_bound=0, upper_bound=256)
+_enum("mixed_precision", _default("mixed_precision"), list(PRECISIONS), "Keras dtype policy.")
+_boolean("jit_compile", _default("jit_compile"), "Compile the train step with XLA.")
+_integer("seed", _default("seed"), "Seed of initialization, shuffling, augmentation and dropout.",
+         lower_bound=0, upper_bound=2**31 - 2)
+_boolean("deterministic", _default("deterministic"),
          "Enable TensorFlow op determinism (bit-identical reruns, slower on GPU).")
-_string("model_dir", None, "Checkpoints (resume), TensorBoard logs, history.csv and flags.txt.")
-_string("export_dir", None, "SavedModel and model.keras at the end (default: MODEL_DIR/export).")
+_string("model_dir", _default("model_dir"),
+        "The run directory: backup (resume), TensorBoard logs, history.csv, config.json, flags.txt.")
+_string("export_dir", _default("export_dir"),
+        "SavedModel and model.keras at the end (default: MODEL_DIR/export).")
 _boolean("restart", False,
          "Start afresh in an existing --model_dir: delete its backup, logs, history and "
-         "config instead of resuming (needed to change a flag of train.rundir.FIXED).")
-_boolean("skip_bad_images", False,
+         "config instead of resuming (needed to change a fixed flag, train.config.FIXED). "
+         "Never written to flags.txt.")
+_boolean("skip_bad_images", _default("skip_bad_images"),
          "folder:PATH datasets: leave out (and log) image files that cannot be decoded "
          "instead of refusing the folder.")
 flags.mark_flag_as_required("model_dir", flag_values=FLAGS)
 
 
 class FlagError(ValueError):
-    """A bad flag value; ``str()`` is the one-line message, naming the flag."""
+    """A flag value that turns out to be unusable once the data or the devices are known;
+    ``str()`` is the one-line message, naming the flag."""
 
     def __init__(self, flag: str, value: Any, problem: str):
         super().__init__(f"--{flag}={value}: {problem}")
         self.flag = flag
 
 
-def check(values: Any) -> None:
-    """Checks flag values that do not need TensorFlow; raises :class:`FlagError`.
-
-    ``values`` is :data:`FLAGS` (parsed) or any object with the same attributes. Every
-    float flag must be finite (an infinite or NaN learning rate diverges at the first step).
-    """
-    if values.model not in models.BUILDERS:
-        raise FlagError("model", values.model,
-                        f"unknown model; choose one of {', '.join(sorted(models.BUILDERS))}")
-    dataset = values.dataset
-    if dataset not in ("cifar10", "imagenet2012", "digits") and not (
-        dataset.startswith("folder:") and len(dataset) > len("folder:")
-    ):
-        raise FlagError("dataset", dataset,
-                        "unknown dataset; use cifar10, imagenet2012, digits or folder:PATH")
-    positive = {"time_steps": values.time_steps, "epochs": values.epochs,
-                "batch_size": values.batch_size, "lr_step_epochs": values.lr_step_epochs,
-                "width_divisor": getattr(values, "width_divisor", 1)}
-    for name, value in positive.items():
-        if value < 1:
-            raise FlagError(name, value, "must be an integer >= 1")
-    if values.image_size is not None and values.image_size < 1:
-        raise FlagError("image_size", values.image_size, "must be an integer >= 1")
-    floats = {"learning_rate": values.learning_rate, "lr_step_factor": values.lr_step_factor,
-              "weight_decay": values.weight_decay, "validation_split": values.validation_split,
-              "dropout": values.dropout}
-    for name, value in floats.items():
-        if value is not None and not math.isfinite(value):
-            raise FlagError(name, value, "must be a finite number")
-    if values.dropout is not None and not 0 <= values.dropout < 1:
-        raise FlagError("dropout", values.dropout, "must be in [0, 1)")
-    if not values.learning_rate > 0:
-        raise FlagError("learning_rate", values.learning_rate, "must be > 0")
-    if not 0 < values.lr_step_factor <= 1:
-        raise FlagError("lr_step_factor", values.lr_step_factor,
-                        "must be in (0, 1] (the learning rate is multiplied by it)")
-    if values.weight_decay < 0:
-        raise FlagError("weight_decay", values.weight_decay, "must be >= 0")
-    if not 0 <= values.validation_split < 1:
-        raise FlagError("validation_split", values.validation_split, "must be in [0, 1)")
-    if values.cpu_devices < 0:
-        raise FlagError("cpu_devices", values.cpu_devices, "must be >= 0")
-    if values.strategy == "multi_worker" or (values.strategy == "auto"
-                                             and os.environ.get("TF_CONFIG", "").strip()):
-        _check_tf_config(values.strategy)
-    for name in ("model_dir", "export_dir"):
-        if getattr(values, name, None):
-            problem = _output_dir_problem(getattr(values, name))
-            if problem:
-                raise FlagError(name, getattr(values, name), problem)
+def to_config(values: flags.FlagValues) -> TrainConfig:
+    """The :class:`TrainConfig` of parsed flags (every recorded field has its flag)."""
+    return TrainConfig(**{name: values[name].value for name in RECORDED})
 
 
 def _output_dir_problem(path: str) -> str | None:
@@ -158,20 +172,33 @@ def _output_dir_problem(path: str) -> str | None:
     return None
 
 
-def _check_tf_config(strategy: str) -> None:
+def _writable_dir(path: str | None) -> bool:
+    problem = path and _output_dir_problem(path)
+    if problem:
+        raise flags.ValidationError(problem)
+    return True
+
+
+def _tf_config(strategy: str) -> bool:
     """``--strategy=multi_worker`` needs ``TF_CONFIG`` naming the cluster and this task;
     with ``auto`` a set ``TF_CONFIG`` must at least be JSON."""
     raw = os.environ.get("TF_CONFIG", "")
-    problem = None
+    if strategy not in ("multi_worker", "auto") or (strategy == "auto" and not raw.strip()):
+        return True
     try:
         config = json.loads(raw) if raw.strip() else None
     except json.JSONDecodeError as e:
-        config, problem = None, f"TF_CONFIG is not valid JSON ({e.msg})"
-    if problem is None and strategy == "multi_worker" and not (
+        raise flags.ValidationError(f"TF_CONFIG is not valid JSON ({e.msg})") from None
+    if strategy == "multi_worker" and not (
             isinstance(config, dict) and config.get("cluster")
             and isinstance(config.get("task"), dict)):
-        problem = ("needs TF_CONFIG with the cluster and this worker's task, e.g. TF_CONFIG="
-                   "'{\"cluster\": {\"worker\": [\"host1:12345\", \"host2:12345\"]}, "
-                   "\"task\": {\"type\": \"worker\", \"index\": 0}}'")
-    if problem:
-        raise FlagError("strategy", strategy, problem)
+        raise flags.ValidationError(
+            "needs TF_CONFIG with the cluster and this worker's task, e.g. TF_CONFIG="
+            "'{\"cluster\": {\"worker\": [\"host1:12345\", \"host2:12345\"]}, "
+            "\"task\": {\"type\": \"worker\", \"index\": 0}}'")
+    return True
+
+
+for _name in ("model_dir", "export_dir"):
+    flags.register_validator(_name, _writable_dir, flag_values=FLAGS)
+flags.register_validator("strategy", _tf_config, flag_values=FLAGS)

@@ -1,120 +1,202 @@
-"""The run directory (``--model_dir``): one run's configuration, refused when a resume differs.
+"""The run directory (``--model_dir``): one run at a time, its configuration, its history.
 
-``config.json`` records the flags of the run. Rerunning with the same ``--model_dir``
-resumes the run, and must describe the same run: a flag of :data:`FIXED` (what is trained,
-on which examples, in which order) that differs from the recorded value is refused in one
-line naming every such flag with its old and new value. ``--restart`` deletes the run's
-state (backup, logs, history, config) and starts afresh. The other flags (:data:`MAY_CHANGE`:
-more epochs, the learning-rate schedule, the strategy, where to export, ...) may change on
-resume; ``config.json`` then records the new values.
+- **One run at a time**: :func:`locked` holds an exclusive lock on ``MODEL_DIR/.lock`` for
+  the whole run (``fcntl.flock``); a second run on the same directory is refused in one
+  line naming the holder (pid, host, start time). The operating system releases the lock
+  when its process ends, however it ends: a killed run leaves no stale lock.
+- **The same run when it resumes**: ``config.json`` records the run's
+  :class:`~train.config.TrainConfig`. A field of ``train.config.FIXED`` (what is trained,
+  on which examples, in which order) that differs from the recorded value is refused in
+  one line naming every such flag with its old and new value; the others
+  (``train.config.MAY_CHANGE``: more epochs, the learning-rate schedule, the strategy,
+  where to export, ...) may change, and ``config.json`` then records the new values.
+  ``--restart`` deletes the run's state (:data:`RUN_STATE`) and says what it deleted.
+- ``flags.txt`` holds the same configuration as flag lines for ``--flagfile`` (to start
+  another run like this one); ``config.json`` is what the programs read. ``--restart`` is
+  in neither.
+- ``history.csv`` is cut back to the epochs of the backup that is resumed, so that an
+  epoch recorded just before a kill is not listed twice.
+
+Every file is written beside its final name and renamed (nothing half-written under it).
 
 Example:
-    >>> import tempfile, types
+    >>> import tempfile
+    >>> from train.config import TrainConfig
     >>> d = tempfile.mkdtemp()
-    >>> values = types.SimpleNamespace(model_dir=d, model="digits", time_steps=4, epochs=8)
-    >>> prepare(values, restart=False); record(values)
-    >>> values.time_steps = 8
-    >>> differences(read_config(d), values)
+    >>> config = TrainConfig(model_dir=d, model="digits", time_steps=4, epochs=8)
+    >>> prepare(config, restart=False); record(config)
+    >>> differences(read_config(d), TrainConfig(model_dir=d, model="digits", time_steps=8))
     [('time_steps', 4, 8)]
-    >>> prepare(values, restart=True)       # prepare(values, restart=False) raises RunDirError
 """
 from __future__ import annotations
 
+import contextlib
+import csv
+import fcntl
 import json
 import os
 import shutil
-from typing import Any
+import socket
+import time
+from typing import Any, Iterator
+
+from absl import logging
+
+from train import backup
+from train.config import FIXED, TrainConfig
 
 CONFIG_FILE = "config.json"
-#: What makes a run: its model, its examples and their order (the resumed epochs must see the
-#: batches the uninterrupted run would have seen), and the step -> epoch map of the
-#: learning-rate schedule (``batch_size``).
-FIXED = ("model", "dataset", "image_size", "time_steps", "decode", "mode", "dropout",
-         "width_divisor", "validation_split", "augment", "seed", "batch_size", "mixed_precision",
-         "skip_bad_images")
-#: May change when resuming: how long, how fast, where and how it runs.
-MAY_CHANGE = ("epochs", "learning_rate", "lr_schedule", "lr_step_epochs", "lr_step_factor",
-              "weight_decay", "strategy", "tpu", "cpu_devices", "jit_compile", "deterministic",
-              "data_dir", "export_dir", "export_mode")
+FLAGS_FILE = "flags.txt"
+HISTORY_FILE = "history.csv"
+LOCK_FILE = ".lock"
 #: What ``--restart`` deletes (``export``: the default ``--export_dir``). In a multi-worker
 #: cluster every worker clears its own directory (the chief ``--model_dir``).
-RUN_STATE = ("backup", "logs", "history.csv", "flags.txt", CONFIG_FILE, "export")
+RUN_STATE = ("backup", "logs", HISTORY_FILE, FLAGS_FILE, CONFIG_FILE, "export")
 
 
 class RunDirError(ValueError):
-    """``--model_dir`` holds another run; ``str()`` is the one-line message."""
+    """``--model_dir`` cannot take this run; ``str()`` is the one-line message."""
 
 
-def config_of(values: Any) -> dict:
-    """The flags of :data:`FIXED` and :data:`MAY_CHANGE` that ``values`` has, as a dict."""
-    return {name: getattr(values, name) for name in FIXED + MAY_CHANGE if hasattr(values, name)}
+def _refuse(model_dir: str, problem: str) -> RunDirError:
+    return RunDirError(f"--model_dir={model_dir}: {problem}")
+
+
+def _check_directory(model_dir: str) -> None:
+    if os.path.exists(model_dir) and not os.path.isdir(model_dir):
+        raise _refuse(model_dir, "exists and is not a directory")
+
+
+def write_atomic(path: str, text: str) -> None:
+    """Writes ``text`` to ``path`` through a temporary file renamed over it."""
+    temporary = f"{path}.incoming"
+    with open(temporary, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(temporary, path)
+
+
+@contextlib.contextmanager
+def locked(model_dir: str) -> Iterator[None]:
+    """Holds ``model_dir``'s lock; raises :class:`RunDirError` naming its holder if taken."""
+    if "://" in model_dir:  # gs://... has no locks: one run per directory is up to the user
+        yield
+        return
+    _check_directory(model_dir)
+    os.makedirs(model_dir, exist_ok=True)
+    fd = os.open(os.path.join(model_dir, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(fd, 400).decode("utf-8", "replace").strip() or "another process"
+            raise _refuse(model_dir, f"in use by another run ({holder}); wait for it to end "
+                                     "or use another --model_dir") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since "
+                     f"{time.strftime('%Y-%m-%d %H:%M:%S')}".encode())
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)  # the file stays (removing it would race a waiting run)
+        os.close(fd)
 
 
 def read_config(model_dir: str) -> dict | None:
-    """The recorded configuration of ``model_dir``, or None if it has none."""
+    """The recorded configuration of ``model_dir`` as written (None: no ``config.json``);
+    :class:`RunDirError` naming the file if it cannot be read."""
     path = os.path.join(model_dir, CONFIG_FILE)
     if not os.path.isfile(path):
         return None
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    try:
+        with open(path, encoding="utf-8") as f:
+            recorded = json.load(f)
+        TrainConfig.from_dict(recorded)
+    except (OSError, ValueError, TypeError) as e:
+        raise _refuse(model_dir, f"{path} cannot be read ({e}); --restart to start afresh, "
+                                 "or another --model_dir") from None
+    return recorded
 
 
-def differences(recorded: dict, values: Any) -> list[tuple[str, Any, Any]]:
-    """``(flag, recorded value, new value)`` for every flag of :data:`FIXED` that differs."""
-    now = config_of(values)
-    return [(name, recorded[name], now[name]) for name in FIXED
-            if name in recorded and name in now and recorded[name] != now[name]]
+def differences(recorded: dict, config: TrainConfig) -> list[tuple[str, Any, Any]]:
+    """``(field, recorded value, new value)`` for every field of ``FIXED`` that differs."""
+    return [(name, recorded[name], getattr(config, name)) for name in FIXED
+            if name in recorded and recorded[name] != getattr(config, name)]
 
 
-def has_state(model_dir: str) -> bool:
-    """True if ``model_dir`` holds a backup (a run that resumes)."""
-    return os.path.isdir(os.path.join(model_dir, "backup"))
-
-
-def prepare(values: Any, restart: bool) -> None:
-    """Checks (or, with ``restart``, clears) ``values.model_dir`` before a run starts.
+def prepare(config: TrainConfig, restart: bool) -> None:
+    """Checks (or, with ``restart``, clears) ``config.model_dir`` before a run starts.
 
     Only a directory with a backup (a run that would resume) is checked: a run that
     failed before its first epoch ended leaves nothing to resume.
 
     Raises:
-      RunDirError: the directory holds a resumable run whose :data:`FIXED` flags differ,
-        or a backup without ``config.json`` (written before runs recorded their flags),
-        while not restarting -- rerun with ``--restart`` or another ``--model_dir``.
+      RunDirError: the directory holds a resumable run whose fixed fields differ, a backup
+        without a readable ``config.json``, or is not a directory.
     """
-    model_dir = values.model_dir
-    if os.path.exists(model_dir) and not os.path.isdir(model_dir):
-        raise RunDirError(f"--model_dir={model_dir}: exists and is not a directory")
+    model_dir = config.model_dir
+    _check_directory(model_dir)
     if restart:
         clear(model_dir)
-    if not has_state(model_dir):
+    if not os.path.isdir(os.path.join(model_dir, "backup")):
         return
     recorded = read_config(model_dir)
-    if recorded is not None:
-        changed = differences(recorded, values)
-        if changed:
-            listed = ", ".join(f"--{name}={old} (now {new})" for name, old, new in changed)
-            raise RunDirError(f"--model_dir={model_dir}: holds a run with other flags: {listed}; "
-                              "use the same flags to resume, --restart to start afresh, or "
-                              "another --model_dir")
-    else:
-        raise RunDirError(f"--model_dir={model_dir}: holds a backup but no {CONFIG_FILE} to "
-                          "check the flags against; --restart to start afresh, or another "
-                          "--model_dir")
+    if recorded is None:
+        raise _refuse(model_dir, f"holds a backup but no {CONFIG_FILE} to check the flags "
+                                 "against; --restart to start afresh, or another --model_dir")
+    changed = differences(recorded, config)
+    if changed:
+        listed = ", ".join(f"--{name}={old} (now {new})" for name, old, new in changed)
+        raise _refuse(model_dir, f"holds a run with other flags: {listed}; use the same flags "
+                                 "to resume, --restart to start afresh, or another --model_dir")
 
 
-def record(values: Any) -> None:
-    """Writes ``config.json`` (:func:`config_of`) into ``values.model_dir``."""
-    os.makedirs(values.model_dir, exist_ok=True)
-    with open(os.path.join(values.model_dir, CONFIG_FILE), "w", encoding="utf-8") as f:
-        json.dump(config_of(values), f, indent=1, sort_keys=True)
+def record(config: TrainConfig) -> None:
+    """Writes ``config.json`` and ``flags.txt`` into ``config.model_dir``."""
+    os.makedirs(config.model_dir, exist_ok=True)
+    write_atomic(os.path.join(config.model_dir, CONFIG_FILE),
+                 json.dumps(config.to_dict(), indent=1, sort_keys=True))
+    write_atomic(os.path.join(config.model_dir, FLAGS_FILE), config.to_flags())
 
 
 def clear(model_dir: str) -> None:
-    """Deletes the run state of :data:`RUN_STATE` from ``model_dir`` (other files stay)."""
-    for name in RUN_STATE:
+    """Deletes the run state of :data:`RUN_STATE` from ``model_dir`` (other files stay) and
+    logs what it deleted."""
+    present = [name for name in RUN_STATE if os.path.lexists(os.path.join(model_dir, name))]
+    if not present:
+        return
+    epochs = backup.epochs_done(os.path.join(model_dir, "backup")) if "backup" in present else 0
+    logging.warning("--restart: deleting %s from %s%s", ", ".join(present), model_dir,
+                    f" (the backup of {epochs} epochs)" if epochs else "")
+    for name in present:
         path = os.path.join(model_dir, name)
-        if os.path.isdir(path):
+        if os.path.isdir(path) and not os.path.islink(path):
             shutil.rmtree(path)
-        elif os.path.exists(path):
+        else:
             os.remove(path)
+
+
+def trim_history(path: str, epochs_done: int) -> None:
+    """Keeps the header and the rows of epochs ``0 .. epochs_done - 1`` of the
+    ``keras.callbacks.CSVLogger`` file ``path``: rows of later epochs, or a row cut short by
+    a kill, belong to epochs that will be trained again."""
+    if not os.path.isfile(path):
+        return
+    with open(path, newline="", encoding="utf-8") as f:
+        text = f.read()
+    lines = text.splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines.pop()  # cut short
+    if not lines:
+        os.remove(path)
+        return
+    width = len(next(csv.reader(lines[:1])))
+
+    def done(line: str) -> bool:
+        row = next(csv.reader([line]), [])
+        return len(row) == width and row[0].isdigit() and int(row[0]) < epochs_done
+
+    kept = lines[:1] + [line for line in lines[1:] if done(line)]
+    if "".join(kept) != text:
+        write_atomic(path, "".join(kept))

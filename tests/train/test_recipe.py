@@ -1,11 +1,10 @@
 """train.recipe: the one learning-rate schedule and compile of python -m train and the reproduction."""
-import types
-
 import keras
 import numpy as np
 import pytest
 
 from train import recipe
+from train.config import TrainConfig
 
 
 def _rates_used(schedule, updates: int) -> np.ndarray:
@@ -27,8 +26,8 @@ def test_step_schedule_multiplies_at_the_first_update_of_every_kth_epoch(steps_p
                                                                           step_epochs, epochs):
     """"x0.1 every E epochs": update i belongs to epoch i // steps_per_epoch and must use
     lr * 0.1 ** (epoch // E), counted by the optimizer itself, not by calling the schedule."""
-    values = types.SimpleNamespace(learning_rate=1.0, lr_schedule="step", lr_step_epochs=step_epochs,
-                                   lr_step_factor=0.1, epochs=epochs)
+    values = TrainConfig(learning_rate=1.0, lr_schedule="step", lr_step_epochs=step_epochs,
+                         lr_step_factor=0.1, epochs=epochs)
     updates = epochs * steps_per_epoch
     used = _rates_used(recipe.learning_rate(values, steps_per_epoch), updates)
     epoch = np.arange(updates) // steps_per_epoch
@@ -44,18 +43,16 @@ def test_boundaries_at_b_would_keep_the_old_rate_one_update_too_long():
 
 
 def test_cosine_and_constant():
-    values = types.SimpleNamespace(learning_rate=2.0, lr_schedule="cosine", epochs=2)
+    values = TrainConfig(learning_rate=2.0, lr_schedule="cosine", epochs=2)
     used = _rates_used(recipe.learning_rate(values, 4), 8)
     np.testing.assert_allclose(used, 2.0 * (1 + np.cos(np.pi * np.arange(8) / 8)) / 2, rtol=1e-5)
-    values.lr_schedule = "constant"
-    assert recipe.learning_rate(values, 4) == 2.0
+    assert recipe.learning_rate(TrainConfig(learning_rate=2.0, lr_schedule="constant"), 4) == 2.0
 
 
 def test_compiled_model_follows_the_configuration():
-    values = types.SimpleNamespace(model="cifarnet", time_steps=2, decode="spike_count",
-                                   mode="quantized", dropout=0.0, width_divisor=32,
-                                   learning_rate=1e-3, lr_schedule="constant", epochs=1,
-                                   weight_decay=0.0, jit_compile=False, run_eagerly=True)
+    values = TrainConfig(model="cifarnet", time_steps=2, decode="spike_count", mode="quantized",
+                         dropout=0.0, width_divisor=32, learning_rate=1e-3,
+                         lr_schedule="constant", epochs=1, run_eagerly=True)
     model = recipe.compiled_model(values, (16, 16, 3), 3, steps_per_epoch=2)
     assert model.get_layer("tandem_conv1").filters == 256 // 32
     assert model.get_layer("tandem_conv1").mode == "quantized"

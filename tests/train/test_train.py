@@ -1,26 +1,35 @@
 """``train.run`` in-process: TFDS mock data, image folders, mirrored CPUs, exports, bad flags."""
+import dataclasses
 import os
 import subprocess
-import types
 
 import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
+from absl import flags
+
+import models
 from tests._train_helpers import check_export, python_m_train, tensorboard_tags
 from train import flags as train_flags
-from train.run import learning_rate, run
+from train.config import TrainConfig
+from train.recipe import learning_rate
+from train.run import run
 
 FLAGS = train_flags.FLAGS
 
 
 def parse(tmp_path, **overrides):
+    """The TrainConfig of ``python -m train`` with these flags (parsed, validated)."""
     values = dict(model="digits", dataset="digits", time_steps=2, epochs=1, batch_size=32,
                   lr_schedule="constant", model_dir=str(tmp_path / "model"))
     values.update(overrides)
     FLAGS.unparse_flags()
-    FLAGS(["train"] + [f"--{k}={v}" for k, v in values.items()])
-    return FLAGS
+    try:
+        FLAGS(["train"] + [f"--{k}={v}" for k, v in values.items()])
+        return train_flags.to_config(FLAGS)
+    finally:
+        FLAGS.unparse_flags()
 
 
 def _images(shape, n=4, seed=0):
@@ -62,6 +71,7 @@ def test_folder_end_to_end(tmp_path):
         assert len(f.read().strip().splitlines()) == 1 + 2  # header + one row per epoch
 
 
+@pytest.mark.slow
 def test_mirrored_on_two_cpus(tmp_path):
     # In a process of its own, as a user runs it: a second MirroredStrategy in the test
     # process would collide with the conftest one's collectives ("Shape mismatch").
@@ -93,47 +103,71 @@ def test_folder_without_images(tmp_path):
         run(parse(tmp_path, dataset=f"folder:{tmp_path / 'empty'}"))
 
 
+@pytest.mark.parametrize("dataset", ["mnist", "folder:"])
+def test_unknown_dataset_is_refused_before_training(tmp_path, dataset):
+    """train.data defines the dataset names: its refusal names the flag, nothing is written."""
+    with pytest.raises(train_flags.FlagError, match=f"^--dataset={dataset}: "):
+        run(parse(tmp_path, dataset=dataset))
+    assert not os.path.exists(tmp_path / "model" / "config.json")
+
+
 @pytest.mark.parametrize("flag, value, message", [
-    ("model", "resnet", "unknown model; choose one of alexnet_cifar, alexnet_imagenet, cifarnet"),
-    ("dataset", "mnist", "unknown dataset"),
-    ("dataset", "folder:", "unknown dataset"),
-    ("time_steps", 0, "must be an integer >= 1"),
-    ("batch_size", 0, "must be an integer >= 1"),
-    ("validation_split", 1.0, "must be in [0, 1)"),
-    ("learning_rate", 0.0, "must be > 0"),
+    ("model", "resnet", f"value should be one of <{'|'.join(sorted(models.BUILDERS))}>"),
+    ("time_steps", 0, "0 is not an integer in the range [1, 256]"),
+    ("time_steps", 100000, "100000 is not an integer in the range [1, 256]"),
+    ("epochs", 100000, "100000 is not an integer in the range [1, 10000]"),
+    ("image_size", 4000, "4000 is not an integer in the range [1, 1024]"),
+    ("batch_size", 0, "0 is not an integer in the range [1, 1048576]"),
+    ("seed", -1, "-1 is not an integer in the range [0, 2147483646]"),
+    ("validation_split", 1.0, "must be in [0.0, 1.0)"),
+    ("validation_split", "nan", "must be a finite number"),
+    ("learning_rate", 0.0, "must be > 0.0"),
+    ("learning_rate", "inf", "must be a finite number"),
+    ("weight_decay", -1.0, "must be >= 0.0"),
+    ("lr_step_factor", 2.0, "must be in (0.0, 1.0]"),
+    ("dropout", 1.0, "must be in [0.0, 1.0)"),
 ])
 def test_bad_flag_values(tmp_path, flag, value, message):
-    values = parse(tmp_path, **{flag: value})
-    with pytest.raises(train_flags.FlagError) as info:
-        train_flags.check(values)
-    assert str(info.value).startswith(f"--{flag}={value}: ")
-    assert message in str(info.value) and "\n" not in str(info.value)
+    with pytest.raises(flags.IllegalFlagValueError) as info:
+        parse(tmp_path, **{flag: value})
+    assert str(info.value) == f"flag --{flag}={value}: {message}"
 
 
 def test_default_flags_are_the_authors_recipe(tmp_path):
+    config = parse(tmp_path, model="cifarnet", dataset="cifar10", time_steps=10, epochs=150,
+                   batch_size=256, lr_schedule="step")
+    assert config == TrainConfig(model_dir=str(tmp_path / "model"))
+    assert (config.learning_rate, config.lr_step_epochs, config.lr_step_factor,
+            config.weight_decay, config.validation_split) == (1e-3, 50, 0.1, 0.0, 0.1)  # method §8
+
+
+def test_every_recorded_field_is_a_flag_and_round_trips(tmp_path):
+    """flags -> TrainConfig -> flags.txt -> flags gives the same TrainConfig; config.json too."""
+    config = parse(tmp_path, dropout=0.25, image_size=12, jit_compile=True, tpu="")
     FLAGS.unparse_flags()
-    FLAGS(["train", f"--model_dir={tmp_path}"])
-    assert (FLAGS.model, FLAGS.dataset, FLAGS.time_steps, FLAGS.epochs, FLAGS.batch_size,
-            FLAGS.learning_rate, FLAGS.lr_schedule, FLAGS.lr_step_epochs, FLAGS.lr_step_factor,
-            FLAGS.weight_decay, FLAGS.validation_split) == (
-        "cifarnet", "cifar10", 10, 150, 256, 1e-3, "step", 50, 0.1, 0.0, 0.1)  # method §8
+    path = tmp_path / "flags.txt"
+    path.write_text(config.to_flags())
+    FLAGS(["train", f"--flagfile={path}"])
+    assert train_flags.to_config(FLAGS) == config
+    FLAGS.unparse_flags()
+    assert "--restart" not in config.to_flags() and "--norestart" not in config.to_flags()
+    assert TrainConfig.from_dict(config.to_dict()) == config
 
 
 def test_learning_rate_schedules():
-    values = types.SimpleNamespace(learning_rate=1e-3, epochs=150, lr_schedule="step",
-                                   lr_step_epochs=50, lr_step_factor=0.1)
+    values = TrainConfig(learning_rate=1e-3, epochs=150, lr_schedule="step",
+                         lr_step_epochs=50, lr_step_factor=0.1)
     steps = 10  # per epoch
     schedule = learning_rate(values, steps)
     # x0.1 at the first step of epochs 50 and 100 (method §8).
     expected = {0: 1e-3, 499: 1e-3, 500: 1e-4, 999: 1e-4, 1000: 1e-5, 1499: 1e-5}
     for step, lr in expected.items():
         assert float(schedule(step)) == pytest.approx(lr, rel=1e-6), step
-    values.lr_schedule = "cosine"
-    schedule = learning_rate(values, steps)
+    schedule = learning_rate(dataclasses.replace(values, lr_schedule="cosine"), steps)
     assert float(schedule(0)) == pytest.approx(1e-3)
     assert float(schedule(750)) == pytest.approx(0.5e-3, rel=1e-5)  # (1 + cos(pi/2)) / 2
-    values.lr_schedule, values.epochs = "step", 50
-    assert learning_rate(values, steps) == 1e-3  # no step inside 50 epochs: constant
+    # no step inside 50 epochs: constant
+    assert learning_rate(dataclasses.replace(values, epochs=50), steps) == 1e-3
 
 
 def test_constrain_then_train_exports_the_snn(tmp_path):

@@ -16,6 +16,8 @@ import pytest
 
 from tests._train_helpers import check_export, python_m_train, tensorboard_tags
 
+pytestmark = pytest.mark.slow
+
 EPOCHS = 3
 STEPS = 1293 // 256  # digits: 1293 training examples (see test_data)
 ARGS = ["--model=digits", "--dataset=digits", f"--epochs={EPOCHS}", "--batch_size=256",
@@ -57,7 +59,8 @@ def test_digits_end_to_end(straight_run):
     assert {"epoch_loss", "epoch_top1", "epoch_top5"} <= tags
     for layer in ("encoder", "tandem_conv1", "tandem_dense1"):  # activity per spiking layer
         assert f"spike_count/{layer}" in tags and f"synops/{layer}" in tags
-    assert os.path.exists(os.path.join(model_dir, "backup", "latest.weights.h5"))
+    assert sorted(os.listdir(os.path.join(model_dir, "backup"))) == ["epoch_2.weights.h5",
+                                                                      "epoch_3.weights.h5"]
     images = np.random.default_rng(0).uniform(0, 255, (5, 8, 8, 1)).astype("float32")
     keras_model, _ = check_export(os.path.join(model_dir, "export"), images)
     assert keras_model.get_layer("encoder").time_steps == 3
@@ -96,6 +99,34 @@ def test_resume_after_sigkill(straight_run, tmp_path):
         np.testing.assert_array_equal(va.numpy(), vb.numpy(), err_msg=va.path)
 
 
+def test_resume_after_the_newest_backup_is_damaged(straight_run, tmp_path):
+    """A newest backup that cannot be read falls back to the one before *with its epoch*:
+    the resumed epochs see the batches (and dropout masks) of the uninterrupted run, so the
+    history and the final weights are the straight run's, bit for bit. (Keras's
+    BackupAndRestore fell back to its .bkp weights but the data pipeline resumed one epoch
+    later: two epochs ran on one epoch's batches.)"""
+    model_dir = str(tmp_path / "damaged")
+    first = python_m_train(*ARGS, "--epochs=2", f"--model_dir={model_dir}",
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, err = first.communicate(timeout=600)
+    assert first.returncode == 0, err[-3000:]
+    newest = os.path.join(model_dir, "backup", "epoch_2.weights.h5")
+    with open(newest, "r+b") as f:
+        f.truncate(4096)
+    resumed = python_m_train(*ARGS, f"--model_dir={model_dir}",
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, err = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, err[-3000:]
+    warnings = [line for line in err.splitlines() if f"backup {newest} cannot be read" in line]
+    assert len(warnings) == 1 and "resuming from the backup before it" in warnings[0]
+    assert f"resuming from epoch 1/{EPOCHS}" in err
+    assert _history(model_dir) == _history(straight_run[0])
+    a = keras.models.load_model(os.path.join(straight_run[0], "export", "model.keras"))
+    b = keras.models.load_model(os.path.join(model_dir, "export", "model.keras"))
+    for va, vb in zip(a.weights + a.optimizer.variables, b.weights + b.optimizer.variables):
+        np.testing.assert_array_equal(va.numpy(), vb.numpy(), err_msg=va.path)
+
+
 def test_bad_flag_is_one_line_naming_it(tmp_path):
     proc = python_m_train("--model=digits", "--dataset=digits", "--time_steps=0",
                           f"--model_dir={tmp_path}", stdout=subprocess.PIPE,
@@ -103,5 +134,5 @@ def test_bad_flag_is_one_line_naming_it(tmp_path):
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 2
     lines = [line for line in err.splitlines() if line.startswith("train: ")]
-    assert lines == ["train: error: --time_steps=0: must be an integer >= 1"]
+    assert lines == ["train: error: --time_steps=0: 0 is not an integer in the range [1, 256]"]
     assert "Traceback" not in err

@@ -16,6 +16,8 @@ import pytest
 
 from tests._train_helpers import python_m_train
 
+pytestmark = pytest.mark.slow
+
 BASE = ["--model=digits", "--dataset=digits", "--time_steps=2", "--batch_size=256",
         "--lr_schedule=constant"]
 

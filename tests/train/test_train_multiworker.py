@@ -5,8 +5,12 @@ import socket
 import subprocess
 
 import numpy as np
+import pytest
 
 from tests._train_helpers import check_export, python_m_train
+
+
+pytestmark = pytest.mark.slow
 
 
 def _free_ports(n):
