@@ -128,15 +128,14 @@ class QuantizedFirst(keras.callbacks.Callback):
 
 
 def finetune(ann, source, val, calibration) -> dict:
-    from types import SimpleNamespace
-
     from train import pipeline, recipe
+    from train.config import TrainConfig
 
     snn = convert(ann, calibration, FLAGS.percentile, FLAGS.initial_potential)
     start = val_error(snn, val)
     steps = FLAGS.steps_per_epoch or source.num_train // FLAGS.batch_size
-    values = SimpleNamespace(learning_rate=FLAGS.learning_rate, lr_schedule="cosine", epochs=FLAGS.epochs,
-                             weight_decay=0.0, jit_compile=False)
+    values = TrainConfig(learning_rate=FLAGS.learning_rate, lr_schedule="cosine", epochs=FLAGS.epochs,
+                         weight_decay=0.0, jit_compile=False)
     recipe.compile_model(snn, values, source.num_classes, steps)
     passes = -(-FLAGS.epochs * steps // (source.num_train // FLAGS.batch_size))
     train = pipeline.train_batches(source, batch_size=FLAGS.batch_size, seed=FLAGS.seed, start_epoch=0,

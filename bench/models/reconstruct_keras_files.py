@@ -30,7 +30,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-from types import SimpleNamespace
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, ROOT)
@@ -44,6 +43,7 @@ import tensorflow as tf  # noqa: E402
 import tandem_keras  # noqa: E402,F401  (registers the layers)
 from tandem_keras import _atomic, export  # noqa: E402
 from train import data, recipe  # noqa: E402
+from train.config import TrainConfig  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("train_dir", "/tmp/cifar/cifar10_jpeg/train",
@@ -62,7 +62,7 @@ def _records() -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def recorded_configuration(name: str) -> tuple[SimpleNamespace, str]:
+def recorded_configuration(name: str) -> tuple[TrainConfig, str]:
     """``(train.recipe values, dtype policy)`` of export ``name``, from its record."""
     records = _records()
     if name.startswith("medium_"):
@@ -71,12 +71,12 @@ def recorded_configuration(name: str) -> tuple[SimpleNamespace, str]:
                     and r["config"].get("budget") == "medium"][-1:]
         assert time_steps == config["time_steps"], (name, config["time_steps"])
         width = config["width_divisor"]
-        return SimpleNamespace(model="cifarnet", mode=mode, time_steps=time_steps,
-                               decode="membrane", dropout=config["dropout"], width_divisor=width,
-                               model_name=f"cifarnet_w{width}_{mode}_T{time_steps}_membrane"), "float32"
+        return TrainConfig(model="cifarnet", mode=mode, time_steps=time_steps,
+                           decode="membrane", dropout=config["dropout"], width_divisor=width,
+                           model_name=f"cifarnet_w{width}_{mode}_T{time_steps}_membrane"), "float32"
     [config] = [r["config"] for r in records if r["kind"] == "trained_model"
                 and r["config"].get("name") == name][-1:]
-    return SimpleNamespace(**{k: config[k] for k in (
+    return TrainConfig(**{k: config[k] for k in (
         "model", "mode", "time_steps", "decode", "dropout", "width_divisor")}), config["mixed_precision"]
 
 
