@@ -13,7 +13,6 @@ import os
 import re
 import statistics
 import time
-from types import SimpleNamespace
 from typing import Callable, Dict, List, NoReturn, Sequence
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -29,6 +28,7 @@ with console.quiet_tensorflow_startup():
     import tandem_keras as tk
     from bench import records
     from train import recipe
+    from train.config import TrainConfig
 
 median = statistics.median_high  # the benchmarks' median: the upper one for an even count
 
@@ -50,17 +50,15 @@ def check_network_flag(name: str) -> None:
                                                "(every width divided by K)")
 
 
-def recipe_config(name: str, time_steps: int, mode: str, jit_compile: bool = False):
-    """``train.recipe``'s configuration of a benchmark network on CIFAR-sized images: the
-    model of ``name`` (see :func:`is_network`), Adam at a constant learning rate of 1e-3."""
+def recipe_config(name: str, time_steps: int, mode: str, jit_compile: bool = False) -> TrainConfig:
+    """The ``TrainConfig`` of a benchmark network on CIFAR-sized images: the model of ``name``
+    (see :func:`is_network`), Adam at a constant learning rate of 1e-3 (TrainConfig's)."""
     match = NETWORK.fullmatch(name)
     if not is_network(name):
         raise ValueError(f"unknown network {name!r}; expected one of {', '.join(models.BUILDERS)}, "
                          "or one with '_wK' (every width divided by K)")
-    return SimpleNamespace(model=match["model"], width_divisor=int(match["divisor"] or 1), time_steps=time_steps,
-                           mode=mode, decode="membrane", dropout=None, model_name=name,
-                           learning_rate=1e-3, lr_schedule="constant", epochs=1, weight_decay=0.0,
-                           jit_compile=jit_compile, run_eagerly=False)
+    return TrainConfig(model=match["model"], width_divisor=int(match["divisor"] or 1), time_steps=time_steps,
+                       mode=mode, model_name=name, lr_schedule="constant", jit_compile=jit_compile)
 
 
 def build_network(name: str, time_steps: int, mode: str) -> keras.Model:

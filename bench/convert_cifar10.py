@@ -100,7 +100,7 @@ def zero_shot(ann, val, calibration) -> dict:
         for p in map(float, FLAGS.percentiles):
             rows.append({"method": "calibrated", "percentile": p, "initial_potential": v0,
                          "val_error": val_error(convert(ann, calibration, p, v0), val)})
-        print(rows[-1], flush=True)
+        print(f"V(0)={v0:g} theta: calibrated p{rows[-1]['percentile']:g} {rows[-1]['val_error']:.2f}%", flush=True)
     return {"rows": rows, "ann_error": rows[0]["val_error"]}
 
 
