@@ -81,10 +81,11 @@ def compiled_network(name: str, time_steps: int, mode: str, jit_compile: bool = 
 def layer_macs(model: keras.Model) -> List[Dict]:
     """Per-image multiply-accumulates of every conv / dense layer of ``model`` (Eq. 14),
     from ``tk.describe_model`` and ``tk.synops.macs`` (the encoder's analog convolution
-    is its own row). ``spiking`` marks the tandem layers (they run T times in the SNN
-    forward).
+    is its own row). ``spiking`` marks the tandem layers, with neurons or synapse-only (they
+    run T times in the SNN forward).
     """
-    return [{"layer": spec["layer"], "macs": int(tk.synops.macs(spec)), "spiking": row["kind"] == "tandem"}
+    return [{"layer": spec["layer"], "macs": int(tk.synops.macs(spec)),
+             "spiking": row["kind"] in ("tandem", "synapses")}
             for row in tk.describe_model(model)["layers"] for spec in row["mac_specs"]]
 
 
