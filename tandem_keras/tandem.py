@@ -22,7 +22,11 @@ next library layer reads it (:func:`ann_value`) instead of summing the train: th
 value, and no ``[batch, T, ...]`` gradient is formed between layers (it would be the count's
 gradient broadcast to every step, then averaged again by the producer: method §3's rate
 reading). Any other consumer of the train (a Keras layer, a user's loss) sums it and
-reaches the producer through the train's own coupling, with the same gradient.
+reaches the producer through the train's own coupling, with the same gradient. The
+gradients of the weights and of the model's inputs are unchanged; only a gradient taken
+with respect to an intermediate train that a library layer reads (``tape.watch`` on a
+layer's output) is not formed: watch ``tf.identity(train)`` and feed that on (a new tensor,
+summed as any other), or read the train with your own ops.
 """
 
 from __future__ import annotations

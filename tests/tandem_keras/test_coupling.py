@@ -186,3 +186,33 @@ class DepthwiseLayerTest(testing.TestCase):
         self.run_layer_test(tk.TandemDepthwiseConv2D, init_kwargs={"kernel_size": 3, "depth_multiplier": 2},
                             input_data=x, expected_output_shape=(2, 3, 6, 6, 8),
                             expected_num_trainable_weights=4, expected_num_non_trainable_weights=2)
+
+
+def test_attached_ann_value_same_gradients_and_the_watch_escape():
+    """Between library layers the next layer reads the producer's count (its ANN value)
+    instead of summing the train: the same gradients of every weight and of the model's
+    input as through the train itself (tf.identity strips the attached value); a watched
+    intermediate train gets its gradient when it is fed on as tf.identity(train)."""
+    rng = np.random.default_rng(6)
+    x = tf.constant((rng.random((8, 4, 9)) < 0.5).astype(np.float32))
+    l1, l2 = tk.TandemDense(7, epsilon=EPS), tk.TandemDense(5, epsilon=EPS)
+    l2(l1(x))
+    r = tf.constant(rng.normal(size=(8, 4, 5)).astype(np.float32))
+
+    def grads(strip):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = l1(x, training=True)
+            assert (tandem.attached_value(y) is not None) and tandem.attached_value(tf.identity(y)) is None
+            y = tf.identity(y) if strip else y
+            tape.watch(y)
+            loss = tf.reduce_sum(l2(y, training=True) * r)
+        return tape.gradient(loss, l1.trainable_weights + l2.trainable_weights + [x, y])
+
+    direct, stripped = grads(False), grads(True)
+    for a, b in zip(direct[:-1], stripped[:-1]):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-6)
+    assert np.abs(np.asarray(direct[-2])).max() > 0
+    assert direct[-1] is None                                   # not formed between library layers
+    per_step = np.asarray(stripped[-1])                         # the count's gradient at every step
+    np.testing.assert_allclose(per_step, np.broadcast_to(per_step[:, :1], per_step.shape))
