@@ -48,6 +48,7 @@ class TrainConfig:
     mode: str = _fixed("tandem")
     dropout: Optional[float] = _fixed(None)  # None: the builder's
     width_divisor: int = _fixed(1)
+    init_from: Optional[str] = _fixed(None)  # a trained ANN to convert (train.init_from)
     # On which examples, in which order
     dataset: str = _fixed("cifar10")
     image_size: Optional[int] = _fixed(None)

@@ -92,6 +92,12 @@ _enum("export_mode", _default("export_mode"), list(tk.MODES),
 _float("dropout", _default("dropout"),
        "Dropout rate on the last hidden layer's spike counts (default: the model's).")
 _in_range("dropout", 0.0, 1.0, open_high=True)
+_string("init_from", _default("init_from"),
+        "Start from a trained ANN: a .keras file or the export directory of a --mode=ann run "
+        "(its model.keras), converted by tk.convert (train.init_from); the model, its width, "
+        "dropout, readout and dtype policies are then that file's, not --model's.")
+flags.register_validator("init_from", lambda path: path is None or _init_from_file(path) is not None,
+                         "must be a .keras file or a directory holding model.keras", flag_values=FLAGS)
 _integer("width_divisor", _default("width_divisor"),
          "Divide every layer's width (filters, units) by this (the builders' width_divisor).",
          lower_bound=1, upper_bound=1024)
@@ -147,6 +153,12 @@ class FlagError(ValueError):
     def __init__(self, flag: str, value: Any, problem: str):
         super().__init__(f"--{flag}={value}: {problem}")
         self.flag = flag
+
+
+def _init_from_file(path: str) -> str | None:
+    """The ``.keras`` file of ``--init_from`` (the path, or its ``model.keras``), or None."""
+    candidate = os.path.join(path, "model.keras") if os.path.isdir(path) else path
+    return candidate if os.path.isfile(candidate) and candidate.endswith(".keras") else None
 
 
 def to_config(values: flags.FlagValues) -> TrainConfig:

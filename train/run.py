@@ -52,6 +52,10 @@ def compiled_model(config: TrainConfig, source: data.Source, steps_per_epoch: in
     (Adam with ``--lr_schedule``, cross-entropy, top-1/top-5; top-5 becomes top-k for fewer
     than 5 classes). Call inside ``strategy.scope()``.
     """
+    if config.init_from:
+        from train.init_from import converted_model  # noqa: PLC0415
+        return recipe.compile_model(converted_model(config, source), config, source.num_classes,
+                                    steps_per_epoch)
     try:
         model = recipe.build_model(config, source.image_shape, source.num_classes)
     except ValueError as e:  # e.g. 3-channel normalization, 1-channel images
