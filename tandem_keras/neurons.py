@@ -20,6 +20,9 @@ bounded ReLU ``a = clip(V_f / theta + initial_potential, 0, T)``; the ``"quantiz
 forwards ``clip(floor(V_f / theta + initial_potential), 0, T)``. For LIF both are the IF
 rate, an approximation (method §3).
 
+(A little over the project's ~300 lines: the neuron objects and the tensor functions that
+run them over the time axis are one subject, read together.)
+
 Example:
     >>> import tandem_keras as tk
     >>> tk.neurons.get("lif")
