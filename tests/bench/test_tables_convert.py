@@ -1,0 +1,41 @@
+"""bench.tables_convert: the conversion tables pick the right records and cells."""
+from bench import records, tables_convert
+
+
+def _record(step, date, figures, **config):
+    base = {"name": "net", "time_steps": 4, "step": step, "percentile": 99.9, "initial_potential": 0.5,
+            "schedule": "all", "epochs": 2, "quantized_epochs": 0}
+    return records.make("conversion", figures, dict(base, **config), command="test",
+                        date_utc=date)
+
+
+def _zero_shot(date="2026-01-01T00:00:00Z", ann=10.0):
+    rows = [{"method": "ann", "val_error": ann}]
+    for v0, offset in ((0.0, 50.0), (0.5, 20.0)):
+        rows.append({"method": "converted", "percentile": None, "initial_potential": v0, "val_error": 80.0 + v0})
+        for p in (99.0, 99.9):
+            rows.append({"method": "calibrated", "percentile": p, "initial_potential": v0,
+                         "val_error": offset + (1.5 if p == 99.9 else 0.25)})
+    return _record("zero_shot", date, {"rows": rows, "ann_error": ann})
+
+
+def _finetune(schedule, error, date="2026-01-02T00:00:00Z", **config):
+    figures = {"ann_error": 10.0, "start_error": 21.0, "val_error": error, "per_epoch": [],
+               "train_wall_s": 600.0, "train_cpu_s": 300.0, "steps": 100, "examples_seen": 45000}
+    return _record("finetune", date, figures, schedule=schedule, **config)
+
+
+def test_summary_row_takes_the_fine_tuning_calibration_and_latest_records():
+    rs = [_zero_shot("2025-01-01T00:00:00Z", ann=99.0), _zero_shot(), _finetune("all", 12.5),
+          _finetune("progressive", 11.25), _finetune("all", 11.0, quantized_epochs=1)]
+    text, used = tables_convert.conversion(rs)
+    row = text.splitlines()[2]
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[:6] == ["net", "4", "10.00%", "80.00%", "51.50%", "21.50%"]
+    assert cells[6].startswith("**12.50%** (1.0 epochs, 10.0 min)")
+    assert cells[7].startswith("**11.25%**")
+    assert len(used) == 3 and used[0]["figures"]["ann_error"] == 10.0   # the latest zero-shot record
+    finetune, used = tables_convert.conversion_finetune(rs)
+    assert len(used) == 3 and "quantized mode 1 epoch, then tandem" in finetune
+    zero, _ = tables_convert.conversion_zero_shot(rs)
+    assert zero.count("| net ") == 2 and "| p99.9 " in zero.splitlines()[0] + " "
