@@ -51,6 +51,7 @@ flags.DEFINE_float("learning_rate", 1e-4, "finetune: initial Adam learning rate 
 flags.DEFINE_integer("quantized_epochs", 0, "finetune, schedule all: the first epochs in quantized mode "
                      "(the QCFS-like ANN: clip(floor(V/theta + v0), 0, T), straight-through), then tandem.")
 flags.DEFINE_integer("patience", 1, "progressive: epochs without a better val top-1 before the next layer.")
+flags.DEFINE_integer("layers_per_stage", 1, "progressive: spiking layers switched per stage.")
 flags.DEFINE_integer("max_epochs_per_stage", 0, "progressive: at most this many epochs per stage (0: no limit).")
 flags.DEFINE_integer("seed", 0, "Shuffling and augmentation seed.")
 flags.DEFINE_string("export_dir", "", "finetune: export the fine-tuned SNN here.")
@@ -148,12 +149,13 @@ def finetune(ann, source, val, calibration) -> dict:
     if FLAGS.schedule == "progressive":
         callbacks.append(tk.conversion.ProgressiveTandem(
             monitor="val_top1", patience=FLAGS.patience, restore_best_weights=False,
-            max_epochs_per_stage=FLAGS.max_epochs_per_stage or None, verbose=1))
+            max_epochs_per_stage=FLAGS.max_epochs_per_stage or None,
+            layers_per_stage=FLAGS.layers_per_stage, verbose=1))
     cpu, wall = time.process_time(), time.time()
     history = snn.fit(train, epochs=FLAGS.epochs, steps_per_epoch=steps, validation_data=val,
                       callbacks=callbacks, verbose=2)
     cpu, wall = time.process_time() - cpu, time.time() - wall
-    stage = tk.conversion.stage_of(snn)
+    stage = tk.conversion.stage_of(snn)   # in spiking layers
     hybrid = val_error(snn, val) if stage < len(tk.conversion.stages(snn)) else None
     final = val_error(tk.conversion.set_stage(snn), val)   # every layer in tandem mode: the SNN
     per_epoch = [{"epoch": i + 1, "val_error": 100.0 * (1.0 - history.history["val_top1"][i]),
@@ -163,7 +165,8 @@ def finetune(ann, source, val, calibration) -> dict:
     figures = {"ann_error": val_error(ann, val), "start_error": start, "val_error": final,
                "per_epoch": per_epoch, "train_wall_s": wall, "train_cpu_s": cpu,
                "steps": FLAGS.epochs * steps, "examples_seen": FLAGS.epochs * steps * FLAGS.batch_size,
-               "stages": len(tk.conversion.stages(snn)), "final_stage": stage, "hybrid_error": hybrid}
+               "stages": len(tk.conversion.stages(snn, FLAGS.layers_per_stage)),
+               "final_stage": stage, "hybrid_error": hybrid}
     if FLAGS.quantized_epochs:
         figures.update(quantized_error=callbacks[0].quantized_error, snn_after_quantized=callbacks[0].snn_error)
     if FLAGS.export_dir:

@@ -25,9 +25,10 @@ def _is_spiking(layer) -> bool:
     return "threshold" in layer.get_config() and getattr(layer, "neuron", True) is not None
 
 
-def stages(model: keras.Model) -> list[list[str]]:
+def stages(model: keras.Model, layers_per_stage: int = 1) -> list[list[str]]:
     """The layers with a mode, in topological order, grouped by spiking layer: stage ``k``
-    is the ``k``-th spiking layer and the layers without neurons after it.
+    is the ``k``-th spiking layer and the layers without neurons after it (with
+    ``layers_per_stage=n``: the ``n`` spiking layers from the ``(n(k-1)+1)``-th on).
 
     Example:
       >>> import keras, tandem_keras as tk
@@ -49,7 +50,7 @@ def stages(model: keras.Model) -> list[list[str]]:
         if _is_spiking(layer) or not groups:
             groups.append([])
         groups[-1].append(layer.name)
-    return groups
+    return [sum(groups[i:i + layers_per_stage], []) for i in range(0, len(groups), layers_per_stage)]
 
 
 class ProgressiveTandem(keras.callbacks.Callback):
@@ -58,10 +59,13 @@ class ProgressiveTandem(keras.callbacks.Callback):
     At the start of ``fit`` the model runs stage ``start_stage`` (default 1: the encoder is
     the SNN, the rest the ANN; see :func:`stages`). After every epoch the ``monitor``ed value
     is compared with the stage's best; after ``patience`` epochs without improvement (by
-    more than ``min_delta``), or ``max_epochs_per_stage`` epochs, the next stage starts
+    more than ``min_delta``), or ``max_epochs_per_stage`` epochs (then an epoch without the
+    monitored value, e.g. between ``validation_freq`` epochs, counts only towards that
+    limit), the next stage starts
     (with the stage's best weights back if ``restore_best_weights``). The functions of
     ``fit``, ``evaluate`` and ``predict`` are rebuilt for the new modes. Once every layer is
-    in tandem mode training goes on as the tandem SNN. The stage of each epoch is added to
+    in tandem mode training goes on as the tandem SNN. ``layers_per_stage`` switches that
+    many spiking layers per stage (:func:`stages`). The stage of each epoch is added to
     the epoch's logs as ``progressive_stage`` (for ``CSVLogger``, ``History``). A ``fit`` that
     ends before the last stage leaves a hybrid model: ``set_stage(model)`` makes it the SNN.
 
@@ -80,12 +84,15 @@ class ProgressiveTandem(keras.callbacks.Callback):
 
     def __init__(self, monitor: str = "val_loss", patience: int = 1, min_delta: float = 0.0,
                  mode: str = "auto", restore_best_weights: bool = False, start_stage: int = 1,
-                 max_epochs_per_stage: Optional[int] = None, verbose: int = 0) -> None:
+                 max_epochs_per_stage: Optional[int] = None, layers_per_stage: int = 1,
+                 verbose: int = 0) -> None:
         super().__init__()
         if mode not in ("auto", "min", "max"):
             raise ValueError(f"ProgressiveTandem: mode must be 'auto', 'min' or 'max', got {mode!r}.")
-        if patience < 1 or start_stage < 0:
-            raise ValueError("ProgressiveTandem: patience must be >= 1 and start_stage >= 0.")
+        if patience < 1 or start_stage < 0 or layers_per_stage < 1:
+            raise ValueError("ProgressiveTandem: patience and layers_per_stage must be >= 1 and "
+                             "start_stage >= 0.")
+        self.layers_per_stage = int(layers_per_stage)
         self.monitor, self.patience, self.min_delta = monitor, int(patience), abs(float(min_delta))
         self.lower_is_better = mode == "min" or (mode == "auto" and not any(
             k in monitor for k in ("acc", "top", "auc")))
@@ -96,7 +103,7 @@ class ProgressiveTandem(keras.callbacks.Callback):
         self.switches: list[int] = []  # epochs (0-based) after which a stage started
 
     def on_train_begin(self, logs: Any = None) -> None:
-        self.groups = stages(self.model)
+        self.groups = stages(self.model, self.layers_per_stage)
         self.stage = min(self.start_stage, len(self.groups))
         self._apply()
         self._reset()
@@ -120,11 +127,13 @@ class ProgressiveTandem(keras.callbacks.Callback):
         if self.stage >= len(self.groups):
             return
         value = logs.get(self.monitor)
-        if value is None:
+        if value is None and not self.max_epochs:
             raise ValueError(f"ProgressiveTandem monitors {self.monitor!r}, which is not in the "
                              f"epoch's logs ({', '.join(sorted(logs))}).")
         self.epochs_in_stage += 1
-        if self._improved(float(value)):
+        if value is None:
+            pass
+        elif self._improved(float(value)):
             self.best, self.wait = float(value), 0
             if self.restore_best_weights:
                 self.best_weights = self.model.get_weights()
@@ -144,16 +153,18 @@ class ProgressiveTandem(keras.callbacks.Callback):
 
 def set_stage(model: keras.Model, stage: Optional[int] = None, groups: Optional[list] = None) -> keras.Model:
     """Puts the first ``stage`` stages of ``model`` (:func:`stages`) in tandem mode and the
-    rest in ann mode, in place (``None``: every stage, the SNN), and rebuilds its compiled
-    ``fit`` / ``evaluate`` / ``predict`` functions if it has any. Returns ``model``."""
+    rest in ann mode, in place (``None``: every stage, the SNN), and rebuilds the functions
+    ``fit``, ``evaluate`` and ``predict`` compiled for the old modes. Returns ``model``."""
     groups = stages(model) if groups is None else groups
     stage = len(groups) if stage is None else stage
     for k, group in enumerate(groups, start=1):
         for name in group:
             model.get_layer(name).mode = "tandem" if k <= stage else "ann"
-    if model.compiled:
+    if model.compiled:   # fit's loop calls the train function it holds: made anew here
         for make in ("make_train_function", "make_test_function", "make_predict_function"):
             getattr(model, make)(force=True)
+    else:                # predict makes its function again when it finds none
+        model.predict_function = None
     return model
 
 

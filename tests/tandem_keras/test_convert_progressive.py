@@ -36,6 +36,18 @@ def test_stages_follow_the_graph_and_attach_layers_without_neurons():
             assert getattr(snn.get_layer(name), "neuron", None) is None
 
 
+def test_layers_per_stage_and_epochs_without_the_monitored_value():
+    snn = tk.convert(small_resnet(), time_steps=T)
+    assert stages(snn, layers_per_stage=2) == [stages(snn)[0] + stages(snn)[1],
+                                               stages(snn)[2] + stages(snn)[3], stages(snn)[4]]
+    cb = ProgressiveTandem(monitor="val_loss", layers_per_stage=2, max_epochs_per_stage=2)
+    cb.set_model(snn)
+    cb.on_train_begin()
+    for epoch in range(4):
+        cb.on_epoch_end(epoch, {"loss": 1.0} if epoch % 2 == 0 else {"loss": 1.0, "val_loss": 1.0})
+    assert stage_of(snn) == 5 and cb.stage == 3 and cb.switches == [1, 3]
+
+
 def hybrid_reference(ann, snn, k, x):
     """Stage k of a chain: the SNN's spike counts of its k-th spiking layer, times that
     layer's threshold (the ANN's activation), through the rest of the ANN."""
