@@ -27,6 +27,7 @@ KINDS = (
     (L.InputLayer, "input"), (L.Identity, "identity"),
 )
 SUPPORTED = ("Conv2D, Dense, BatchNormalization, ReLU (activation='relu', ReLU(), Activation('relu')), "
+             "other activations after the readout, "
              "Add, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, Flatten, Dropout, "
              "ZeroPadding2D, Rescaling, Normalization, InputLayer and tandem_keras layers")
 
@@ -57,6 +58,8 @@ def keras_kind(layer) -> str:
         return "relu"
     if isinstance(layer, L.Activation) and activation(layer) == "linear":
         return "identity"
+    if isinstance(layer, (L.Activation, L.Softmax)):
+        return "activation"   # another activation: exact on analog values (a readout's softmax)
     for cls, kind in KINDS:
         if type(layer) is cls:
             return kind
@@ -102,6 +105,9 @@ def check_supported(layer, kind: str, analog: bool) -> None:
 
     if kind == "other":
         raise ConversionError(f"tk.convert cannot convert layer {label(layer)}: supported are {SUPPORTED}.")
+    if kind == "activation" and not analog:
+        raise ConversionError(f"{label(layer)} is an activation other than ReLU inside the network; "
+                              "only ReLU neurons can be converted (the readout keeps its activation).")
     if kind == "rescaling" and not analog:
         raise ConversionError(f"{label(layer)} acts on spike trains; Rescaling and Normalization are "
                               "supported only before the first weighted layer.")

@@ -137,6 +137,15 @@ def test_sequential_and_the_readout_keeps_its_activation():
     assert [type(layer).__name__ for layer in snn.layers][-3:] == ["TandemDense", "SpikeCount", "Dense"]
 
 
+def test_readout_activation_as_its_own_layer():
+    ann = keras.Sequential([keras.Input((5, 5, 2)), L.Conv2D(3, 3, activation="relu"), L.Flatten(),
+                            L.Dense(4), L.Activation("softmax"), L.Softmax()])
+    x = images((5, 5, 2))
+    snn = tk.convert(ann, time_steps=2, calibration_data=x)
+    assert_ann_mode_equals(ann, snn, x)
+    assert [type(layer).__name__ for layer in snn.layers][-4:] == ["SpikeCount", "Dense", "Activation", "Softmax"]
+
+
 def test_threshold_calibration_is_the_percentile_of_the_ann_activation():
     ann = small_cnn()
     x = images((12, 12, 3), n=20, scale=255.0)
@@ -231,6 +240,7 @@ def _refusal(model):
     (lambda: L.ReLU(max_value=6.0), "ReLU"),
     (lambda: L.DepthwiseConv2D(3, padding="same"), "DepthwiseConv2D"),
     (lambda: L.Activation("tanh"), "Activation"),
+    (lambda: L.Softmax(), "Softmax"),
     (lambda: L.LayerNormalization(), "LayerNormalization"),
 ])
 def test_unsupported_layers_are_refused_in_one_line(make_layer, type_name):
