@@ -6,7 +6,7 @@ import importlib
 import pytest
 
 MODULES = ("records", "tables", "tables_perf", "cifar10_budgets", "cifar10_runs", "cifar10_findings",
-           "spike_count_ceiling", "record_training")
+           "spike_count_ceiling", "record_training", "tables_convert")
 
 
 @pytest.mark.parametrize("name", MODULES)
