@@ -177,7 +177,7 @@ def finetune(ann, source, val, calibration) -> dict:
         copy.set_weights(snn.get_weights())
         export(copy, FLAGS.export_dir, source=source, training={
             "dataset": FLAGS.dataset, "validation_split": FLAGS.validation_split,
-            "split_seed": getattr(train_data, "SPLIT_SEED", getattr(train_data, "_SPLIT_SEED", None)),
+            "split_seed": train_data.SPLIT_SEED,
             "num_train": source.num_train, "num_validation": source.num_validation,
             "converted_from": os.path.basename(os.path.normpath(FLAGS.ann))})
         figures["export_dir"] = FLAGS.export_dir

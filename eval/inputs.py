@@ -153,26 +153,6 @@ def check_identity(model: export.LoadedModel, dataset: str, split: str, source) 
          "many training and validation images and classes, and is taken as a copy of it")
 
 
-def output_problem(path: str, directory: bool) -> Optional[str]:
-    """Why ``path`` (a file, or with ``directory`` a directory) cannot be written, or None;
-    checked before evaluating, so that nothing is computed in vain."""
-    if os.path.isdir(path) and not directory:
-        return "is a directory"
-    if os.path.exists(path):
-        if directory and not os.path.isdir(path):
-            return "exists and is not a directory"
-        target = path if directory else os.path.dirname(os.path.abspath(path))
-        return None if os.access(target, os.W_OK | os.X_OK) else f"{target} is not writable"
-    parent = os.path.dirname(os.path.abspath(path))
-    while not os.path.exists(parent):
-        parent = os.path.dirname(parent)
-    if not os.path.isdir(parent):
-        return f"cannot be created: {parent} is not a directory"
-    if not os.access(parent, os.W_OK | os.X_OK):
-        return f"cannot be created: {parent} is not writable"
-    return None
-
-
 def load_batches(dataset: str, split: str, batch_size: int, input_shape: Optional[Sequence[int]],
                  data_dir: Optional[str] = None, validation_split: float = 0.1,
                  model: Optional[export.LoadedModel] = None,

@@ -26,8 +26,9 @@ import numpy as np
 from tandem_keras import export, plots, synops
 from tandem_keras.metrics import top_k_hits
 
-from eval.inputs import (EvalError, load_batches, open_model, output_problem,  # noqa: F401
+from eval.inputs import (EvalError, load_batches, open_model,  # noqa: F401
                          resolve_split, warn)
+from train.console import output_problem
 from eval.summary import (ENCODER_NOTE, TIME_STEPS_NOTE, ann_report,  # noqa: F401
                           format_summary, is_ann)
 

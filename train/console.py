@@ -127,3 +127,31 @@ def quiet_tensorflow_startup() -> Iterator[None]:
 def progress_verbosity() -> int:
     """``verbose`` for ``model.fit``: 1 (progress bar) on a terminal, else 0."""
     return 1 if sys.stdout.isatty() else 0
+
+
+def output_problem(path: str, directory: bool) -> str | None:
+    """Why ``path`` (a file, or with ``directory`` a directory) cannot be written or created,
+    or None; the programs check their outputs before doing any work. URLs (``gs://...``) are
+    left to TensorFlow's file system.
+
+    Example:
+      >>> output_problem("/proc/version", directory=True)
+      'exists and is not a directory'
+    """
+    if "://" in path:
+        return None
+    if os.path.isdir(path) and not directory:
+        return "is a directory"
+    if os.path.exists(path):
+        if directory and not os.path.isdir(path):
+            return "exists and is not a directory"
+        target = path if directory else os.path.dirname(os.path.abspath(path))
+        return None if os.access(target, os.W_OK | os.X_OK) else f"{target} is not writable"
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(parent):  # the nearest existing ancestor must take new entries
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        return f"cannot be created: {parent} is not a directory"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"cannot be created: {parent} is not writable"
+    return None

@@ -48,7 +48,7 @@ from train import folder_check, folders, tfds_prepare
 
 SPLITS = ("train", "validation", "test", "all")
 IMAGE_EXTENSIONS = folders.IMAGE_EXTENSIONS
-_SPLIT_SEED = 0  # fixed partition seed, independent of --seed
+SPLIT_SEED = 0  # fixed partition seed, independent of --seed
 #: Largest image side used as the model's input size without ``image_size``.
 MAX_SIDE = 512
 
@@ -172,10 +172,10 @@ def _digits(validation_split: float) -> Source:
     bunch = load_digits()
     images = (bunch.images * (255.0 / 16.0))[..., None]  # 0..16 -> 0..255, [N, 8, 8, 1]
     x_train, x_test, y_train, y_test = train_test_split(
-        images, bunch.target, test_size=0.2, random_state=_SPLIT_SEED, stratify=bunch.target
+        images, bunch.target, test_size=0.2, random_state=SPLIT_SEED, stratify=bunch.target
     )
     n_val = _num_held_out(len(y_train), validation_split)
-    order = np.random.default_rng(_SPLIT_SEED).permutation(len(y_train))
+    order = np.random.default_rng(SPLIT_SEED).permutation(len(y_train))
     train_idx, val_idx = order[: len(order) - n_val], order[len(order) - n_val:]
     splits = {"train": _from_arrays(x_train[train_idx], y_train[train_idx])}
     if n_val:
@@ -261,7 +261,7 @@ def _folder(path: str, validation_split: float, image_size: int | tuple[int, int
         image = tf.image.resize(image, (height, width))  # float32, identity if same size
         return tf.ensure_shape(image, (height, width, 3)), label
 
-    order = np.random.default_rng(_SPLIT_SEED).permutation(len(files))
+    order = np.random.default_rng(SPLIT_SEED).permutation(len(files))
     n_val = _num_held_out(len(files), validation_split)
     parts = {"train": order[: len(order) - n_val], "validation": order[len(order) - n_val:]}
     splits = {}

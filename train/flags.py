@@ -31,6 +31,7 @@ import models
 import tandem_keras as tk
 from models._builder import DECODES
 from train.config import RECORDED, TrainConfig
+from train.console import output_problem
 from train.distribute import STRATEGIES
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
@@ -166,26 +167,8 @@ def to_config(values: flags.FlagValues) -> TrainConfig:
     return TrainConfig(**{name: values[name].value for name in RECORDED})
 
 
-def _output_dir_problem(path: str) -> str | None:
-    """Why ``path`` cannot be (created as) a writable directory, or None (URLs: not checked)."""
-    if "://" in path:  # gs://... for TPUs: left to TensorFlow's file system
-        return None
-    if os.path.exists(path):
-        if not os.path.isdir(path):
-            return "exists and is not a directory"
-        return None if os.access(path, os.W_OK | os.X_OK) else "directory is not writable"
-    parent = os.path.dirname(os.path.abspath(path))
-    while not os.path.exists(parent):  # the nearest existing ancestor must take new entries
-        parent = os.path.dirname(parent)
-    if not os.path.isdir(parent):
-        return f"cannot be created: {parent} is not a directory"
-    if not os.access(parent, os.W_OK | os.X_OK):
-        return f"cannot be created: {parent} is not writable"
-    return None
-
-
 def _writable_dir(path: str | None) -> bool:
-    problem = path and _output_dir_problem(path)
+    problem = path and output_problem(path, directory=True)
     if problem:
         raise flags.ValidationError(problem)
     return True

@@ -187,7 +187,7 @@ def _run(config: TrainConfig, restart: bool, strategy: tf.distribute.Strategy, i
     export_mode = config.export_mode if config.export_mode != config.mode else None
     export_dir = config.export_dir or os.path.join(config.model_dir, "export")
     training = {"dataset": config.dataset, "validation_split": config.validation_split,
-                "split_seed": data._SPLIT_SEED, "image_size": config.image_size,
+                "split_seed": data.SPLIT_SEED, "image_size": config.image_size,
                 "num_train": source.num_train, "num_validation": source.num_validation,
                 "epochs": max(start_epoch, config.epochs), "seed": config.seed}
     if is_chief:

@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from tests._train_helpers import ROOT
 from train import data, folder_check
-from train import flags as train_flags
+from train.console import output_problem
 
 
 def _image(seed, shape=(6, 5, 3)):
@@ -142,7 +142,9 @@ def test_fewer_than_two_classes_refused(tmp_path, sizes, bad, names):
 def test_output_dir_that_is_a_file_or_under_a_file_refused(tmp_path):
     a_file = tmp_path / "export"
     a_file.write_text("x")
-    problem = train_flags._output_dir_problem
+    def problem(path):
+        return output_problem(path, directory=True)
+
     assert problem(str(a_file)) == "exists and is not a directory"
     assert problem(str(a_file / "sub" / "dir")) == f"cannot be created: {a_file} is not a directory"
     assert problem(str(tmp_path / "new" / "dir")) is None
