@@ -184,8 +184,8 @@ def test_initial_potential_reaches_every_spiking_layer():
 
 def test_max_pooling_is_replaced_with_a_warning_or_kept_as_spiking_max_pooling():
     ann = keras.Sequential([keras.Input((8, 8, 1)), L.Conv2D(4, 3, padding="same", activation="relu"),
-                            L.MaxPooling2D(), L.Conv2D(4, 3, activation="relu"), L.Flatten(), L.Dense(2)])
-    x = images((8, 8, 1), scale=3.0)
+                            L.MaxPooling2D(name="max_pooling2d"), L.Conv2D(4, 3, activation="relu"), L.Flatten(), L.Dense(2)])
+    x = images((8, 8, 1), scale=3.0)   # the name is given: Keras's automatic names depend on earlier tests
     with pytest.warns(UserWarning, match="max_pooling2d.*MaxPooling2D.*average pooling"):
         snn, report = tk.convert(ann, time_steps=4, return_report=True)
     assert report.replaced_max_pooling == ["max_pooling2d"]
