@@ -152,6 +152,33 @@ def finish(kind: str, figures: Dict, table: Callable[[dict], str], out: str = ""
     return record
 
 
+def export_copy(source: str, to: str, converted_from: str = "") -> None:
+    """Exports ``source/model.keras`` again to ``to``: uncompiled (no optimizer state), the
+    dataset named portably, the export's training metadata kept."""
+    from tandem_keras.saved_model import load_metadata
+    from train.export import portable_training
+
+    loaded = keras.models.load_model(os.path.join(source, "model.keras"), compile=False)
+    model = keras.Model.from_config(loaded.get_config())  # never compiled: no optimizer state
+    model.set_weights(loaded.get_weights())
+    training = dict(load_metadata(source).get("training") or {})
+    folder = str(training.get("dataset", ""))[len("folder:"):]
+    if folder and os.path.isabs(folder):   # an export made before folders were named portably
+        training = portable_training(training)
+    if "converted_from" in training:
+        training["converted_from"] = converted_from or os.path.basename(
+            os.path.normpath(training["converted_from"]))
+    tk.export_model(model, to, training=training, keras_file="model.keras")
+    print(f"exported {source} to {to} (model.keras "
+          f"{os.path.getsize(os.path.join(to, 'model.keras')) / 2**20:.1f} MiB)")
+
+
+def export_bytes(path: str) -> int:
+    """Bytes of the SavedModel in ``path`` (``model.keras`` apart)."""
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs
+               if f != "model.keras")
+
+
 def usage_error(message: str) -> NoReturn:
     """Bad input, as ``python -m train`` reports it: one line ``PROGRAM: error: MESSAGE``, exit 2."""
     console.usage_error(records._main_module(), message)

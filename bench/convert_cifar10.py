@@ -30,7 +30,7 @@ import time
 from typing import Any
 
 from bench import _common
-from bench._common import app, flags, keras, np, tk
+from bench._common import flags, keras, np, tk
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("ann", None, "The trained ANN: a .keras file or an export directory.")

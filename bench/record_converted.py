@@ -20,7 +20,7 @@ import json
 import os
 
 from bench import _common, records
-from bench._common import flags, keras
+from bench._common import flags
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("step", "copy", ["copy", "record"], "What to do.")
@@ -39,32 +39,6 @@ _KEEP = ("examples", "top1_error", "top5_error", "time_steps", "synops_snn", "sy
          "split", "validation_split")
 
 
-def copy() -> None:
-    import tandem_keras as tk
-    from tandem_keras.saved_model import load_metadata
-
-    loaded = keras.models.load_model(os.path.join(FLAGS.source, "model.keras"), compile=False)
-    model = keras.Model.from_config(loaded.get_config())  # never compiled: no optimizer state
-    model.set_weights(loaded.get_weights())
-    from train.export import portable_training
-
-    training = dict(load_metadata(FLAGS.source).get("training") or {})
-    folder = str(training.get("dataset", ""))[len("folder:"):]
-    if folder and os.path.isabs(folder):   # an export made before folders were named portably
-        training = portable_training(training)
-    if "converted_from" in training:
-        training["converted_from"] = FLAGS.converted_from or os.path.basename(
-            os.path.normpath(training["converted_from"]))
-    tk.export_model(model, FLAGS.to, training=training, keras_file="model.keras")
-    print(f"exported {FLAGS.source} to {FLAGS.to} (model.keras "
-          f"{os.path.getsize(os.path.join(FLAGS.to, 'model.keras')) / 2**20:.1f} MiB)")
-
-
-def _size(path: str) -> int:
-    return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs
-               if f != "model.keras")
-
-
 def record() -> None:
     with open(FLAGS.eval_json) as f:
         report = json.load(f)
@@ -73,7 +47,7 @@ def record() -> None:
     with open(FLAGS.ann_config) as f:
         config = json.load(f)
     figures = {k: report[k] for k in _KEEP if k in report}
-    figures.update(saved_model=FLAGS.to, saved_model_bytes=_size(FLAGS.to),
+    figures.update(saved_model=FLAGS.to, saved_model_bytes=_common.export_bytes(FLAGS.to),
                    keras_file_bytes=os.path.getsize(os.path.join(FLAGS.to, "model.keras")))
     command, provenance = None, {}
     if FLAGS.finetune_export:
@@ -105,7 +79,7 @@ def main(argv) -> None:
     if FLAGS.step == "copy":
         if not FLAGS.source:
             _common.usage_error("--source is required")
-        copy()
+        _common.export_copy(FLAGS.source, FLAGS.to, FLAGS.converted_from)
     else:
         if not (FLAGS.name and FLAGS.eval_json and FLAGS.ann_config):
             _common.usage_error("--name, --eval_json and --ann_config are required")

@@ -9,8 +9,9 @@ The record (kind ``trained_model``, :mod:`bench.records`) holds the exact traini
 its configuration (``RUN/config.json``, the flags ``python -m train`` stored), the commit the
 training ran at, the wall time, the per-epoch training-time validation top-1 (``history.csv``)
 and the figures of the evaluation of the exported SavedModel (top-1/top-5 error, SynOps,
-energy). ``--copy_export_to`` copies the SavedModel (without ``model.keras``, which also holds
-the optimizer state) into the repository, and the record names where it went and its size.
+energy). ``--copy_export_to`` exports the model again into the repository (SavedModel and an
+uncompiled ``model.keras``, without optimizer state), and the record names where it went and
+its size.
 ``python -m bench.tables`` renders the records (table ``trained_models``).
 
 Example:
@@ -24,13 +25,12 @@ import csv
 import io
 import json
 import os
-import shutil
 import time
 from typing import Any, Optional, Sequence
 
 from absl import app, flags
 
-from bench import records
+from bench import _common, records
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("name", None, "Name of the trained model (the table's row).")
@@ -69,10 +69,6 @@ def _seconds(started: Optional[str], finished: Optional[str]) -> Optional[float]
     return float(parse(finished) - parse(started))
 
 
-def _size(path: str) -> int:
-    return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
-
-
 def make_record(name: str, model_dir: str, train_command: str, report: dict,
                 export_dir: str, copied_to: Optional[str] = None, **provenance: Any) -> dict:
     """The ``trained_model`` record of one run (see the module docstring)."""
@@ -85,7 +81,10 @@ def make_record(name: str, model_dir: str, train_command: str, report: dict,
     figures.update(per_epoch=epochs, train_wall_seconds=_seconds(started, finished),
                    started_utc=started, finished_utc=finished,
                    saved_model=copied_to or export_dir,
-                   saved_model_bytes=_size(copied_to or export_dir))
+                   saved_model_bytes=_common.export_bytes(copied_to or export_dir))
+    keras_file = os.path.join(copied_to or export_dir, "model.keras")
+    if os.path.isfile(keras_file):
+        figures["keras_file_bytes"] = os.path.getsize(keras_file)
     return records.make("trained_model", figures, config, command=train_command, **provenance)
 
 
@@ -102,8 +101,7 @@ def main(argv: Sequence[str]) -> None:
     copied = None
     if FLAGS.copy_export_to:
         copied = FLAGS.copy_export_to
-        shutil.rmtree(copied, ignore_errors=True)
-        shutil.copytree(export_dir, copied, ignore=shutil.ignore_patterns("model.keras"))
+        _common.export_copy(export_dir, copied)   # with model.keras, uncompiled (no optimizer state)
     provenance: dict[str, Any] = {"started": FLAGS.started, "finished": FLAGS.finished}
     if FLAGS.commit:
         provenance.update(commit=FLAGS.commit, dirty=False)

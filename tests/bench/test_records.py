@@ -226,3 +226,40 @@ def test_check_fails_on_a_stale_table_and_a_run_without_it_rewrites_it(tmp_path,
     assert doc.read_text() == (f"text\n<!-- table:t -->\n| x |\n|---|\n| 1 |\n\nRecord: {records.cite(record)}\n"
                                "<!-- /table -->\n")
     assert tables.main(["tables", "--check"]) == 0
+
+
+def test_a_committed_export_copy_has_an_uncompiled_keras_file_and_no_machine_path(tmp_path):
+    """bench._common.export_copy (record_training --copy_export_to, record_converted --step=copy):
+    the copy evaluates as the source does, its model.keras holds no optimizer state, and a
+    folder dataset recorded by its absolute path is named by its folder's identity."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from bench import _common
+    import models
+    from tandem_keras.saved_model import load_metadata
+    from train.export import export
+
+    folder = tmp_path / "my_images"
+    for c in ("a", "b"):
+        (folder / c).mkdir(parents=True)
+        for i in range(2):
+            keras.utils.save_img(str(folder / c / f"{i}.png"), np.full((8, 8, 1), 40 * i + 10, "uint8"))
+    model = models.digits(time_steps=2)
+    model.compile("adam", "sparse_categorical_crossentropy")
+    images = np.random.default_rng(0).uniform(0, 255, (4, 8, 8, 1)).astype("float32")
+    model.fit(images, np.arange(4) % 10, epochs=1, verbose=0)   # optimizer state exists
+    source, copy = str(tmp_path / "run" / "export"), str(tmp_path / "committed")
+    export(model, source, training={"dataset": f"folder:{folder}", "validation_split": 0.1})
+    _common.export_copy(source, copy)
+    assert getattr(keras.models.load_model(os.path.join(source, "model.keras")), "optimizer", None) is not None
+    assert getattr(keras.models.load_model(os.path.join(copy, "model.keras")), "optimizer", None) is None
+    served = tf.saved_model.load(copy)   # kept alive while serving (its variables)
+    np.testing.assert_allclose(np.asarray(served.serve(images)),
+                               np.asarray(model(images, training=False)), rtol=1e-5, atol=1e-5)
+    training = load_metadata(copy)["training"]
+    assert training["dataset"] == "folder:my_images" and str(tmp_path) not in json.dumps(training)
+    assert training["folder_files"] == 4 and training["classes"] == ["a", "b"]
+    assert 0 < _common.export_bytes(copy) < sum(
+        os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(copy) for f in fs)
