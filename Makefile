@@ -30,7 +30,7 @@ $(NIR_STAMP): $(STAMP) setup.py
 	else $(PY) -m pip install --quiet -e '.[nir-test]'; fi
 	touch $@
 
-# `make test` (what CI runs) deselects the tests marked slow (end-to-end trainings over ~20 s);
+# `make test` (what CI runs; under 6 minutes on 2 idle cores) deselects the tests marked slow;
 # `make test-slow` runs just those.
 test: $(STAMP) $(NIR_STAMP)
 	$(PY) -m pytest -n 2 --dist loadfile -q --doctest-modules -m "not slow" $(PYTEST_ARGS) tests tandem_keras tandem_keras_programs models train eval

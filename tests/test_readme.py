@@ -3,10 +3,12 @@ import os
 import re
 
 import numpy as np
+import pytest
 
 README = os.path.join(os.path.dirname(__file__), "..", "README.md")
 
 
+@pytest.mark.slow
 def test_readme_example_trains_an_accurate_snn(capsys):
     text = open(README, encoding="utf-8").read()
     blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)

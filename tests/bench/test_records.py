@@ -228,6 +228,7 @@ def test_check_fails_on_a_stale_table_and_a_run_without_it_rewrites_it(tmp_path,
     assert tables.main(["tables", "--check"]) == 0
 
 
+@pytest.mark.slow
 def test_a_committed_export_copy_has_an_uncompiled_keras_file_and_no_machine_path(tmp_path):
     """bench._common.export_copy (record_training --copy_export_to, record_converted --step=copy):
     the copy evaluates as the source does, its model.keras holds no optimizer state, and a

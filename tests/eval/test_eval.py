@@ -136,6 +136,7 @@ def _run(module, *args):
                           capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow
 def test_cli_end_to_end_with_train(tmp_path):
     pytest.importorskip("train.run", reason="python -m train is not available")
     export_dir = str(tmp_path / "export")

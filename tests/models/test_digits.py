@@ -60,6 +60,7 @@ def numpy_snn_logits(model, x):
     return s.sum(axis=1) @ kr + br
 
 
+@pytest.mark.slow
 def test_tandem_snn_learns_digits():
     keras.utils.set_random_seed(0)
     x_train, x_test, y_train, y_test = digits_split()

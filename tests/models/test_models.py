@@ -96,8 +96,12 @@ def test_readout(decode):
         assert isinstance(logits, tk.SpikeCount)
 
 
-@pytest.mark.parametrize("name", sorted(models.BUILDERS))
-@pytest.mark.parametrize("decode", ["membrane", "spike_count"])
+SLOW_FORWARD = {("vgg11", "membrane"), ("resnet20", "spike_count"), ("alexnet_imagenet", "spike_count")}
+
+
+@pytest.mark.parametrize("name, decode", [
+    pytest.param(n, d, marks=pytest.mark.slow) if (n, d) in SLOW_FORWARD else (n, d)
+    for n in sorted(models.BUILDERS) for d in ("membrane", "spike_count")])
 def test_forward_pass(name, decode):
     shape = {"alexnet_imagenet": (64, 64, 3), "digits": (8, 8, 1)}.get(name, (32, 32, 3))
     model = models.build(name, input_shape=shape, num_classes=7, time_steps=T, decode=decode)

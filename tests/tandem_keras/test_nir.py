@@ -92,6 +92,7 @@ def test_digits_model_spikes_bit_for_bit(tmp_path):
     _check_exact(model, x[1437:], tmp_path, "membrane")
 
 
+@pytest.mark.slow
 def test_cifarnet_shaped_stride2_same_spikes_bit_for_bit(tmp_path):
     """Stride-2 'same' convolutions on even sizes: TF pads 0 top/left, 1 bottom/right."""
     keras.utils.set_random_seed(2)
@@ -101,6 +102,7 @@ def test_cifarnet_shaped_stride2_same_spikes_bit_for_bit(tmp_path):
     _check_exact(model, images[:64], tmp_path, "membrane")
 
 
+@pytest.mark.slow
 def test_hand_built_sequential_spike_count_decoding(tmp_path):
     """TimeDistributed(Flatten), odd sizes (symmetric 'same'), 'valid', even kernels, dilation."""
     keras.utils.set_random_seed(3)

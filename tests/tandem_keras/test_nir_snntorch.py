@@ -81,6 +81,7 @@ def test_snntorch_import_matches_keras_spikes_and_predictions(tmp_path):
     assert (expected.argmax(1) == test_y).mean() > 0.8  # a trained model, not a trivial one
 
 
+@pytest.mark.slow
 def test_snntorch_runs_a_residual_block_with_pooling(tmp_path):
     """A residual block (two edges into one IF node: nirtorch adds them) and 'valid' average
     pooling of the sum, with the same two corrections: snnTorch's spikes are the Keras model's."""

@@ -20,7 +20,13 @@ def _images(model, n=12, seed=3):
     return np.random.default_rng(seed).uniform(0, 3, (n, *shape)).astype("float32")
 
 
-@pytest.mark.parametrize("build", graphs.GRAPHS, ids=[g.__name__ for g in graphs.GRAPHS])
+SLOW_GRAPHS = {"residual_identity_block", "pooling_on_spike_trains", "concatenated_spike_trains",
+               "concatenated_trains_into_dense"}   # make test keeps the other graphs of each kind
+
+
+@pytest.mark.parametrize("build", [
+    pytest.param(g, id=g.__name__, marks=[pytest.mark.slow] if g.__name__ in SLOW_GRAPHS else [])
+    for g in graphs.GRAPHS])
 def test_exported_graph_evaluates_like_the_keras_model(build, tmp_path):
     """The SavedModel alone (serve_activity + assets/tandem_keras.json, format 2) gives the
     Keras model's errors and SynOps."""

@@ -163,6 +163,7 @@ def _error_lines(result):
     return [line for line in result.stderr.splitlines() if "error" in line.lower()]
 
 
+@pytest.mark.slow
 def test_cli_refuses_bad_folder_and_export_file_in_one_line(tmp_path):
     folder = tmp_path / "images"
     _folder(str(folder), bad=[(2, "truncated.jpg")])
@@ -183,6 +184,7 @@ def test_cli_refuses_bad_folder_and_export_file_in_one_line(tmp_path):
     assert not (tmp_path / "m3").exists()  # refused before anything was written
 
 
+@pytest.mark.slow
 def test_cli_skip_bad_images_trains_on_the_rest(tmp_path):
     folder = tmp_path / "images"
     _folder(str(folder), bad=[(0, "empty.png"), (1, "noise.jpeg")])

@@ -91,7 +91,7 @@ def test_fit_step_equals_eager_sgd_step(strategy, jit_compile):
         np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-6, err_msg=name)
 
 
-@pytest.mark.parametrize("jit_compile", [False, True])
+@pytest.mark.parametrize("jit_compile", [False, pytest.param(True, marks=pytest.mark.slow)])
 def test_fit_with_bn_then_inference_is_the_snn(strategy, jit_compile):
     """Training with fused BN under the strategy updates the moving statistics, and the
     trained model's inference equals the float64 NumPy SNN with its weights."""

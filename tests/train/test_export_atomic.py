@@ -129,10 +129,12 @@ def _damage(path, case):
 
 @pytest.mark.parametrize("case, words", [
     ("truncated_variables", ["incomplete export", "variables/variables.data-00000-of-00001 has"]),
-    ("truncated_keras_file", ["incomplete export", "model.keras has 100 bytes"]),
+    pytest.param("truncated_keras_file", ["incomplete export", "model.keras has 100 bytes"],
+                 marks=pytest.mark.slow),
     ("killed_after_saved_model_pb", ["incomplete export", "'serve_activity' endpoint but no "
                                      "assets/tandem_keras.json"]),
-    ("truncated_metadata", ["tandem_keras.json is not valid JSON", "damaged or incomplete"]),
+    pytest.param("truncated_metadata", ["tandem_keras.json is not valid JSON", "damaged or incomplete"],
+                 marks=pytest.mark.slow),
 ])
 def test_eval_refuses_an_incomplete_export_in_one_line(complete_export, tmp_path, case, words):
     path = shutil.copytree(complete_export, tmp_path / "export")

@@ -68,6 +68,7 @@ def _run(args, cwd=ROOT):
                           capture_output=True, timeout=600)
 
 
+@pytest.mark.slow
 def test_real_cifar10_builder_prepares_local_archive_and_trains(tmp_path):
     archive = tmp_path / "cifar-10-binary.tar.gz"
     contents = _write_cifar10_binary(str(archive))
@@ -109,6 +110,7 @@ def test_real_cifar10_builder_prepares_local_archive_and_trains(tmp_path):
     assert read(["train", "validation"]) == examples(f"data_batch_{i}.bin" for i in range(1, 6))
 
 
+@pytest.mark.slow
 def test_imagenet_without_manual_download_is_one_line(tmp_path):
     (tmp_path / "downloads" / "manual").mkdir(parents=True)
     (tmp_path / "downloads" / "manual" / "ILSVRC2012_img_val.tar").write_bytes(b"")

@@ -43,8 +43,9 @@ def _spiking_counts_are_integers(activity, time_steps):
         assert counts.max() <= time_steps
 
 
-@pytest.mark.parametrize("dataset, shape, classes", [("cifar10", (32, 32, 3), 10),
-                                                     ("imagenet2012", (16, 16, 3), 1000)])
+@pytest.mark.parametrize("dataset, shape, classes", [
+    ("cifar10", (32, 32, 3), 10),
+    pytest.param("imagenet2012", (16, 16, 3), 1000, marks=pytest.mark.slow)])
 def test_tfds_mock_end_to_end(tmp_path, dataset, shape, classes):
     values = parse(tmp_path, dataset=dataset, batch_size=4, image_size=16,
                    export_dir=str(tmp_path / "export"))
@@ -88,6 +89,7 @@ def test_mirrored_on_two_cpus(tmp_path):
     assert {"epoch_loss", "epoch_top1", "epoch_top5"} <= tags
 
 
+@pytest.mark.slow
 def test_batch_not_divisible_by_replicas(tmp_path):
     proc = python_m_train("--model=digits", "--dataset=digits", "--strategy=mirrored",
                           "--cpu_devices=2", "--batch_size=33", f"--model_dir={tmp_path / 'm'}",
@@ -170,6 +172,7 @@ def test_learning_rate_schedules():
     assert learning_rate(dataclasses.replace(values, epochs=50), steps) == 1e-3
 
 
+@pytest.mark.slow
 def test_constrain_then_train_exports_the_snn(tmp_path):
     """--mode=quantized --export_mode=tandem: the SavedModel runs the quantized ANN's weights
     as the SNN; model.keras keeps the quantized model for further training."""
@@ -201,6 +204,7 @@ def test_importing_train_leaves_the_global_flags_alone():
     assert all(name not in flags.FLAGS or flags.FLAGS[name] is not FLAGS[name] for name in FLAGS)
 
 
+@pytest.mark.slow
 def test_width_divisor_flag_narrows_the_model_and_is_fixed_for_the_run(tmp_path):
     from train.rundir import RunDirError
 
