@@ -56,6 +56,15 @@ def from_files(table: Callable[..., str], *sources: str, **options: Any) -> Tabl
     return make
 
 
+def from_config(table: Callable[[dict], str], kind: str, **config: Any) -> Table:
+    """A table maker: ``table(record)`` of the latest record of ``kind`` run with ``config``
+    (its flags, as the record's config holds them)."""
+    def make(rs):
+        used = records.latest(rs, kind, **config)
+        return table(used), [used]
+    return make
+
+
 def train_step_table(r: dict) -> str:
     """Every configuration of a ``bench.train_step`` record: images/s, wall and CPU s per
     step (medians), tandem or BPTT over ANN (wall, CPU), the compute bound (and the error
@@ -258,6 +267,16 @@ TABLES: dict[str, Table] = {
     "inference_cifarnet_bf16_T10": from_files(inference_table, "inference:inference_cifarnet_bf16_T10", cpu=True),
     "inference_cifarnet_w4": from_files(inference_table, "inference:inference_cifarnet_w4", cpu=True),
     "input_checks_w4": from_files(input_checks_table, "input_checks:input_checks_cifarnet_w4"),
+    "train_step_architectures": from_config(train_step_table, "train_step", networks=["resnet20", "vgg11"],
+                                            time_steps=["4"], policies=["float32"], repeats=10),
+    "train_step_architectures_r5": from_config(train_step_table, "train_step", networks=["resnet20", "vgg11"],
+                                               time_steps=["4"], policies=["float32"], repeats=5),
+    "train_step_cifarnet_T10_graph": from_config(train_step_table, "train_step", networks=["cifarnet"],
+                                                 time_steps=["10"], policies=["float32"], repeats=7),
+    "train_step_cifarnet_T10_graph_r3": from_config(train_step_table, "train_step", networks=["cifarnet"],
+                                                    time_steps=["10"], policies=["float32"], repeats=3),
+    "train_step_cifarnet_w4_graph": from_config(train_step_table, "train_step", networks=["cifarnet_w4"],
+                                                time_steps=["4", "10"], policies=["float32"], repeats=5),
     "train_step_T10_idle": from_files(train_step_runs_table, "train_step:train_step_cifarnet_T10_idle",
                                       "train_step:train_step_cifarnet_T10_idle2"),
 }
