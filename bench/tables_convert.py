@@ -3,7 +3,7 @@
 * :func:`conversion` (RESULTS.md, README): per network and T, the ANN, the converted SNN
   without training (not calibrated; calibrated; calibrated with ``V(0) = theta/2``) and
   after tandem fine-tuning (all layers at once; progressive), validation top-1 errors.
-* :func:`conversion_finetune`: every fine-tuning run, its budget and its cost.
+* :func:`conversion_finetune`: every fine-tuning run (one per budget), its budget and its cost.
 * :func:`conversion_record_table`: one record, as the program prints it.
 
 Example:
@@ -77,8 +77,11 @@ def _key(r: dict) -> tuple:
 
 
 def conversion_finetune(rs: Sequence[dict]) -> "tuple[str, list[dict]]":
-    """Every fine-tuning run (latest per network, T and schedule)."""
-    used = [r for r in records.latest_each(rs, KIND, _key).values() if r["config"]["step"] == "finetune"]
+    """Every fine-tuning run (latest per network, T, schedule and budget: epochs x steps)."""
+    def key(r: dict) -> tuple:
+        return (*_key(r), r["config"].get("epochs"), r["config"].get("steps_per_epoch"))
+
+    used = [r for r in records.latest_each(rs, KIND, key).values() if r["config"]["step"] == "finetune"]
     rows = [[r["config"]["name"], r["config"]["time_steps"], *_finetune_cells(r)] for r in used]
     return markdown(rows, ["network", "T", *FINETUNE_COLUMNS]), used
 

@@ -39,3 +39,14 @@ def test_summary_row_takes_the_fine_tuning_calibration_and_latest_records():
     assert len(used) == 3 and "quantized mode 1 epoch, then tandem" in finetune
     zero, _ = tables_convert.conversion_zero_shot(rs)
     assert zero.count("| net ") == 2 and "| p99.9 " in zero.splitlines()[0] + " "
+
+
+def test_finetune_table_keeps_one_row_per_budget_and_the_summary_the_latest():
+    rs = [_zero_shot(), _finetune("all", 12.5, epochs=2),
+          _finetune("all", 11.0, date="2026-01-03T00:00:00Z", epochs=8),
+          _finetune("all", 13.0, date="2026-01-01T12:00:00Z", epochs=2)]   # older, same budget
+    finetune, used = tables_convert.conversion_finetune(rs)
+    assert sorted(r["figures"]["val_error"] for r in used) == [11.0, 12.5]
+    assert "**11.00%**" in finetune and "**12.50%**" in finetune and "13.00%" not in finetune
+    text, _ = tables_convert.conversion(rs)
+    assert "**11.00%**" in text.splitlines()[2] and "12.50%" not in text
