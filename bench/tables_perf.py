@@ -277,6 +277,9 @@ TABLES: dict[str, Table] = {
                                                     time_steps=["10"], policies=["float32"], repeats=3),
     "train_step_cifarnet_w4_graph": from_config(train_step_table, "train_step", networks=["cifarnet_w4"],
                                                 time_steps=["4", "10"], policies=["float32"], repeats=5),
+    "train_step_bf16_without_avx512_bf16": from_config(
+        train_step_table, "train_step", networks=["vgg11_w2", "cifarnet_w4"], time_steps=["4"],
+        policies=["float32", "mixed_bfloat16"], repeats=5),
     "train_step_T10_idle": from_files(train_step_runs_table, "train_step:train_step_cifarnet_T10_idle",
                                       "train_step:train_step_cifarnet_T10_idle2"),
 }
