@@ -202,8 +202,12 @@ def test_export_round_trip(kind, tmp_path):
     got = np.asarray(reloaded.serve(tf.constant(x)))
     np.testing.assert_array_equal(got, expected)
     # the exported function is the SNN in inference mode: a batch of one gives the same
-    # answer as inside the batch (no batch statistics)
-    np.testing.assert_array_equal(np.asarray(reloaded.serve(tf.constant(x[:1]))), expected[:1])
+    # answer as inside the batch (no batch statistics). Not bit for bit: the float readout
+    # of one image may sum in another order than inside the batch (oneDNN picks another
+    # kernel for batch 1 on CPUs without AVX-512: 1 ulp on an AMD EPYC); batch statistics
+    # would move the logits by far more than this tolerance.
+    np.testing.assert_allclose(np.asarray(reloaded.serve(tf.constant(x[:1]))), expected[:1],
+                               rtol=1e-6, atol=1e-6)
 
 
 def test_encoder_current_mode_round_trip_and_values():
