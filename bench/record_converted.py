@@ -12,7 +12,8 @@ the export's training metadata is kept. ``record`` appends a ``trained_model`` r
 ``trained_models`` table of RESULTS.md): the ``python -m eval`` figures of the committed
 export, its size, the ANN's recipe (``--ann_config``, the run's ``config.json``) and, for a
 converted SNN, the ``conversion`` fine-tuning record whose export was ``--finetune_export``
-(its command, wall time and examples seen).
+(its command, wall time and examples seen); for an ANN, the command, wall time and commit of
+the ``trained_model`` record of the same ``--name`` (``bench.record_training``), if any.
 """
 from __future__ import annotations
 
@@ -64,6 +65,13 @@ def record() -> None:
                        train_cpu_seconds=r["figures"]["train_cpu_s"],
                        conversion_record=records.cite(r))
         command, provenance = r["command"], {"commit": r["commit"], "dirty": r["dirty"]}
+    else:   # an ANN recorded before by bench.record_training: its run's command, wall and commit
+        trained = [r for r in records.read() if r["kind"] == "trained_model"
+                   and r["config"].get("name") == FLAGS.name and "train_wall_seconds" in r["figures"]]
+        if trained:
+            r = trained[-1]
+            figures.update(train_wall_seconds=r["figures"]["train_wall_seconds"], training_record=records.cite(r))
+            command, provenance = r["command"], {"commit": r["commit"], "dirty": r["dirty"]}
     config["name"] = FLAGS.name
     record = records.make("trained_model", figures, config, command=command, **provenance,
                           **({"note": FLAGS.note} if FLAGS.note else {}))

@@ -136,7 +136,7 @@ def trained_models(rs: Sequence[dict]) -> "tuple[str, list[dict]]":
         tandem, wall = c["mode"] == "tandem", f.get("train_wall_seconds")
         rows.append([
             c["name"], c["mode"], "-" if c["mode"] == "ann" else c["time_steps"],
-            f"{c['model']}/{c.get('width_divisor', 1)}", c["mixed_precision"], c["epochs"],
+            f"{c['model']}/{c.get('width_divisor', 1)}", c["mixed_precision"], f"{c['epochs']:g}",
             f"**{f['top1_error']:.2f}%** ({f.get('split')}, {f.get('examples')} images)", f"{f['top5_error']:.2f}%",
             (tandem and _f(f.get("synops_ratio"), ".3f")) or "-", "-" if wall is None else f"{wall / 60:.0f} min",
             "not committed" if os.path.isabs(f["saved_model"]) else
