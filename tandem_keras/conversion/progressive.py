@@ -13,6 +13,7 @@ in topological order, so every tandem layer reads tandem layers only.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Optional
 
 import keras
@@ -68,6 +69,7 @@ class ProgressiveTandem(keras.callbacks.Callback):
     many spiking layers per stage (:func:`stages`). The stage of each epoch is added to
     the epoch's logs as ``progressive_stage`` (for ``CSVLogger``, ``History``). A ``fit`` that
     ends before the last stage leaves a hybrid model: ``set_stage(model)`` makes it the SNN.
+    A ``fit`` whose last epoch ends with a switch warns that the new stage never trained.
 
     Example:
       >>> import keras, numpy as np, tandem_keras as tk
@@ -101,6 +103,7 @@ class ProgressiveTandem(keras.callbacks.Callback):
         self.verbose = verbose
         self.stage = self.start_stage
         self.switches: list[int] = []  # epochs (0-based) after which a stage started
+        self.last_epoch: Optional[int] = None
 
     def on_train_begin(self, logs: Any = None) -> None:
         self.groups = stages(self.model, self.layers_per_stage)
@@ -124,6 +127,7 @@ class ProgressiveTandem(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: Optional[dict] = None) -> None:
         logs = logs if logs is not None else {}
         logs["progressive_stage"] = self.stage
+        self.last_epoch = epoch
         if self.stage >= len(self.groups):
             return
         value = logs.get(self.monitor)
@@ -149,6 +153,14 @@ class ProgressiveTandem(keras.callbacks.Callback):
                 print(f"ProgressiveTandem: epoch {epoch + 1}: stage {self.stage} of "
                       f"{len(self.groups)}, {', '.join(self.groups[self.stage - 1])} now in tandem mode")
             self._reset()
+
+    def on_train_end(self, logs: Any = None) -> None:
+        if self.switches and self.switches[-1] == self.last_epoch:
+            warnings.warn(
+                f"ProgressiveTandem: stage {self.stage} ({', '.join(self.groups[self.stage - 1])}) was "
+                f"switched to tandem mode after the last epoch and never trained in it; give fit more "
+                f"epochs or lower max_epochs_per_stage or patience so that the last stage trains.",
+                stacklevel=2)
 
 
 def set_stage(model: keras.Model, stage: Optional[int] = None, groups: Optional[list] = None) -> keras.Model:

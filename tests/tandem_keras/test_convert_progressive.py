@@ -129,3 +129,28 @@ def test_fit_with_the_callback_trains_every_stage():
     assert history.history["progressive_stage"] == [1, 2, 3, 3]
     assert stage_of(snn) == len(stages(snn)) == 3
     assert all(np.isfinite(history.history["loss"]))
+
+
+def test_a_stage_switched_after_the_last_epoch_is_reported():
+    """A fit that ends right after a switch leaves that stage untrained: said in a warning;
+    a stage that trained at least one epoch is not reported."""
+    import warnings
+
+    snn = tk.convert(chain_ann(), time_steps=T)
+    cb = ProgressiveTandem(monitor="loss", max_epochs_per_stage=1)
+    cb.set_model(snn)
+    cb.on_train_begin()
+    cb.on_epoch_end(0, {"loss": 1.0})        # stage 2 starts after epoch 1 and trains epoch 2
+    cb.on_epoch_end(1, {"loss": 1.0})        # stage 3 starts after epoch 2, the last
+    with pytest.warns(UserWarning, match=r"stage 3 \(d2\) was switched .* never trained"):
+        cb.on_train_end()
+    cb = ProgressiveTandem(monitor="loss", patience=1)
+    cb.set_model(snn)
+    cb.on_train_begin()
+    cb.on_epoch_end(0, {"loss": 1.0})
+    cb.on_epoch_end(1, {"loss": 2.0})        # stage 2 starts after epoch 2 and trains epoch 3
+    cb.on_epoch_end(2, {"loss": 1.0})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cb.on_train_end()
+    assert cb.switches == [1]
