@@ -64,14 +64,14 @@ def record() -> None:
         figures.update(train_wall_seconds=r["figures"]["train_wall_s"],
                        train_cpu_seconds=r["figures"]["train_cpu_s"],
                        conversion_record=records.cite(r))
-        command, provenance = r["command"], {"commit": r["commit"], "dirty": r["dirty"]}
     else:   # an ANN recorded before by bench.record_training: its run's command, wall and commit
         trained = [r for r in records.read() if r["kind"] == "trained_model"
                    and r["config"].get("name") == FLAGS.name and "train_wall_seconds" in r["figures"]]
-        if trained:
-            r = trained[-1]
+        r = trained[-1] if trained else None
+        if r:
             figures.update(train_wall_seconds=r["figures"]["train_wall_seconds"], training_record=records.cite(r))
-            command, provenance = r["command"], {"commit": r["commit"], "dirty": r["dirty"]}
+    if r:
+        command, provenance = r["command"], {"commit": r["commit"], "dirty": r["dirty"]}
     config["name"] = FLAGS.name
     record = records.make("trained_model", figures, config, command=command, **provenance,
                           **({"note": FLAGS.note} if FLAGS.note else {}))

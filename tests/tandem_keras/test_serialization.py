@@ -228,35 +228,35 @@ def test_committed_keras_files_load_and_compute_what_their_savedmodels_do(name):
     """The committed exports (bench/models), written before neurons, pooling and residual
     layers existed: their model.keras loads with today's layers (the IF neuron by default)
     and gives the logits of the SavedModel traced back then, bit for bit."""
+    model, got, expected = _committed_export(name)
+    assert all(layer.neuron == tk.neurons.IF() for layer in model.layers if isinstance(layer, tk.TandemLayer))
+    np.testing.assert_array_equal(got, expected)
+
+
+def _committed_export(name):
+    """bench/models/NAME's model.keras, loaded, with its logits and the SavedModel's on four
+    random images (skips if the export is not in this checkout)."""
     path = os.path.join(os.path.dirname(__file__), "..", "..", "bench", "models", name)
     if not os.path.exists(os.path.join(path, "model.keras")):
         pytest.skip(f"{path}/model.keras is not in this checkout")
     x = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype(np.float32)
     model = keras.models.load_model(os.path.join(path, "model.keras"))
-    assert all(layer.neuron == tk.neurons.IF() for layer in model.layers if isinstance(layer, tk.TandemLayer))
     saved = tf.saved_model.load(path)
-    expected = list(saved.signatures["serving_default"](tf.constant(x)).values())[0]
-    np.testing.assert_array_equal(model.predict(x, verbose=0), np.asarray(expected))
+    expected = np.asarray(list(saved.signatures["serving_default"](tf.constant(x)).values())[0])
+    return model, model.predict(x, verbose=0), expected
 
 
 @pytest.mark.parametrize("name", ["vgg11_w2_fp32_ann", "vgg11_w2_T4_converted"])
 def test_committed_conversion_exports_load_and_agree_with_their_savedmodels(name):
     """The committed VGG-11/2 ANN and its converted, fine-tuned SNN (issue 19): model.keras
     loads, the SNN is in tandem mode with V(0) = theta/2, and both compute the SavedModel's
-    logits (float tolerance: the SavedModel was traced on another CPU)."""
-    path = os.path.join(os.path.dirname(__file__), "..", "..", "bench", "models", name)
-    if not os.path.exists(os.path.join(path, "model.keras")):
-        pytest.skip(f"{path}/model.keras is not in this checkout")
-    x = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype(np.float32)
-    model = keras.models.load_model(os.path.join(path, "model.keras"))
+    logits (float tolerance: the SavedModel may have been traced on another CPU)."""
+    model, got, expected = _committed_export(name)
     tandem = [layer for layer in model.layers if isinstance(layer, tk.TandemLayer)]
     if name.endswith("_ann"):
         assert {layer.mode for layer in tandem} == {"ann"}
     else:
         assert {layer.mode for layer in tandem} == {"tandem"}
         assert all(layer.neuron.initial_potential == 0.5 for layer in tandem if layer.neuron is not None)
-    saved = tf.saved_model.load(path)
-    expected = np.asarray(list(saved.signatures["serving_default"](tf.constant(x)).values())[0])
-    got = model.predict(x, verbose=0)
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
     assert (got.argmax(-1) == expected.argmax(-1)).all()
