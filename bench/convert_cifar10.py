@@ -15,7 +15,8 @@
   trained with the tandem rule (Adam, cosine from ``--learning_rate``, the recipe's
   augmentation): ``--schedule=all`` switches every layer at once, ``progressive`` one at a
   time (``tk.conversion.ProgressiveTandem``, ``--patience`` epochs of no better validation
-  top-1, at most ``--max_epochs_per_stage``). ``--steps_per_epoch`` shortens an epoch.
+  top-1, at most ``--max_epochs_per_stage``; the last ``--final_epochs`` train the whole SNN).
+  ``--steps_per_epoch`` shortens an epoch.
   ``--quantized_epochs=K`` trains the first K epochs in quantized mode (the bounded,
   quantized ANN with the neuron's shift, QCFS's activation), then in tandem mode.
 
@@ -53,6 +54,8 @@ flags.DEFINE_integer("quantized_epochs", 0, "finetune, schedule all: the first e
 flags.DEFINE_integer("patience", 1, "progressive: epochs without a better val top-1 before the next layer.")
 flags.DEFINE_integer("layers_per_stage", 1, "progressive: spiking layers switched per stage.")
 flags.DEFINE_integer("max_epochs_per_stage", 0, "progressive: at most this many epochs per stage (0: no limit).")
+flags.DEFINE_integer("final_epochs", 0, "progressive: the last epochs train the whole SNN (every layer "
+                     "left switches before them).")
 flags.DEFINE_integer("seed", 0, "Shuffling and augmentation seed.")
 flags.DEFINE_string("export_dir", "", "finetune: export the fine-tuned SNN here.")
 flags.DEFINE_string("out", "", "Records file (default bench/results/records.jsonl).")
@@ -150,7 +153,7 @@ def finetune(ann, source, val, calibration) -> dict:
         callbacks.append(tk.conversion.ProgressiveTandem(
             monitor="val_top1", patience=FLAGS.patience, restore_best_weights=False,
             max_epochs_per_stage=FLAGS.max_epochs_per_stage or None,
-            layers_per_stage=FLAGS.layers_per_stage, verbose=1))
+            layers_per_stage=FLAGS.layers_per_stage, final_epochs=FLAGS.final_epochs, verbose=1))
     cpu, wall = time.process_time(), time.time()
     history = snn.fit(train, epochs=FLAGS.epochs, steps_per_epoch=steps, validation_data=val,
                       callbacks=callbacks, verbose=2)

@@ -69,7 +69,10 @@ class ProgressiveTandem(keras.callbacks.Callback):
     many spiking layers per stage (:func:`stages`). The stage of each epoch is added to
     the epoch's logs as ``progressive_stage`` (for ``CSVLogger``, ``History``). A ``fit`` that
     ends before the last stage leaves a hybrid model: ``set_stage(model)`` makes it the SNN.
-    A ``fit`` whose last epoch ends with a switch warns that the new stage never trained.
+    ``final_epochs=n`` keeps the last ``n`` epochs of ``fit`` for the SNN: after epoch
+    ``epochs - n`` every layer still in ann mode switches at once (whatever the patience
+    rule says), so that a fixed budget always ends with the whole SNN trained. A ``fit``
+    whose last epoch ends with a switch warns that the new stage never trained.
 
     Example:
       >>> import keras, numpy as np, tandem_keras as tk
@@ -87,13 +90,14 @@ class ProgressiveTandem(keras.callbacks.Callback):
     def __init__(self, monitor: str = "val_loss", patience: int = 1, min_delta: float = 0.0,
                  mode: str = "auto", restore_best_weights: bool = False, start_stage: int = 1,
                  max_epochs_per_stage: Optional[int] = None, layers_per_stage: int = 1,
-                 verbose: int = 0) -> None:
+                 final_epochs: int = 0, verbose: int = 0) -> None:
         super().__init__()
         if mode not in ("auto", "min", "max"):
             raise ValueError(f"ProgressiveTandem: mode must be 'auto', 'min' or 'max', got {mode!r}.")
-        if patience < 1 or start_stage < 0 or layers_per_stage < 1:
-            raise ValueError("ProgressiveTandem: patience and layers_per_stage must be >= 1 and "
-                             "start_stage >= 0.")
+        if patience < 1 or start_stage < 0 or layers_per_stage < 1 or final_epochs < 0:
+            raise ValueError("ProgressiveTandem: patience and layers_per_stage must be >= 1, "
+                             "start_stage and final_epochs >= 0.")
+        self.final_epochs = int(final_epochs)
         self.layers_per_stage = int(layers_per_stage)
         self.monitor, self.patience, self.min_delta = monitor, int(patience), abs(float(min_delta))
         self.lower_is_better = mode == "min" or (mode == "auto" and not any(
@@ -135,6 +139,10 @@ class ProgressiveTandem(keras.callbacks.Callback):
             raise ValueError(f"ProgressiveTandem monitors {self.monitor!r}, which is not in the "
                              f"epoch's logs ({', '.join(sorted(logs))}).")
         self.epochs_in_stage += 1
+        total = (self.params or {}).get("epochs")
+        if self.final_epochs and total and epoch + 1 >= total - self.final_epochs:
+            self._switch(epoch, len(self.groups))
+            return
         if value is None:
             pass
         elif self._improved(float(value)):
@@ -144,22 +152,27 @@ class ProgressiveTandem(keras.callbacks.Callback):
         else:
             self.wait += 1
         if self.wait >= self.patience or (self.max_epochs and self.epochs_in_stage >= self.max_epochs):
-            if self.restore_best_weights and self.best_weights is not None:
-                self.model.set_weights(self.best_weights)
-            self.stage += 1
-            self.switches.append(epoch)
-            self._apply()
-            if self.verbose:
-                print(f"ProgressiveTandem: epoch {epoch + 1}: stage {self.stage} of "
-                      f"{len(self.groups)}, {', '.join(self.groups[self.stage - 1])} now in tandem mode")
-            self._reset()
+            self._switch(epoch, self.stage + 1)
+
+    def _switch(self, epoch: int, stage: int) -> None:
+        if self.restore_best_weights and self.best_weights is not None:
+            self.model.set_weights(self.best_weights)
+        switched = sum(self.groups[self.stage:stage], [])
+        self.stage = stage
+        self.switches.append(epoch)
+        self._apply()
+        if self.verbose:
+            print(f"ProgressiveTandem: epoch {epoch + 1}: stage {self.stage} of "
+                  f"{len(self.groups)}, {', '.join(switched)} now in tandem mode")
+        self._reset()
 
     def on_train_end(self, logs: Any = None) -> None:
         if self.switches and self.switches[-1] == self.last_epoch:
             warnings.warn(
                 f"ProgressiveTandem: stage {self.stage} ({', '.join(self.groups[self.stage - 1])}) was "
                 f"switched to tandem mode after the last epoch and never trained in it; give fit more "
-                f"epochs or lower max_epochs_per_stage or patience so that the last stage trains.",
+                f"epochs, lower max_epochs_per_stage or patience, or set final_epochs so that the last "
+                f"stage trains.",
                 stacklevel=2)
 
 

@@ -154,3 +154,32 @@ def test_a_stage_switched_after_the_last_epoch_is_reported():
         warnings.simplefilter("error")
         cb.on_train_end()
     assert cb.switches == [1]
+
+
+def test_final_epochs_switch_every_remaining_layer_for_the_last_epochs():
+    """final_epochs=n: after epoch (epochs - n) the layers still in ann mode all switch, so
+    the last n epochs train the SNN whatever the patience rule says; unit level and in fit."""
+    snn = tk.convert(chain_ann(), time_steps=T)
+    cb = ProgressiveTandem(monitor="loss", patience=5, final_epochs=2)
+    cb.set_model(snn)
+    cb.set_params({"epochs": 5, "verbose": 0})
+    cb.on_train_begin()
+    stage_after = []
+    for epoch in range(5):
+        cb.on_epoch_end(epoch, {"loss": 1.0 - 0.1 * epoch})   # always improving: no patience switch
+        stage_after.append(stage_of(snn))
+    assert stage_after == [1, 1, 3, 3, 3] and cb.switches == [2]
+    for name in sum(stages(snn), []):
+        assert snn.get_layer(name).mode == "tandem"
+    with pytest.raises(ValueError, match="final_epochs >= 0"):
+        ProgressiveTandem(final_epochs=-1)
+
+    x = images((6, 6, 2), n=16, scale=2.0)
+    y = np.arange(16) % 3
+    snn = tk.convert(chain_ann(), time_steps=T, calibration_data=x)
+    snn.compile(keras.optimizers.Adam(1e-2), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                run_eagerly=True)
+    history = snn.fit(x, y, epochs=4, batch_size=8, verbose=0,
+                      callbacks=[ProgressiveTandem(monitor="loss", patience=10, final_epochs=1)])
+    assert history.history["progressive_stage"] == [1, 1, 1, 3]
+    assert stage_of(snn) == 3
