@@ -1,6 +1,9 @@
 """``tf.distribute`` strategies for ``--strategy`` and the chief/worker roles they imply.
 
-- ``one_device``: the first GPU, else the CPU.
+- ``one_device``: the first GPU (``OneDeviceStrategy``), else the CPU through TensorFlow's
+  default strategy (one replica, no distribution): on the CPU ``OneDeviceStrategy("/cpu:0")``
+  makes every training step about 2-3x slower (``python -m bench.train_step
+  --strategies=default,one_device``).
 - ``mirrored``: ``MirroredStrategy`` over all GPUs, or over all logical CPUs when there is
   no GPU (``--cpu_devices=N`` splits the CPU into N logical devices, for trying it out).
 - ``multi_worker``: ``MultiWorkerMirroredStrategy``; the cluster comes from ``TF_CONFIG``.
@@ -59,7 +62,9 @@ def make_strategy(name: str, tpu: str = "") -> tf.distribute.Strategy:
         else:
             name = "one_device"
     if name == "one_device":
-        return tf.distribute.OneDeviceStrategy("/gpu:0" if gpus else "/cpu:0")
+        if gpus:
+            return tf.distribute.OneDeviceStrategy("/gpu:0")
+        return tf.distribute.get_strategy()   # the default strategy (see the module docstring)
     if name == "mirrored":
         if gpus:
             return tf.distribute.MirroredStrategy()
