@@ -71,15 +71,13 @@ def train_step_table(r: dict) -> str:
     of a mode that failed to build or run, if any did)."""
     rows = r["figures"]["rows"]
     errors = ["error"] if any("error" in row for row in rows) else []
-    strategy = ["strategy"] if any("strategy" in row for row in rows) else []
     return markdown([[row["network"], row["policy"], int(row["jit"]), row["T"], row["mode"],
-                      *(row.get("strategy", "default") for _ in strategy),
                       *(_f(row.get(key), spec) for key, spec in (
                           ("images_per_s", ".1f"), ("median_s", ".2f"), ("median_cpu_s", ".2f"),
                           ("ratio_to_ann", ".2f"), ("cpu_ratio_to_ann", ".2f"))),
                       _f(row.get(BOUND.get(row["mode"], "")), ".2f"), *(row.get(e, "") for e in errors)]
                      for row in rows],
-                    ["network", "policy", "jit", "T", "mode", *strategy, "img/s", "wall s / step", "CPU s / step",
+                    ["network", "policy", "jit", "T", "mode", "img/s", "wall s / step", "CPU s / step",
                      "time / ANN", "CPU / ANN", "bound (library)", *errors])
 
 

@@ -9,16 +9,6 @@ images/s (median), the tandem/ANN and BPTT/ANN time ratios, and the compute boun
     python -m bench.train_step                       # quick: CIFARNet/4 width, all T, both dtypes, no XLA
     python -m bench.train_step --full                # + full CIFARNet, + jit_compile=True (hours here)
     python -m bench.train_step --networks=cifarnet --time_steps=10 --policies=float32 --jit=0
-    python -m bench.train_step --time_steps=4 --policies=float32 --fit_steps=20 --strategy=one_device
-
-``--strategy=one_device`` builds and trains every mode inside ``OneDeviceStrategy`` on the
-CPU (what ``python -m train`` used before it took TensorFlow's default strategy on a machine
-without a GPU); compare it with ``--strategy=default`` in separate processes, run in turn: a
-process that made a ``OneDeviceStrategy`` dataset ran the default strategy's ``fit`` as
-slowly. With
-``--fit_steps=N`` a timed step is ``model.fit`` on a ``tf.data`` dataset (the batch,
-repeated) for N steps, divided by N, as ``python -m train`` trains, instead of
-``train_on_batch`` (the strategies differ in how they distribute a dataset).
 
 Appends a ``bench.records`` record (``bench/results/records.jsonl``) and prints its table
 (``bench.tables_perf.train_step_table``); one line of images/s per configuration as it is
@@ -26,12 +16,9 @@ measured.
 """
 from __future__ import annotations
 
-import contextlib
 import gc
 
 from bench import _common
-import tensorflow as tf
-
 from bench._common import flags, keras
 from bench.tables_perf import train_step_table
 
@@ -45,72 +32,38 @@ flags.DEFINE_list("jit", ["0"], "jit_compile settings (0/1).")
 flags.DEFINE_bool("full", False, "Every configuration: networks cifarnet_w4,cifarnet and jit 0,1.")
 flags.DEFINE_integer("batch", 32, "Batch size.")
 flags.DEFINE_integer("repeats", 3, "Timed steps per mode (after 2 warm-up steps).")
-flags.DEFINE_enum("strategy", "default", ["default", "one_device"], "tf.distribute strategy to "
-                  "build and train in (default: none; one_device: OneDeviceStrategy('/cpu:0')).")
-flags.DEFINE_integer("fit_steps", 0, "0: time train_on_batch; N: time model.fit on a dataset "
-                     "for N steps (per step).", lower_bound=0)
 flags.DEFINE_string("out", "", "Records file to append to (default bench/results/records.jsonl).")
 _common.check_network_flag("networks")
 
 
-def _scope(strategy: str):
-    """The context manager (a factory) of ``strategy``: entered to build and at every step."""
-    if strategy == "default":
-        return contextlib.nullcontext
-    return tf.distribute.OneDeviceStrategy("/cpu:0").scope
-
-
-def _step(model, scope, images, labels, fit_steps: int = 0):
-    if fit_steps:
-        from train import pipeline  # noqa: PLC0415 -- the options of python -m train's datasets
-
-        data = tf.data.Dataset.from_tensors((images, labels)).repeat().prefetch(
-            tf.data.AUTOTUNE).with_options(pipeline._options())
-
-    def step():
-        with scope():
-            if fit_steps:
-                model.fit(data, steps_per_epoch=fit_steps, epochs=1, verbose=0)
-            else:
-                model.train_on_batch(images, labels)
-    return step
-
-
 def time_group(network: str, policy: str, jit: bool, time_steps: int, modes, batch: int,
-               repeats: int, images, labels, strategy: str = "default", fit_steps: int = 0) -> list:
+               repeats: int, images, labels) -> list:
     """Builds the modes of one configuration, warms them up and times them round-robin."""
     keras.mixed_precision.set_global_policy(policy)
     steps, macs, errors = {}, None, {}
-    scope = _scope(strategy)
     for mode in modes:
         try:
-            with scope():
-                model = _common.compiled_network(network, time_steps, mode, jit)
+            model = _common.compiled_network(network, time_steps, mode, jit)
             macs = macs or _common.layer_macs(model)
-            step = _step(model, scope, images, labels, fit_steps)
             for _ in range(2):
-                step()
-            steps[mode] = step
+                model.train_on_batch(images, labels)
+            steps[mode] = (lambda m=model: m.train_on_batch(images, labels))
         except Exception as error:  # noqa: BLE001 -- record and go on (e.g. XLA refusing an op)
             errors[mode] = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
     times, cpu = _common.interleaved_timing(steps, repeats)
-    if fit_steps:
-        times = {key: [t / fit_steps for t in values] for key, values in times.items()}
-        cpu = {key: [t / fit_steps for t in values] for key, values in cpu.items()}
     keras.mixed_precision.set_global_policy("float32")
     bounds = _common.compute_bounds(macs, time_steps) if macs else {}
-    median = {key: (_common.median(times[key]), _common.median(cpu[key])) for key in times}
+    median = {mode: (_common.median(times[mode]), _common.median(cpu[mode])) for mode in times}
     rows = []
     for mode in modes:
         row = {"network": network, "policy": policy, "jit": jit, "T": time_steps, "mode": mode,
-               "batch": batch, **bounds, **({"strategy": strategy} if strategy != "default" else {})}
-        key = mode
-        if key in errors:
-            row["error"] = errors[key]
+               "batch": batch, **bounds}
+        if mode in errors:
+            row["error"] = errors[mode]
         else:
-            (wall, cpu_s), ann = median[key], median.get("ann")
-            row.update(step_s=times[key], median_s=wall, images_per_s=batch / wall,
-                       ratio_to_ann=ann and wall / ann[0], cpu_s=cpu[key], median_cpu_s=cpu_s,
+            (wall, cpu_s), ann = median[mode], median.get("ann")
+            row.update(step_s=times[mode], median_s=wall, images_per_s=batch / wall,
+                       ratio_to_ann=ann and wall / ann[0], cpu_s=cpu[mode], median_cpu_s=cpu_s,
                        cpu_ratio_to_ann=ann and cpu_s / ann[1])
         rows.append(row)
     del steps
@@ -129,12 +82,10 @@ def main(argv) -> None:
             for jit in FLAGS.jit:
                 for time_steps in FLAGS.time_steps:
                     group = time_group(network, policy, jit == "1", int(time_steps), FLAGS.modes,
-                                       FLAGS.batch, FLAGS.repeats, images, labels, FLAGS.strategy,
-                                       FLAGS.fit_steps)
+                                       FLAGS.batch, FLAGS.repeats, images, labels)
                     print(f"{network} {policy} jit={jit} T={time_steps}: " + ", ".join(
-                        f"{r['mode']}{'@' + r['strategy'] if 'strategy' in r else ''} "
-                        + (f"{r['images_per_s']:.1f} img/s" if "error" not in r else "failed")
-                        for r in group), flush=True)
+                        f"{r['mode']} {r['images_per_s']:.1f} img/s" if "error" not in r else
+                        f"{r['mode']} failed" for r in group), flush=True)
                     rows += group
     _common.finish("train_step", {"rows": rows}, train_step_table, FLAGS.out)
 
