@@ -235,6 +235,18 @@ def digits_table(r: dict) -> str:
                     + [["mean", *(f"**{pct(mean[p])}**" for p in policies)]], ["seed", *policies])
 
 
+def onednn_table(r: dict) -> str:
+    """``bench.onednn``: per mode, the median wall and CPU s per training step with
+    ``TF_ENABLE_ONEDNN_OPTS`` 0 and 1 (fresh processes, alternating), the off / on ratios and
+    how far the two settings' logits are apart."""
+    return markdown([[row["network"], row["policy"], row["T"], row["mode"], f"{row['median_s_0']:.3f}",
+                      f"{row['median_s_1']:.3f}", f"**{row['off_over_on']:.2f}**", f"{row['cpu_off_over_on']:.2f}",
+                      f"{row['logits_max_abs_diff']:.1e}", pct(row["argmax_agreement"], 1)]
+                     for row in r["figures"]["rows"]],
+                    ["network", "policy", "T", "mode", "s / step, oneDNN off", "s / step, oneDNN on",
+                     "off / on (wall)", "off / on (CPU)", "logits: max difference", "same argmax"])
+
+
 def input_checks_table(r: dict) -> str:
     """``bench.input_checks``: per T, the asserts in the traced step and the inference time
     of the shipped checks and of checking every layer over no checks (quartiles of the
@@ -277,6 +289,7 @@ TABLES: dict[str, Table] = {
                                                     time_steps=["10"], policies=["float32"], repeats=3),
     "train_step_cifarnet_w4_graph": from_config(train_step_table, "train_step", networks=["cifarnet_w4"],
                                                 time_steps=["4", "10"], policies=["float32"], repeats=5),
+    "onednn_w4": from_config(onednn_table, "onednn", network="cifarnet_w4", time_steps=4),
     "train_step_bf16_without_avx512_bf16": from_config(
         train_step_table, "train_step", networks=["vgg11_w2", "cifarnet_w4"], time_steps=["4"],
         policies=["float32", "mixed_bfloat16"], repeats=5),
