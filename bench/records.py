@@ -73,8 +73,15 @@ def versions() -> dict[str, Optional[str]]:
     return found
 
 
+#: environment variables that change TensorFlow's kernels, threads or allocator (and so the
+#: speed, or the last bits of the numbers); a record lists those that were set
+ENVIRONMENT = ("TF_ENABLE_ONEDNN_OPTS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS",
+               "OMP_NUM_THREADS", "TF_CPU_ALLOCATOR_USE_BFC", "TF_XLA_FLAGS", "CUDA_VISIBLE_DEVICES")
+
+
 def machine() -> dict[str, Any]:
-    """CPU model, cores, memory, load average at the time of writing, platform."""
+    """CPU model, cores, memory, load average at the time of writing, platform, and the
+    variables of :data:`ENVIRONMENT` that were set."""
     cpu, memory = platform.processor() or "unknown", None
     try:
         with open("/proc/cpuinfo") as f:
@@ -90,7 +97,8 @@ def machine() -> dict[str, Any]:
     except OSError:
         load = None
     return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": memory, "loadavg_1_5_15": load,
-            "platform": platform.platform()}
+            "platform": platform.platform(),
+            "environment": {name: os.environ[name] for name in ENVIRONMENT if name in os.environ}}
 
 
 def jsonable(value: Any) -> Any:

@@ -49,7 +49,21 @@ def test_a_written_record_has_every_field_and_says_how_it_was_made(tmp_path):
                                  "tandem_keras": tandem_keras.__version__}
     assert first["machine"]["cores"] == os.cpu_count()
     assert first["command"].startswith("python -m ")
+    assert first["machine"]["environment"] == {name: os.environ[name] for name in records.ENVIRONMENT
+                                               if name in os.environ}
     assert [r["config"]["T"] for r in records.select(records.read(path), "unit")] == [4, 8]
+
+
+def test_a_record_says_which_tensorflow_variables_were_set(monkeypatch):
+    for name in records.ENVIRONMENT:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "1")
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    monkeypatch.setenv("SOME_OTHER_VARIABLE", "x")
+    assert records.make("unit", {})["machine"]["environment"] == {"TF_ENABLE_ONEDNN_OPTS": "1", "OMP_NUM_THREADS": "2"}
+    monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS")
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert records.make("unit", {})["machine"]["environment"] == {}
 
 
 def test_bad_records_are_refused(tmp_path):
