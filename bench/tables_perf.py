@@ -235,16 +235,37 @@ def digits_table(r: dict) -> str:
                     + [["mean", *(f"**{pct(mean[p])}**" for p in policies)]], ["seed", *policies])
 
 
-def onednn_table(r: dict) -> str:
-    """``bench.onednn``: per mode, the median wall and CPU s per training step with
-    ``TF_ENABLE_ONEDNN_OPTS`` 0 and 1 (fresh processes, alternating), the off / on ratios and
-    how far the two settings' logits are apart."""
-    return markdown([[row["network"], row["policy"], row["T"], row["mode"], f"{row['median_s_0']:.3f}",
-                      f"{row['median_s_1']:.3f}", f"**{row['off_over_on']:.2f}**", f"{row['cpu_off_over_on']:.2f}",
-                      f"{row['logits_max_abs_diff']:.1e}", pct(row["argmax_agreement"], 1)]
-                     for row in r["figures"]["rows"]],
-                    ["network", "policy", "T", "mode", "s / step, oneDNN off", "s / step, oneDNN on",
-                     "off / on (wall)", "off / on (CPU)", "logits: max difference", "same argmax"])
+def onednn_table(*used: dict) -> str:
+    """``bench.onednn`` records (one row per record and mode): the median wall and CPU s per
+    training step with ``TF_ENABLE_ONEDNN_OPTS`` 0 and 1 (fresh processes, alternating), the
+    off / on ratios, the range of the per-round ratios, and how far the two settings' logits are
+    apart."""
+    rows = []
+    for r in used:
+        runs = r["figures"].get("runs", [])
+        for row in r["figures"]["rows"]:
+            by_round: dict = {}
+            for run in runs:
+                by_round.setdefault(run.get("round"), {})[run["setting"]] = run["median_s"][row["mode"]]
+            ratios = [x["0"] / x["1"] for x in by_round.values() if "0" in x and "1" in x]
+            spread = f"{min(ratios):.2f}-{max(ratios):.2f}" if ratios else "-"
+            rows.append([r.get("date_utc", "")[:16].replace("T", " "), len(ratios) or "-", row["network"], row["T"],
+                         row["mode"], f"{row['median_s_0']:.3f}", f"{row['median_s_1']:.3f}",
+                         f"**{row['off_over_on']:.2f}**", spread, f"{row['cpu_off_over_on']:.2f}",
+                         f"{row['logits_max_abs_diff']:.1e}", pct(row["argmax_agreement"], 1)])
+    return markdown(rows, ["run (UTC)", "rounds", "network", "T", "mode", "s / step, oneDNN off",
+                           "s / step, oneDNN on", "off / on (wall)", "per round", "off / on (CPU)",
+                           "logits: max difference", "same argmax"])
+
+
+def onednn_records(table: Callable[..., str], **config: Any) -> Table:
+    """A table maker: ``table(*records)`` of every ``bench.onednn`` record run with ``config``."""
+    def make(rs):
+        used = records.select(rs, "onednn", **config)
+        if not used:
+            raise LookupError(f"no onednn record with {config}")
+        return table(*used), used
+    return make
 
 
 def input_checks_table(r: dict) -> str:
@@ -289,7 +310,7 @@ TABLES: dict[str, Table] = {
                                                     time_steps=["10"], policies=["float32"], repeats=3),
     "train_step_cifarnet_w4_graph": from_config(train_step_table, "train_step", networks=["cifarnet_w4"],
                                                 time_steps=["4", "10"], policies=["float32"], repeats=5),
-    "onednn_w4": from_config(onednn_table, "onednn", network="cifarnet_w4", time_steps=4),
+    "onednn_w4": onednn_records(onednn_table, network="cifarnet_w4", time_steps=4),
     "train_step_bf16_without_avx512_bf16": from_config(
         train_step_table, "train_step", networks=["vgg11_w2", "cifarnet_w4"], time_steps=["4"],
         policies=["float32", "mixed_bfloat16"], repeats=5),
