@@ -9,9 +9,12 @@ top-1 / top-5 metrics of ``python -m train``), as ``python -m train`` builds it.
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import statistics
+import subprocess
+import sys
 import time
 from typing import Callable, Dict, List, NoReturn, Sequence
 
@@ -138,6 +141,19 @@ def interleaved_timing(steps: Dict[str, Callable[[], None]], repeats: int) -> tu
             wall[key].append(time.perf_counter() - start)
             cpu[key].append(time.process_time() - cpu_start)
     return wall, cpu
+
+
+def run_child(module: str, args: Sequence[str], **environment: str) -> dict:
+    """Runs ``python -m module *args`` in a fresh process with ``environment`` added to this
+    one's and returns the JSON object of its last stdout line that starts with ``{`` (the
+    child's measurement); a child that fails or prints none raises, with its stderr's tail."""
+    command = [sys.executable, "-m", module, *args]
+    result = subprocess.run(command, capture_output=True, text=True, check=False,
+                            env=dict(os.environ, **environment))
+    lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
+    if result.returncode != 0 or not lines:
+        raise RuntimeError(f"{' '.join(command)} failed ({result.returncode}):\n{result.stderr[-2000:]}")
+    return json.loads(lines[-1])
 
 
 def finish(kind: str, figures: Dict, table: Callable[[dict], str], out: str = "") -> dict:

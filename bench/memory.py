@@ -21,8 +21,6 @@ from __future__ import annotations
 import json
 import os
 import resource
-import subprocess
-import sys
 
 from bench import _common
 from bench._common import flags, keras
@@ -85,15 +83,9 @@ def measure_child() -> dict:
 
 def measure(mode: str, time_steps: str) -> dict:
     """:func:`measure_child` of one configuration in a fresh process (its last stdout line)."""
-    command = [sys.executable, "-m", "bench.memory", "--child", f"--network={FLAGS.network}",
-               f"--mode={mode}", f"--T={time_steps}", f"--policy={FLAGS.policy}", f"--batch={FLAGS.batch}",
-               f"--steps={FLAGS.steps}", f"--jit={FLAGS.jit}"]
-    result = subprocess.run(command, capture_output=True, text=True, check=False,
-                            env=dict(os.environ, TF_CPU_ALLOCATOR_USE_BFC="true"))
-    lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
-    if result.returncode != 0 or not lines:
-        raise RuntimeError(f"{' '.join(command)} failed ({result.returncode}):\n{result.stderr[-2000:]}")
-    return json.loads(lines[-1])
+    return _common.run_child("bench.memory", [
+        "--child", f"--network={FLAGS.network}", f"--mode={mode}", f"--T={time_steps}", f"--policy={FLAGS.policy}",
+        f"--batch={FLAGS.batch}", f"--steps={FLAGS.steps}", f"--jit={FLAGS.jit}"], TF_CPU_ALLOCATOR_USE_BFC="true")
 
 
 def main(argv) -> None:

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import tempfile
 
 import numpy as np
@@ -74,16 +72,10 @@ def measure_child() -> dict:
 
 def measure(setting: str, logits_to: str) -> dict:
     """:func:`measure_child` in a fresh process with ``TF_ENABLE_ONEDNN_OPTS=setting``."""
-    command = [sys.executable, "-m", "bench.onednn", "--child", f"--network={FLAGS.network}",
-               f"--modes={','.join(FLAGS.modes)}", f"--time_steps={FLAGS.time_steps}",
-               f"--policy={FLAGS.policy}", f"--batch={FLAGS.batch}", f"--steps={FLAGS.steps}",
-               f"--logits_to={logits_to}"]
-    result = subprocess.run(command, capture_output=True, text=True, check=False,
-                            env=dict(os.environ, TF_ENABLE_ONEDNN_OPTS=setting))
-    lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
-    if result.returncode != 0 or not lines:
-        raise RuntimeError(f"{' '.join(command)} failed ({result.returncode}):\n{result.stderr[-2000:]}")
-    return json.loads(lines[-1])
+    return _common.run_child("bench.onednn", [
+        "--child", f"--network={FLAGS.network}", f"--modes={','.join(FLAGS.modes)}", f"--time_steps={FLAGS.time_steps}",
+        f"--policy={FLAGS.policy}", f"--batch={FLAGS.batch}", f"--steps={FLAGS.steps}", f"--logits_to={logits_to}"],
+        TF_ENABLE_ONEDNN_OPTS=setting)
 
 
 def summarize(runs: list[dict], logits: dict, modes: list[str], **config) -> dict:

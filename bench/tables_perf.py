@@ -56,6 +56,17 @@ def from_files(table: Callable[..., str], *sources: str, **options: Any) -> Tabl
     return make
 
 
+def from_every(table: Callable[..., str], kind: str, **config: Any) -> Table:
+    """A table maker: ``table(*records)`` of every record of ``kind`` run with ``config``,
+    oldest first."""
+    def make(rs):
+        used = records.select(rs, kind, **config)
+        if not used:
+            raise LookupError(f"no {kind} record with {config}")
+        return table(*used), used
+    return make
+
+
 def from_config(table: Callable[[dict], str], kind: str, **config: Any) -> Table:
     """A table maker: ``table(record)`` of the latest record of ``kind`` run with ``config``
     (its flags, as the record's config holds them)."""
@@ -258,16 +269,6 @@ def onednn_table(*used: dict) -> str:
                            "logits: max difference", "same argmax"])
 
 
-def onednn_records(table: Callable[..., str], **config: Any) -> Table:
-    """A table maker: ``table(*records)`` of every ``bench.onednn`` record run with ``config``."""
-    def make(rs):
-        used = records.select(rs, "onednn", **config)
-        if not used:
-            raise LookupError(f"no onednn record with {config}")
-        return table(*used), used
-    return make
-
-
 def input_checks_table(r: dict) -> str:
     """``bench.input_checks``: per T, the asserts in the traced step and the inference time
     of the shipped checks and of checking every layer over no checks (quartiles of the
@@ -310,7 +311,7 @@ TABLES: dict[str, Table] = {
                                                     time_steps=["10"], policies=["float32"], repeats=3),
     "train_step_cifarnet_w4_graph": from_config(train_step_table, "train_step", networks=["cifarnet_w4"],
                                                 time_steps=["4", "10"], policies=["float32"], repeats=5),
-    "onednn_w4": onednn_records(onednn_table, network="cifarnet_w4", time_steps=4),
+    "onednn_w4": from_every(onednn_table, "onednn", network="cifarnet_w4", time_steps=4),
     "train_step_bf16_without_avx512_bf16": from_config(
         train_step_table, "train_step", networks=["vgg11_w2", "cifarnet_w4"], time_steps=["4"],
         policies=["float32", "mixed_bfloat16"], repeats=5),
