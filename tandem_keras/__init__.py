@@ -15,7 +15,7 @@ to a tandem SNN, threshold calibration, the progressive schedule), ``plots`` (ma
 """
 
 from tandem_keras import _backend  # noqa: F401  (first: refuses a non-TensorFlow Keras backend)
-from tandem_keras import analysis, decoding, export, metrics, neurons, plots, surrogates, synops, tandem
+from tandem_keras import analysis, decoding, diagnosis, export, metrics, neurons, plots, surrogates, synops, tandem
 from tandem_keras._checks import MODES
 from tandem_keras.export import export_model
 from tandem_keras.nir import encode_for_nir, export_nir  # needs `nir` only when called
@@ -50,6 +50,7 @@ __all__ = [
     "convert",
     "count_synops",
     "decoding",
+    "diagnosis",
     "describe_model",
     "export",
     "encode_for_nir",
