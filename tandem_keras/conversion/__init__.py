@@ -6,7 +6,8 @@
 """
 from tandem_keras.conversion.api import ConversionReport, convert
 from tandem_keras.conversion.build import ConversionError
+from tandem_keras.conversion.distill import Distiller
 from tandem_keras.conversion.progressive import ProgressiveTandem, set_stage, stage_of, stages
 
-__all__ = ["ConversionError", "ConversionReport", "ProgressiveTandem", "convert", "set_stage", "stage_of",
+__all__ = ["ConversionError", "ConversionReport", "Distiller", "ProgressiveTandem", "convert", "set_stage", "stage_of",
            "stages"]
