@@ -39,6 +39,10 @@ flags.DEFINE_integer("time_steps", 4, "T.")
 flags.DEFINE_enum("mode", "tandem", list(tk.MODES), "Training mode.")
 flags.DEFINE_float("initial_potential", 0.5, "V(0) as a fraction of theta.")
 flags.DEFINE_string("init_from", "", "A trained ANN (.keras or export directory) to convert.")
+flags.DEFINE_float("rounding", None, "Conversion: the quantizer's offset (default: --initial_potential); "
+                   "(rounding - initial_potential) theta goes into each spiking layer's bias.")
+flags.DEFINE_string("start_from", "", "A trained tandem model (.keras or export directory) to train further "
+                    "in --mode, as it is.")
 flags.DEFINE_float("percentile", 99.9, "Conversion: the calibration percentile.")
 flags.DEFINE_string("distill", "", "A trained model (.keras or export directory) to distill from.")
 flags.DEFINE_float("alpha", 0.5, "Distillation: the weight of the teacher's term.")
@@ -65,14 +69,31 @@ def _model(source, calibration) -> keras.Model:
     import models
 
     neuron = tk.neurons.IF(initial_potential=FLAGS.initial_potential)
+    if FLAGS.start_from:
+        trained = keras.models.load_model(_keras_file(FLAGS.start_from), compile=False)
+        return tk.with_mode(trained, FLAGS.mode)
     if FLAGS.init_from:
         ann = keras.models.load_model(_keras_file(FLAGS.init_from), compile=False)
         snn = tk.convert(ann, time_steps=FLAGS.time_steps, calibration_data=calibration,
                          percentile=FLAGS.percentile, neuron=neuron)
+        if FLAGS.rounding is not None and FLAGS.rounding != FLAGS.initial_potential:
+            _shift_biases(snn, FLAGS.rounding - FLAGS.initial_potential)
         return snn if FLAGS.mode == "tandem" else tk.with_mode(snn, FLAGS.mode)
     return models.BUILDERS[FLAGS.network](
         input_shape=source.image_shape, num_classes=source.num_classes, time_steps=FLAGS.time_steps,
         mode=FLAGS.mode, width_divisor=FLAGS.width_divisor, neuron=neuron)
+
+
+def _shift_biases(model: keras.Model, shift: float) -> None:
+    """Adds ``shift * theta`` to the bias of every spiking layer (a TandemAdd: of its first
+    input, a synapse-only layer's current, divided by its input weight)."""
+    for layer in model.layers:
+        if isinstance(layer, tk.TandemAdd):
+            branch = layer._inbound_nodes[0].input_tensors[0]._keras_history[0]
+            w = layer.scales[0] if layer.scales else 1.0
+            branch.beta.assign(branch.beta + shift * layer.threshold / w)
+        elif isinstance(layer, tk.TandemLayer) and layer.neuron is not None:
+            layer.beta.assign(layer.beta + shift * layer.threshold)
 
 
 def val_error(model: keras.Model, val) -> float:

@@ -38,9 +38,14 @@ def _network(r: dict) -> str:
 
 
 def _training(c: dict) -> str:
+    if c.get("start_from"):
+        return f"{c['mode']}, from {os.path.basename(os.path.normpath(c['start_from']))}"
     start = f"converted from {os.path.basename(os.path.normpath(c['init_from']))}, p{c['percentile']:g}" \
         if c.get("init_from") else "scratch"
-    parts = [c["mode"], f"V(0)={c['initial_potential']:g}θ", start]
+    v0 = f"V(0)={c['initial_potential']:g}θ"
+    if c.get("rounding") is not None and c["rounding"] != c["initial_potential"]:
+        v0 += f" + {c['rounding'] - c['initial_potential']:g}θ bias"
+    parts = [c["mode"], v0, start]
     if c.get("distill"):
         parts.append(f"distilled (α={c['alpha']:g}, τ={c['temperature']:g})")
     return ", ".join(parts)
