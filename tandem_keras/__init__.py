@@ -15,19 +15,19 @@ to a tandem SNN, threshold calibration, the progressive schedule), ``plots`` (ma
 """
 
 from tandem_keras import _backend  # noqa: F401  (first: refuses a non-TensorFlow Keras backend)
-from tandem_keras import analysis, decoding, export, metrics, neurons, plots, surrogates, synops, tandem
+from tandem_keras import analysis, decoding, export, kinds, metrics, neurons, plots, surrogates, synops, tandem
 from tandem_keras._checks import MODES
 from tandem_keras.export import export_model
 from tandem_keras.nir import encode_for_nir, export_nir  # needs `nir` only when called
 from tandem_keras.layers import (AveragePooling2D, GlobalAveragePooling2D, MaxPooling2D, SpikeCount,
-                                 SpikeEncoder, TandemAdd, TandemConv2D, TandemDense, TandemDepthwiseConv2D,
-                                 TandemLayer,
-                                 TimeFlatten)
+                                 SpikeEncoder, TandemAdd, TandemLayer, TimeFlatten)
+from tandem_keras.layers.linear import *  # noqa: F401,F403  (TandemConv2D, TandemDense, ...: linear.__all__)
+from tandem_keras.layers import linear as _linear
 from tandem_keras.modes import set_mode, with_mode
 from tandem_keras import conversion
 from tandem_keras.conversion import convert
-from tandem_keras.synops import (ActivityLogger, count_synops, describe_model, register_device,
-                                 register_layer, summary)
+from tandem_keras.synops import ActivityLogger, count_synops, describe_model, register_device, summary
+from tandem_keras.kinds import register_layer
 
 from tandem_keras._version import __version__
 
@@ -40,9 +40,6 @@ __all__ = [
     "TandemAdd",
     "SpikeCount",
     "SpikeEncoder",
-    "TandemConv2D",
-    "TandemDense",
-    "TandemDepthwiseConv2D",
     "TandemLayer",
     "TimeFlatten",
     "analysis",
@@ -52,6 +49,7 @@ __all__ = [
     "decoding",
     "describe_model",
     "export",
+    "kinds",
     "encode_for_nir",
     "export_model",
     "export_nir",
@@ -66,4 +64,4 @@ __all__ = [
     "synops",
     "tandem",
     "with_mode",
-]
+] + _linear.__all__

@@ -39,6 +39,7 @@ import math
 from typing import Any, Callable, Optional, Union
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 
@@ -96,6 +97,20 @@ class Neuron:
         shifted = tf.floor(potential / threshold + self.initial_potential)
         return tf.clip_by_value(shifted, 0.0, float(time_steps))
 
+    # -------------------------------------------------------------------- NIR
+    def nir_node(self, nir: Any, threshold: float, shape: tuple) -> Any:
+        """The NIR node of a layer of these neurons (channels-first ``shape``), for
+        :func:`tandem_keras.export_nir`. Raises ``NotImplementedError`` if NIR has none."""
+        raise NotImplementedError(f"NIR has no node for the neuron {self!r}")
+
+    def _nir_metadata(self, threshold: float) -> dict:
+        """``reset = "subtract"`` (NIR 1.0 resets *to* ``v_reset``) and ``v_initial`` (NIR
+        1.0's neurons have no initial state: a simulator must start the potential there)."""
+        metadata: dict = {"reset": "subtract"}
+        if self.initial_potential:
+            metadata["v_initial"] = float(self.initial_potential) * float(threshold)
+        return metadata
+
     # ----------------------------------------------------------------- config
     def get_config(self) -> dict:
         return {"initial_potential": self.initial_potential}
@@ -120,6 +135,12 @@ class IF(Neuron):
 
     def step(self, potential, current):
         return potential + current
+
+    def nir_node(self, nir, threshold, shape):
+        """``IF(r=1, v_threshold=theta, v_reset=0)``."""
+        full = lambda value: np.full(shape, value, np.float32)  # noqa: E731
+        return nir.IF(r=full(1.0), v_threshold=full(threshold), v_reset=full(0.0),
+                      metadata=self._nir_metadata(threshold))
 
 
 @keras.saving.register_keras_serializable(package="tandem_keras")
@@ -147,6 +168,18 @@ class LIF(Neuron):
 
     def step(self, potential, current):
         return self.beta * potential + current
+
+    def nir_node(self, nir, threshold, shape):
+        """``LIF(tau, r=tau, v_leak=0, v_threshold=theta)``, ``tau = 1/(1-beta)`` time steps
+        (NIR's ``tau dv/dt = v_leak - v + r I`` under forward Euler, one step per time
+        step, is ``v(t) = beta v(t-1) + I(t)``); ``beta = 1`` is the IF node."""
+        if self.beta == 1.0:
+            return IF.nir_node(self, nir, threshold, shape)
+        tau = 1.0 / (1.0 - self.beta)
+        full = lambda value: np.full(shape, value, np.float32)  # noqa: E731
+        metadata = dict(self._nir_metadata(threshold), tau_unit="time step")
+        return nir.LIF(tau=full(tau), r=full(tau), v_leak=full(0.0), v_threshold=full(threshold),
+                       v_reset=full(0.0), metadata=metadata)
 
     def get_config(self) -> dict:
         return {"beta": self.beta, **super().get_config()}

@@ -7,7 +7,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from tandem_keras import neurons, tandem
+from tandem_keras import kinds, neurons, tandem
 from tandem_keras._checks import (ModeMixin, check_choice, check_finite, check_threshold,
                                   check_time_steps, layer_label, mark_spikes)
 
@@ -104,3 +104,13 @@ class SpikeEncoder(ModeMixin, keras.layers.Layer):
         config.update(time_steps=self.time_steps, threshold=self.threshold,
                       encoding=self.encoding, mode=self.mode, neuron=neurons.serialize(self.neuron))
         return config
+
+
+def _carries(layer, inputs) -> kinds.Carry:
+    if layer.encoding == "spike":
+        return kinds.Carry("spikes")
+    return kinds.Carry("analog", layer, "encoding='current' sends an analog current, not spikes; "
+                                        "set analog_input=True on the layer it feeds", unit=True)
+
+
+kinds.register_layer(SpikeEncoder, "encoder", carries=_carries, neurons=True, convert="keep")

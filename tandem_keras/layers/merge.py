@@ -9,7 +9,8 @@ from typing import Any, Optional, Sequence
 import keras
 import tensorflow as tf
 
-from tandem_keras import neurons, surrogates, tandem
+from tandem_keras import kinds, neurons, nir, surrogates, tandem
+from tandem_keras.synops import layer_specs
 from tandem_keras._checks import (ModeMixin, check_threshold, check_time_axis, layer_label,
                                   mark_spikes)
 
@@ -153,3 +154,7 @@ class TandemAdd(ModeMixin, keras.layers.Layer):
                       scales=self.scales, surrogate=surrogates.serialize(self.surrogate),
                       mode=self.mode)
         return config
+
+
+kinds.register_layer(TandemAdd, "spiking_weighted", layer_specs.identity_spec, spike_inputs_only=True,
+                     carries="spikes", neurons=True, nir=nir.tandem_add, convert="keep")

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tandem_keras import tandem
+from tandem_keras import kinds, nir, tandem
 from tandem_keras._checks import is_marked_spikes, keep_tag, layer_label
 
 
@@ -91,3 +91,8 @@ class TimeFlatten(keras.layers.Layer):
         if value is not None:
             flat = tandem.attach_ann_value(flat, tf.reshape(value, [-1, features]))
         return flat
+
+
+kinds.register_layer(SpikeCount, "transparent", time="drop", nir=nir.spike_count,
+                     decoding="spike_count", convert="keep")
+kinds.register_layer(TimeFlatten, "transparent", nir=nir.time_flatten, convert="keep")

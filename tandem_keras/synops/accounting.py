@@ -16,7 +16,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from tandem_keras.synops import composite, registry
+from tandem_keras.synops import composite, devices
 
 #: Metadata format written by :func:`tandem_keras.describe_model` (and ``export_model``).
 METADATA_FORMAT = "tandem_keras.activity/2"
@@ -123,8 +123,8 @@ class ActivityAccumulator:
             "synops_ratio": snn / ann if ann else float("nan"),
             "encoder_macs": encoder,
             "synops_ratio_with_encoder": (snn + encoder) / ann if ann else float("nan"),
-            "device": registry.get_device(device).name,
-            "energy_snn_joules": registry.energy_joules(snn, encoder, device),
-            "energy_ann_joules": registry.energy_joules(0.0, ann, device),
+            "device": devices.get_device(device).name,
+            "energy_snn_joules": devices.energy_joules(snn, encoder, device),
+            "energy_ann_joules": devices.energy_joules(0.0, ann, device),
             "layers": layers,
         }
