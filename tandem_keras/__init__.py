@@ -4,8 +4,9 @@ Wu et al., "A Tandem Learning Rule for Efficient and Rapid Inference on Deep Spi
 Neural Networks" (arXiv 1907.01167). The forward pass of every tandem layer is the exact
 integrate-and-fire SNN; its gradient comes from the coupled bounded-ReLU ANN.
 
-Modules: ``neurons`` (IF and LIF neurons, serializable), ``tandem`` (the couplings),
-``layers`` (tandem layers, pooling on spike trains, ``TandemAdd``), ``modes``,
+Modules: ``kinds`` (the registry of layer kinds: what every tool reads of a layer),
+``neurons`` (IF and LIF neurons, serializable), ``couplings`` (SNN forward, coupled ANN
+backward), ``layers`` (tandem layers, pooling on spike trains, ``TandemAdd``), ``modes``,
 ``synops`` (the model's graph read for SynOps: fan-out through pooling and merges, MACs,
 energy, devices, ``tk.summary``, ``ActivityLogger``), ``export`` (SavedModel with
 activity), ``analysis`` (Fig. 7C, Fig. 9), ``metrics`` (top-k with one tie rule),
@@ -14,9 +15,9 @@ rule), ``nir`` (NIR export), ``conversion`` (``tk.convert``: a trained Keras ANN
 to a tandem SNN, threshold calibration, the progressive schedule), ``plots`` (matplotlib figures; needs the ``plots`` extra).
 """
 
-from tandem_keras import _backend  # noqa: F401  (first: refuses a non-TensorFlow Keras backend)
-from tandem_keras import analysis, decoding, export, kinds, metrics, neurons, plots, surrogates, synops, tandem
-from tandem_keras._checks import MODES
+from tandem_keras import _backend  # noqa: F401(first: refuses a non-TensorFlow Keras backend)
+from tandem_keras import analysis, couplings, decoding, export, kinds, metrics, neurons, plots, surrogates, synops
+from tandem_keras.modes import MODES
 from tandem_keras.export import export_model
 from tandem_keras.nir import encode_for_nir, export_nir  # needs `nir` only when called
 from tandem_keras.layers import (AveragePooling2D, GlobalAveragePooling2D, MaxPooling2D, SpikeCount,
@@ -45,6 +46,7 @@ __all__ = [
     "analysis",
     "conversion",
     "convert",
+    "couplings",
     "count_synops",
     "decoding",
     "describe_model",
@@ -62,6 +64,5 @@ __all__ = [
     "summary",
     "surrogates",
     "synops",
-    "tandem",
     "with_mode",
 ] + _linear.__all__

@@ -1,4 +1,7 @@
-"""Argument checks shared by the layers: each raises a ValueError naming the problem."""
+"""Checks shared by the layers, each raising a ValueError (eagerly) or a
+``tf.debugging.Assert`` (traced) that names the problem: arguments, the spike-train shape
+and time axis, the values at inference, and the tags by which the library's own spike
+trains and currents skip the value check."""
 
 from __future__ import annotations
 
@@ -7,11 +10,6 @@ from typing import Sequence
 
 import keras
 import tensorflow as tf
-
-from tandem_keras import kinds
-
-MODES = ("tandem", "ann", "quantized", "bptt")
-
 
 def check_time_steps(time_steps, owner: str) -> int:
     """``time_steps`` must be an integer >= 1 (bools and floats are refused)."""
@@ -40,19 +38,6 @@ def check_choice(value, name: str, choices: Sequence[str], owner: str) -> str:
         raise ValueError(
             f"{owner}: unknown {name} {value!r}; expected one of {', '.join(map(repr, choices))}."
         )
-    return value
-
-
-def check_pair(value, name: str, owner: str) -> tuple:
-    """A positive int or a pair of them (kernel sizes, strides, pool sizes) as a pair."""
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-        value = (int(value), int(value))
-    try:
-        value = tuple(int(v) for v in value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{owner}: {name} must be a positive int or a pair of them, got {value!r}.") from None
-    if len(value) != 2 or min(value) < 1:
-        raise ValueError(f"{owner}: {name} must be a positive int or a pair of them, got {value}.")
     return value
 
 
@@ -225,19 +210,3 @@ def check_finite(inputs: tf.Tensor, owner: str):
             raise ValueError(f"{message} ({count} of {int(tf.size(x))} values).")
         return None
     return tf.debugging.Assert(ok, [message + "."])
-
-
-class ModeMixin:
-    """A ``mode`` attribute checked against ``MODES`` on every assignment (layers' mixin)."""
-
-    @property
-    def mode(self) -> str:
-        """``"tandem"``, ``"ann"``, ``"quantized"`` or ``"bptt"`` (see ``tandem_keras.modes``)."""
-        return self._mode
-
-    @mode.setter
-    def mode(self, value: str) -> None:
-        self._mode = check_choice(value, "mode", MODES, type(self).__name__)
-
-
-kinds.register_layer(ModeMixin, modes=True, convert="keep")

@@ -43,7 +43,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from tandem_keras import kinds, nir, tandem
+from tandem_keras import _nir_nodes, couplings, kinds
 from tandem_keras.layers import TandemDense
 from tandem_keras.surrogates import StraightThrough
 
@@ -151,7 +151,7 @@ class SpikeCountOutput(TandemDense):
 
     def call(self, inputs, training=None):
         spikes = super().call(inputs, training=training)
-        counts = tandem.ann_value(spikes, tf.float32)
+        counts = couplings.ann_value(spikes, tf.float32)
         if self.tie_break == "membrane" and self.mode != "ann":
             counts = counts + tf.stop_gradient(membrane_tie_break(
                 self.final_potential(inputs, counts), self.threshold))
@@ -164,7 +164,7 @@ class SpikeCountOutput(TandemDense):
         and ``sum_t z(t) = W c_in + b`` (the per-step bias is ``b / T``).
         """
         kernel = tf.cast(tf.stop_gradient(tf.convert_to_tensor(self.kernel)), tf.float32)
-        c_in = tf.stop_gradient(tandem.ann_value(inputs, tf.float32))
+        c_in = tf.stop_gradient(couplings.ann_value(inputs, tf.float32))
         v_f = tf.matmul(c_in, kernel)
         if self.use_bias:
             v_f = v_f + tf.cast(self.bias, tf.float32)
@@ -241,4 +241,4 @@ def with_membrane_tie_break(model: keras.Model, output_layer: str = "output_neur
 # The output neurons' spikes leave the network (fan-out 0): for SynOps a readout fed by
 # spikes (its output has no time axis), its MACs and fan-in counted like the paper's output layer.
 kinds.register_layer(SpikeCountOutput, role="weighted", time="drop", carries="analog",
-                     decoding=lambda layer: layer.decoding, nir=nir.spike_count_output)
+                     decoding=lambda layer: layer.decoding, nir=_nir_nodes.spike_count_output)

@@ -445,7 +445,7 @@ def _register_keras() -> None:
     _KERAS_DONE = True
     import keras
 
-    from tandem_keras import nir
+    from tandem_keras import _nir_nodes
     from tandem_keras.synops import layer_specs as S
 
     L = keras.layers
@@ -453,12 +453,12 @@ def _register_keras() -> None:
     for cls in (L.Dropout, L.SpatialDropout1D, L.SpatialDropout2D, L.SpatialDropout3D,
                 L.GaussianDropout, L.GaussianNoise, L.AlphaDropout, L.Identity,
                 L.ActivityRegularization):
-        table[cls] = Kind("transparent", nir=nir.pass_through, convert="dropout")
+        table[cls] = Kind("transparent", nir=_nir_nodes.pass_through, convert="dropout")
     for cls in (L.GaussianNoise, L.GaussianDropout, L.AlphaDropout, L.SpatialDropout1D,
                 L.SpatialDropout2D, L.SpatialDropout3D, L.ActivityRegularization):
         table[cls] = dataclasses.replace(table[cls], convert=None)
     table[L.Identity] = dataclasses.replace(table[L.Identity], convert="identity")
-    table[L.Flatten] = Kind("transparent", nir=nir.flatten, convert="flatten")
+    table[L.Flatten] = Kind("transparent", nir=_nir_nodes.flatten, convert="flatten")
     table[L.Reshape] = Kind("transparent")
     table[L.ZeroPadding2D] = Kind(convert="per_step", carries=_concatenate_carries)
     for cls in (L.Rescaling, L.Normalization):
@@ -470,28 +470,28 @@ def _register_keras() -> None:
     table[L.Softmax] = Kind("elementwise", convert="activation")
     table[L.InputLayer] = Kind(convert="input")
     for cls in (L.Conv1D, L.Conv2D):
-        table[cls] = Kind("weighted", S.conv_spec, nir_linear=nir.conv_synapses, convert="weighted")
+        table[cls] = Kind("weighted", S.conv_spec, nir_linear=_nir_nodes.conv_synapses, convert="weighted")
     table[L.Conv3D] = Kind("weighted", S.conv_spec, convert="weighted")   # NIR 1.0 has no Conv3d
     table[L.DepthwiseConv2D] = Kind("weighted", S.depthwise_conv2d_spec,
-                                    nir_linear=nir.depthwise_synapses, convert="weighted")
+                                    nir_linear=_nir_nodes.depthwise_synapses, convert="weighted")
     table[L.SeparableConv2D] = Kind("weighted", S.separable_conv2d_spec,
-                                    nir_linear=nir.separable_synapses, convert="weighted")
-    table[L.Dense] = Kind("weighted", S.dense_spec, nir=nir.readout, nir_linear=nir.dense_synapses,
+                                    nir_linear=_nir_nodes.separable_synapses, convert="weighted")
+    table[L.Dense] = Kind("weighted", S.dense_spec, nir=_nir_nodes.readout, nir_linear=_nir_nodes.dense_synapses,
                           convert="weighted", decoding="membrane")
     for cls in (L.AveragePooling1D, L.AveragePooling2D, L.AveragePooling3D,
                 L.GlobalAveragePooling1D, L.GlobalAveragePooling2D, L.GlobalAveragePooling3D):
         table[cls] = Kind(carries=_keras_pooling_carries)
     table[L.AveragePooling2D] = Kind("linear", S.avg_pool2d_spec, carries=_keras_pooling_carries,
-                                     nir=nir.avg_pool, convert="avg_pool")
+                                     nir=_nir_nodes.avg_pool, convert="avg_pool")
     table[L.GlobalAveragePooling2D] = Kind("linear", S.global_avg_pool2d_spec,
-                                           carries=_keras_pooling_carries, nir=nir.global_avg_pool,
+                                           carries=_keras_pooling_carries, nir=_nir_nodes.global_avg_pool,
                                            convert="global_avg_pool")
     for cls in (L.Add, L.Average):
         table[cls] = Kind("linear", merge=S.sum_merge, carries=_sum_carries)
-    table[L.Add] = dataclasses.replace(table[L.Add], nir=nir.add, convert="add")
+    table[L.Add] = dataclasses.replace(table[L.Add], nir=_nir_nodes.add, convert="add")
     table[L.Subtract] = Kind(carries=_sum_carries)
     table[L.Concatenate] = Kind("linear", merge=S.concat_merge, carries=_concatenate_carries,
-                                nir=nir.concatenate, convert="concatenate")
+                                nir=_nir_nodes.concatenate, convert="concatenate")
     table[L.MaxPooling2D] = Kind("spiking", convert="max_pool")   # on spike trains: a per-step OR
     for cls, kind in table.items():
         _KINDS.setdefault(cls, kind)

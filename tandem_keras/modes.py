@@ -15,8 +15,29 @@ from __future__ import annotations
 import keras
 
 from tandem_keras import kinds
-from tandem_keras._checks import MODES, check_choice
+from tandem_keras._checks import check_choice
 from tandem_keras._keras_internals import all_layers
+
+#: The modes of every layer that has them (``tk.MODES``).
+MODES = ("tandem", "ann", "quantized", "bptt")
+
+
+class ModeMixin:
+    """A ``mode`` attribute checked against :data:`MODES` on every assignment: mixed into
+    every library layer that has modes (registered in :mod:`tandem_keras.kinds` with
+    ``modes=True``, so that :func:`with_mode` and :func:`set_mode` switch its subclasses too)."""
+
+    @property
+    def mode(self) -> str:
+        """``"tandem"``, ``"ann"``, ``"quantized"`` or ``"bptt"`` (see :mod:`tandem_keras.modes`)."""
+        return self._mode
+
+    @mode.setter
+    def mode(self, value: str) -> None:
+        self._mode = check_choice(value, "mode", MODES, type(self).__name__)
+
+
+kinds.register_layer(ModeMixin, modes=True, convert="keep")
 
 
 def with_mode(model: keras.Model, mode: str) -> keras.Model:

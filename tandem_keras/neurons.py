@@ -54,6 +54,11 @@ class Neuron:
         """``V(t)`` from the potential after the previous reset and the current ``z(t)``."""
         raise NotImplementedError
 
+    def start(self, current: tf.Tensor) -> tf.Tensor:
+        """``V(1)`` from ``V(0) = 0``: ``step(0, z(1))`` (a neuron whose step adds the current
+        to a leaked potential returns ``z(1)`` itself, without an op)."""
+        return self.step(tf.zeros_like(current), current)
+
     def fire(self, current_at: Callable[[int], tf.Tensor], time_steps: int, threshold: float,
              out_dtype: Any) -> tf.Tensor:
         """The spike train ``s(1..T)`` (``out_dtype``) for the float32 currents ``current_at(t)``.
@@ -69,7 +74,7 @@ class Neuron:
         with tf.name_scope(f"{type(self).__name__.lower()}_neurons"):
             for t in range(time_steps):
                 z = current_at(t)
-                potential = z if potential is None else self.step(potential, z)
+                potential = self.start(z) if potential is None else self.step(potential, z)
                 spike = potential >= theta
                 potential = tf.where(spike, potential - theta, potential)
                 spikes.append(spike)
@@ -136,6 +141,9 @@ class IF(Neuron):
     def step(self, potential, current):
         return potential + current
 
+    def start(self, current):
+        return current
+
     def nir_node(self, nir, threshold, shape):
         """``IF(r=1, v_threshold=theta, v_reset=0)``."""
         full = lambda value: np.full(shape, value, np.float32)  # noqa: E731
@@ -168,6 +176,9 @@ class LIF(Neuron):
 
     def step(self, potential, current):
         return self.beta * potential + current
+
+    def start(self, current):
+        return current
 
     def nir_node(self, nir, threshold, shape):
         """``LIF(tau, r=tau, v_leak=0, v_threshold=theta)``, ``tau = 1/(1-beta)`` time steps
@@ -350,16 +361,3 @@ def heaviside_with_surrogate(potential_minus_threshold: tf.Tensor, width: float)
         return tf.cast(x >= 0.0, x.dtype), grad
 
     return _step(potential_minus_threshold)
-
-
-def integrate_and_fire_bptt(current: tf.Tensor, threshold: float = 1.0,
-                            neuron: Optional[Neuron] = None) -> tf.Tensor:
-    """The neuron of :func:`integrate_and_fire`, differentiable through time.
-
-    Same forward values; gradients flow through every step of the recurrence
-    (back-propagation through time) with the boxcar surrogate of
-    :func:`heaviside_with_surrogate` (width = threshold), and through the reset.
-    Every step's potential is kept for the backward pass, so memory grows with T:
-    this is the baseline the tandem rule is compared against.
-    """
-    return (neuron or IF()).fire_bptt(current, threshold)

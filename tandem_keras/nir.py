@@ -7,15 +7,25 @@ chips read. ``encode_for_nir(model, images)`` produces the graph's input. The mo
 is walked (branches, merges and pooling, not only chains); a node's input in NIR is the sum
 of its incoming edges.
 
-The mapping, layer by layer (NIR is channels-first, time is the simulator's loop):
+The mapping, layer by layer, as each layer's kind says (its ``nir`` and ``nir_linear``
+fields in :mod:`tandem_keras.kinds`: a tandem layer takes the synapse node of its Keras class;
+a user's layer registers its own). NIR is channels-first; time is the simulator's loop:
 
-- ``TandemConv2D`` -> ``Conv2d`` (weight ``W'`` from ``layer.folded_weights()``, HWIO ->
-  OIHW; bias ``b'/T``, the per-step bias) -> the neuron node ``<name>_if``; with
-  ``neuron=None`` (synapses only) the ``Conv2d`` alone, its current an input of the next
-  neuron. TensorFlow's asymmetric ``'same'`` padding (stride 2, even size: 0 top/left, 1
-  bottom/right) is reproduced exactly by a zero-embedded kernel and symmetric padding.
-- ``TandemDense`` -> ``Affine`` (``W'^T``, ``b'/T``) -> neuron; after a flatten its weight
-  columns are reordered from Keras's ``(h, w, c)`` to ``(c, h, w)``.
+- A tandem layer -> its synapse node(s) with the BN-folded weights ``W'`` of
+  ``layer.folded_weights()`` (moving statistics) and the per-step bias ``b'/T`` -> the
+  neuron node ``<name>_if``; with ``neuron=None`` (synapses only) the synapse node alone, its
+  current an input of the next neuron. The synapse nodes: ``TandemConv2D`` -> ``Conv2d``
+  (HWIO -> OIHW); ``TandemConv1D`` -> ``Conv1d``; ``TandemDepthwiseConv2D`` -> ``Conv2d``
+  with ``groups`` = its input channels; ``TandemSeparableConv2D`` -> two nodes, the depthwise
+  ``Conv2d`` ``<name>_depthwise`` (groups, no bias) and the pointwise 1x1 ``Conv2d``
+  ``<name>``; ``TandemDense`` -> ``Affine`` (``W'^T``), after a flatten its weight columns
+  reordered from Keras's ``(h, w, c)`` to ``(c, h, w)``. TensorFlow's asymmetric padding
+  (``'same'`` with stride 2 on an even size: 0 before, 1 after; ``'causal'``: all before) is
+  reproduced exactly by a zero-embedded kernel and symmetric padding.
+- ``Concatenate`` on the channel axis -> no node: each branch goes on as its own edges, and
+  the next weighted layer has one synapse node per branch (``<name>_in<i>``) with the
+  weights of that branch's input channels, every one an edge into the neuron node (a NIR
+  node sums its inputs). Pooling and flatten act on each branch.
 - ``TandemAdd`` (the residual neuron) -> one neuron node ``<name>_if`` with an edge from each
   input (the branch's current, the shortcut's spikes or projection current; a
   ``Scale`` node ``<name>_scale<i>`` for a weight ``w_i != 1``): two edges into one node.
@@ -28,13 +38,19 @@ The mapping, layer by layer (NIR is channels-first, time is the simulator's loop
   ``Flatten``, ``Add``) and a ``Dense`` -> the same per step, the ``Dense`` as ``Affine``
   (``W^T``, ``b/T``) and the graph's output; ``decode="spike_count"``: the output neurons.
   Either way **logits = the graph's output summed over the T steps**. ``Dropout`` is the
-  identity.
-- Max pooling has no NIR node and ``Concatenate`` no NIR equivalent: refused, naming them.
+  identity. ``SpikeCountOutput``'s tie rule (its decoding) reads the final membrane
+  potential, which NIR's neurons do not output: refused, naming the decoding.
+- Max pooling has no NIR node (refused, naming it), nor has a concatenation that is the
+  model's output or feeds ``TandemAdd``.
 - The analog encoder (everything up to and including ``SpikeEncoder``) is the boundary: the
-  graph's ``Input`` is the encoder's spike train ``[T, batch, C, H, W]``
-  (:func:`encode_for_nir`).
+  graph's ``Input`` is the encoder's spike train ``[T, batch, C, H, W]`` (or
+  ``[T, batch, C, L]``, :func:`encode_for_nir`).
 
-Neurons (:func:`tandem_keras._nir_nodes.neuron`): IF -> ``IF(r=1, v_threshold=theta,
+NIR 1.0's type check counts a grouped ``Conv2d``'s input channels from its weight (one
+group's): a graph with depthwise or separable layers is built without it and says so in its
+metadata (``type_check``); read it with ``nir.read(path, type_check=False)``.
+
+Neurons (``Neuron.nir_node`` of :mod:`tandem_keras.neurons`): IF -> ``IF(r=1, v_threshold=theta,
 v_reset=0)``; LIF with leak ``beta`` -> ``LIF(tau=1/(1-beta), r=tau, v_leak=0,
 v_threshold=theta)``, the time constant in time steps (``metadata["tau_unit"]``, graph
 ``dt = 1``): forward Euler of ``tau dv/dt = v_leak - v + r I`` with one step per time step is
@@ -72,7 +88,7 @@ from typing import Any, Optional, Sequence
 import keras
 import numpy as np
 
-from tandem_keras import _nir_nodes, kinds
+from tandem_keras import kinds
 from tandem_keras._keras_internals import call_nodes
 
 _SPIKING_MODES = ("tandem", "bptt")  # the same forward pass: the SNN
@@ -109,7 +125,8 @@ def unsupported(layer, why: str) -> ValueError:
     return ValueError(f"export_nir: cannot export layer '{layer.name}' ({type(layer).__name__}): {why}")
 
 
-def _chw(shape: tuple) -> np.ndarray:
+def channels_first(shape: tuple) -> np.ndarray:
+    """A channels-last shape ``(..., C)`` as NIR's ``(C, ...)``."""
     return np.array((shape[-1],) + tuple(shape[:-1]))
 
 
@@ -199,13 +216,13 @@ class Builder:
     def neurons(self, layer: Any, shape: tuple, *sources: Sequence[str]) -> Port:
         """The node of ``layer``'s neurons (``<name>_if``) fed by ``sources``."""
         try:
-            node = layer.neuron.nir_node(self.nir, float(layer.threshold), tuple(_chw(shape)))
+            node = layer.neuron.nir_node(self.nir, float(layer.threshold), tuple(channels_first(shape)))
         except NotImplementedError as error:
             raise unsupported(layer, str(error)) from None
         return port((self.add(layer.name + "_if", node, *sources),), shape, spiking=True)
 
     def flatten(self, name: str, part: Part, shape: tuple) -> tuple:
-        self.add(name, self.nir.Flatten(input_type={"input": _chw(shape)}, start_dim=0, end_dim=-1),
+        self.add(name, self.nir.Flatten(input_type={"input": channels_first(shape)}, start_dim=0, end_dim=-1),
                  part.sources)
         flat = (int(np.prod(shape)),)
         spatial = tuple(shape[:-1]) if len(shape) > 1 else part.spatial
@@ -217,217 +234,6 @@ def in_channels(weight: np.ndarray, port_: Port, part: Part, axis: int = -2) -> 
     index = [slice(None)] * weight.ndim
     index[axis] = slice(part.offset, part.offset + part.channels)
     return weight[tuple(index)]
-
-
-# --------------------------------------------------------------- the layers' mappings
-def pass_through(b: Builder, layer: Any, ports: list, out_shape: tuple) -> Port:
-    """``Dropout`` and other layers that are the identity at inference."""
-    return ports[0]
-
-
-def flatten(b: Builder, layer: Any, ports: list, out_shape: tuple) -> Port:
-    """``TimeDistributed(Flatten)``, or ``Flatten`` of counts: :func:`time_flatten`."""
-    if kinds.unwrap(layer) is layer and not ports[0].counted:
-        raise unsupported(layer, "a Flatten of a spike train flattens its time axis too; use "
-                                 "tk.TimeFlatten or TimeDistributed(Flatten).")
-    return time_flatten(b, layer, ports, out_shape)
-
-
-def time_flatten(b: Builder, layer: Any, ports: list, out_shape: tuple) -> Port:
-    """``TimeFlatten``: ``Flatten`` over ``(C, H, W)`` (per part)."""
-    p = ports[0]
-    if p.flat or len(p.shape) == 1:
-        return p
-    flat = b.per_part(layer, p, lambda part, name, shape: b.flatten(name, part, shape))
-    return dataclasses.replace(flat, shape=(int(np.prod(p.shape)),))
-
-
-def spike_count(b: Builder, layer: Any, ports: list, out_shape: tuple) -> Port:
-    """``SpikeCount``: the graph's output is summed over the steps by the reader; later
-    layers act on every step (the readout, pooling of counts)."""
-    return dataclasses.replace(ports[0], counted=True)
-
-
-def add(b: Builder, layer: Any, ports: list, out_shape: tuple) -> Port:
-    """A Keras ``Add`` of counts (a readout's): the sum of the inputs' edges."""
-    if len({(p.shape, p.flat, p.counted, len(p.parts)) for p in ports}) != 1 or len(ports[0].parts) != 1:
-        raise unsupported(layer, "its inputs differ in shape or layout.")
-    return port(sum((p.sources for p in ports), ()), ports[0].shape, counted=ports[0].counted)
-
-
-def avg_pool(b: Builder, layer: Any, ports: list, out_shape: tuple) -> Port:
-    """Average pooling: ``AvgPool2d`` (``'valid'``), or ``SumPool2d`` + ``Scale`` by the
-    number of the window's elements inside the image (``'same'``)."""
-    p = ports[0]
-    if len(p.shape) != 3 or p.flat:
-        raise unsupported(layer, f"its input has shape {p.shape}, not (H, W, C).")
-
-    def make(part, name, shape):
-        nodes, why = _nir_nodes.pooling(b.nir, kinds.unwrap(layer), shape[:2], part.channels)
-        if why:
-            raise unsupported(layer, why + ".")
-        sources = part.sources
-        for suffix, node in nodes:
-            sources = (b.add(name + suffix, node, sources),)
-        return Part(sources, 0, part.channels), tuple(out_shape[:-1]) + (part.channels,)
-
-    return b.per_part(layer, p, make)
-
-
-def global_avg_pool(b: Builder, layer: Any, ports: list, out_shape: tuple) -> Port:
-    """Global average pooling: ``AvgPool2d`` over the map, then ``Flatten`` (unless
-    ``keepdims``)."""
-    p = ports[0]
-    if len(p.shape) != 3 or p.flat:
-        raise unsupported(layer, f"its input has shape {p.shape}, not (H, W, C).")
-    keepdims = getattr(kinds.unwrap(layer), "keepdims", False)
-
-    def make(part, name, shape):
-        pooled = (b.add(name, _nir_nodes.global_pooling(b.nir, shape[:2]), part.sources),)
-        part = Part(pooled, 0, part.channels)
-        if keepdims:
-            return part, (1, 1, part.channels)
-        flat, _ = b.flatten(name + "_flatten", part, (1, 1, part.channels))
-        return dataclasses.replace(flat, spatial=()), (part.channels,)
-
-    return b.per_part(layer, p, make)
-
-
-def concatenate(b: Builder, layer: Any, ports: list, out_shape: tuple) -> Port:
-    """``Concatenate`` on the channel axis: no node; its parts go on as their own edges
-    (into the next weighted layer, with the weights of their channels)."""
-    rank = len(ports[0].shape)
-    axis = int(layer.axis)
-    if axis not in (-1, rank + 1) or len({p.shape[:-1] for p in ports}) != 1 or any(
-            p.flat for p in ports) or len({p.counted for p in ports}) != 1:
-        raise unsupported(layer, "only a concatenation of trains on the channel axis exports "
-                                 "(NIR has no concatenation node).")
-    parts, offset = [], 0
-    for p in ports:
-        for part in p.parts:
-            parts.append(dataclasses.replace(part, offset=offset + part.offset))
-        offset += p.shape[-1]
-    return Port(tuple(parts), ports[0].shape[:-1] + (offset,), all(p.spiking for p in ports),
-                ports[0].counted)
-
-
-def readout(b: Builder, layer: Any, ports: list, out_shape: tuple) -> Port:
-    """A Keras ``Dense`` on the counts (membrane decoding): ``Affine`` (``W^T``, ``b/T``) per
-    step; logits = the graph's output summed over the steps."""
-    if layer.activation not in (None, keras.activations.linear):
-        raise unsupported(layer, "the readout Dense must have no activation (logits).")
-    kernel = np.asarray(layer.kernel, np.float32)
-    bias = np.asarray(layer.bias, np.float32) if layer.use_bias else np.zeros(kernel.shape[-1], np.float32)
-    ends = b.linear(layer, ports[0], [kernel], bias / np.float32(b.time_steps))
-    return port(ends, out_shape, counted=ports[0].counted)
-
-
-def tandem_layer(b: Builder, layer: Any, ports: list, out_shape: tuple) -> Port:
-    """A tandem layer: its synapse node(s) with the BN-folded weights (moving statistics) and
-    the per-step bias ``b'/T``, then (unless ``neuron=None``) its neuron node ``<name>_if``."""
-    kernel, bias = layer.folded_weights()
-    kernels = kernel if isinstance(kernel, (tuple, list)) else (kernel,)
-    weights = [np.asarray(k, np.float32) for k in kernels]
-    ends = b.linear(layer, ports[0], weights, np.asarray(bias, np.float32) / np.float32(b.time_steps))
-    if layer.neuron is None:
-        return port(ends, out_shape)
-    return b.neurons(layer, out_shape, ends)
-
-
-def tandem_add(b: Builder, layer: Any, ports: list, out_shape: tuple) -> Port:
-    """``TandemAdd``: one neuron node with an edge from each input (a ``Scale`` node
-    ``<name>_scale<i>`` for a weight ``w_i != 1``)."""
-    scales = layer.scales or [1.0] * len(ports)
-    sources = []
-    for i, (p, w) in enumerate(zip(ports, scales)):
-        if len(p.parts) != 1:
-            raise unsupported(layer, "a concatenation reaches it (NIR has no concatenation node).")
-        if w != 1.0:
-            scale = np.full(tuple(_chw(p.shape)), w, np.float32)
-            sources.append((b.add(f"{layer.name}_scale{i}", b.nir.Scale(scale=scale), p.sources),))
-        else:
-            sources.append(p.sources)
-    return b.neurons(layer, out_shape, *sources)
-
-
-def max_pool(b: Builder, layer: Any, ports: list, out_shape: tuple) -> Port:
-    raise unsupported(layer, "NIR 1.0 has no max-pooling node; use average pooling "
-                             "(tk.AveragePooling2D), which exports as AvgPool2d / SumPool2d.")
-
-
-# ------------------------------------------------------------ synapse nodes of linear maps
-def dense_synapses(b: Builder, layer: Any, weights: list, bias: np.ndarray, port_: Port,
-                   part: Part, name: str) -> str:
-    """``Affine`` (``W^T``, bias) of a dense map; after a flatten, the rows of the part's
-    channels reordered from Keras's ``(h, w, c)`` to ``(c, h, w)``."""
-    kernel = weights[0]
-    if len(port_.shape) != 1:
-        raise unsupported(layer, f"its input has shape {port_.shape}; flatten it first (TimeFlatten).")
-    if part.spatial:  # rows of (positions, all channels) -> this part's (c, positions)
-        total = kernel.shape[0] // int(np.prod(part.spatial))
-        kernel = kernel.reshape(part.spatial + (total, -1))
-        kernel = in_channels(kernel, port_, part)
-        kernel = np.moveaxis(kernel, -2, 0).reshape(-1, kernel.shape[-1])
-    else:
-        kernel = kernel[part.offset:part.offset + part.channels]
-    return b.add(name, b.nir.Affine(weight=np.ascontiguousarray(kernel.T), bias=bias), part.sources)
-
-
-def conv_synapses(b: Builder, layer: Any, weights: list, bias: np.ndarray, port_: Port,
-                  part: Part, name: str) -> str:
-    """``Conv1d`` / ``Conv2d`` of a convolution (``groups=1``); TensorFlow's asymmetric
-    padding (``'same'`` with an odd total, ``'causal'``) by a zero-embedded kernel."""
-    rank = len(layer.kernel_size)
-    if len(port_.shape) != rank + 1 or port_.flat:
-        raise unsupported(layer, f"its input has shape {port_.shape}, not {rank} spatial axes and channels.")
-    kernel = in_channels(weights[0], port_, part)
-    weight, padding, dilation = _nir_nodes.conv_weight(layer, kernel, port_.shape[:-1])
-    return b.add(name, _nir_nodes.conv_node(b.nir, port_.shape[:-1], weight, layer.strides, padding,
-                                            dilation, 1, bias), part.sources)
-
-
-def depthwise_synapses(b: Builder, layer: Any, weights: list, bias: np.ndarray, port_: Port,
-                       part: Part, name: str) -> str:
-    """A depthwise convolution: ``Conv2d`` with ``groups`` = its input channels (output
-    channel ``c m + j`` reads input channel ``c``, as Keras's)."""
-    kernel = in_channels(weights[0], port_, part)              # [kh, kw, C, m]
-    if len(port_.parts) != 1:
-        raise unsupported(layer, "a concatenation reaches it (NIR has no concatenation node).")
-    kh, kw, c, m = kernel.shape
-    grouped = kernel.reshape(kh, kw, 1, c * m)                  # HWIO with I = 1 per group
-    weight, padding, dilation = _nir_nodes.conv_weight(layer, grouped, port_.shape[:-1])
-    return b.add(name, _nir_nodes.conv_node(b.nir, port_.shape[:-1], weight, layer.strides, padding,
-                                            dilation, c, bias), part.sources)
-
-
-def separable_synapses(b: Builder, layer: Any, weights: list, bias: np.ndarray, port_: Port,
-                       part: Part, name: str) -> str:
-    """A separable convolution: two nodes, the depthwise ``Conv2d`` (``groups``, no bias)
-    ``<name>_depthwise`` and the pointwise 1x1 ``Conv2d`` ``<name>`` with the bias."""
-    depthwise, pointwise = weights
-    depthwise = in_channels(depthwise, port_, part)             # [kh, kw, C_part, m]
-    kh, kw, c, m = depthwise.shape
-    start = part.offset * m
-    pointwise = pointwise[:, :, start:start + c * m]             # the part's depthwise outputs
-    weight, padding, dilation = _nir_nodes.conv_weight(layer, depthwise.reshape(kh, kw, 1, c * m),
-                                                       port_.shape[:-1])
-    spatial = tuple(port_.shape[:-1])
-    first = b.add(name + "_depthwise", _nir_nodes.conv_node(
-        b.nir, spatial, weight, layer.strides, padding, dilation, c, np.zeros(c * m, np.float32)),
-        part.sources)
-    out_spatial = tuple(_nir_nodes.conv_output_shape(layer, spatial))
-    point = np.ascontiguousarray(np.transpose(pointwise, (3, 2, 0, 1)))
-    return b.add(name, _nir_nodes.conv_node(b.nir, out_spatial, point, (1, 1), (0, 0), (1, 1), 1, bias),
-                 (first,))
-
-
-def spike_count_output(b: Builder, layer: Any, ports: list, out_shape: tuple) -> Port:
-    """``tk.decoding.SpikeCountOutput``: its tie rule reads the final membrane potential,
-    which NIR's neurons do not output."""
-    raise unsupported(layer, f"the model's decoding is {layer.decoding} ({layer.decoding_description}), "
-                             "which NIR's IF neurons cannot express: export its decode='spike_count' "
-                             "model (the same trained weights without the tie rule) or a "
-                             "membrane-decoded one.")
 
 
 def _layer_port(b: Builder, layer: Any, ports: list, out_shape: tuple) -> Port:
@@ -485,7 +291,7 @@ def export_nir(model: keras.Model, path: Optional[str | os.PathLike] = None) -> 
     b = Builder(nir, time_steps)
     start = encoder_node.outputs[0]
     shape = tuple(int(d) for d in start.shape[2:])  # channels-last, without T
-    b.add("input", nir.Input(input_type={"input": _chw(shape)}))
+    b.add("input", nir.Input(input_type={"input": channels_first(shape)}))
     ports = {id(start): port(("input",), shape, spiking=True)}
     for node in nodes[nodes.index(encoder_node) + 1:]:
         inputs = [ports.get(id(t)) for t in node.input_tensors]
@@ -505,7 +311,7 @@ def export_nir(model: keras.Model, path: Optional[str | os.PathLike] = None) -> 
     if len(output.parts) != 1:
         raise unsupported(nodes[-1].operation, "a concatenation is the model's output (NIR has no "
                                                "concatenation node).")
-    b.add("output", nir.Output(output_type={"output": _chw(output.shape)}), output.sources)
+    b.add("output", nir.Output(output_type={"output": channels_first(output.shape)}), output.sources)
     decoding = ("spike_count" if output.counted else "spike_train") if output.spiking else "membrane"
     from tandem_keras import __version__  # noqa: PLC0415  (avoid an import cycle)
 

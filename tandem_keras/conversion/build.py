@@ -25,7 +25,7 @@ from tandem_keras import neurons
 from tandem_keras._keras_internals import call_nodes
 from tandem_keras.conversion import patterns as P
 from tandem_keras.layers import (AveragePooling2D, GlobalAveragePooling2D, MaxPooling2D, SpikeCount,
-                                 SpikeEncoder, TandemAdd, TandemConv2D, TandemDense, TimeFlatten)
+                                 SpikeEncoder, TandemAdd, TimeFlatten)
 
 TRAINS = ("spikes", "current")
 MAX_POOLING = ("average", "spiking")

@@ -1,4 +1,4 @@
-"""Progressive tandem learning as a Keras callback (Wu et al., TPAMI 2021; issue 19).
+"""Progressive tandem learning as a Keras callback (Wu et al., TPAMI 2021).
 
 A converted model (or any tandem model) starts as its ANN (every spiking layer in
 ``"ann"`` mode) and its spiking layers are switched to ``"tandem"`` one at a time, input

@@ -3,7 +3,7 @@
 Keras's class checks the arguments, makes the kernel(s) and the bias, computes the output
 shape and applies the map; :class:`~tandem_keras.layers.tandem_layer.TandemLayer` adds the
 time axis, the neuron, the fused BN, the modes and the coupling, whose gradient is the map's
-own vector-Jacobian product at the counts (``tandem.shared_linear``, method §3.2). A class
+own vector-Jacobian product at the counts (``couplings.shared_linear``, method §3.2). A class
 says at most which Keras op its map is (``_linear``) and which kernels it takes; what every
 tool reads of it (SynOps, NIR, ``tk.convert``) comes from its Keras class's entry in the
 registry of layer kinds (:mod:`tandem_keras.kinds`). Forward and gradient: see

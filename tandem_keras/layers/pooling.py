@@ -19,8 +19,9 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from tandem_keras import kinds, nir, tandem
-from tandem_keras._checks import ModeMixin, check_spike_values, layer_label, mark_current, mark_spikes
+from tandem_keras import _nir_nodes, couplings, kinds
+from tandem_keras._checks import check_spike_values, layer_label, mark_current, mark_spikes
+from tandem_keras.modes import ModeMixin
 
 
 class SpikeTrainPooling(ModeMixin):
@@ -65,12 +66,12 @@ class SpikeTrainPooling(ModeMixin):
         """The pooled train (a current) with its ANN value, the pooled input value."""
         x = tf.cast(inputs, tf.float32)
         if self.mode not in ("tandem", "quantized"):
-            return mark_current(tf.cast(tandem.per_step(self._pool, x), self.compute_dtype))
+            return mark_current(tf.cast(couplings.per_step(self._pool, x), self.compute_dtype))
         # Linear: the ANN value is the pooled ANN value of the input (its gradient P^T grad).
-        pooled = tandem.per_step(self._pool, tf.stop_gradient(x))
-        value = self._pool(tandem.ann_value(inputs, tf.float32))
-        pooled = tandem.couple_train_to_value(pooled, value)
-        return mark_current(tandem.attach_ann_value(tf.cast(pooled, self.compute_dtype), value))
+        pooled = couplings.per_step(self._pool, tf.stop_gradient(x))
+        value = self._pool(couplings.ann_value(inputs, tf.float32))
+        pooled = couplings.couple_train_to_value(pooled, value)
+        return mark_current(couplings.attach_ann_value(tf.cast(pooled, self.compute_dtype), value))
 
     def get_config(self) -> dict:
         config = super().get_config()
@@ -155,19 +156,19 @@ class MaxPooling2D(SpikeTrainPooling, keras.layers.MaxPooling2D):
 
     def call(self, inputs, training=None):
         if self.mode == "ann":
-            return tandem.per_step(self._pool, inputs)
+            return couplings.per_step(self._pool, inputs)
         if not training and not self._input_proven:
             check_spike_values(inputs, layer_label(self), accept_currents=False)
         if self.mode == "bptt":
-            return mark_spikes(tandem.per_step(self._pool, inputs))
-        spikes = tandem.per_step(self._pool, tf.stop_gradient(inputs))
-        ann = self._pool(tandem.ann_value(inputs))       # max pooling of the input counts
+            return mark_spikes(couplings.per_step(self._pool, inputs))
+        spikes = couplings.per_step(self._pool, tf.stop_gradient(inputs))
+        ann = self._pool(couplings.ann_value(inputs))       # max pooling of the input counts
         with tf.name_scope("time_sums"):
-            count = tandem.couple_value(tf.reduce_sum(spikes, axis=1), ann)
-        out = tandem.couple_train_to_value(spikes, ann)
-        return mark_spikes(tandem.attach_ann_value(out, count))
+            count = couplings.couple_value(tf.reduce_sum(spikes, axis=1), ann)
+        out = couplings.couple_train_to_value(spikes, ann)
+        return mark_spikes(couplings.attach_ann_value(out, count))
 
 
-kinds.register_layer(AveragePooling2D, carries="current", nir=nir.avg_pool)
-kinds.register_layer(GlobalAveragePooling2D, carries="current", nir=nir.global_avg_pool)
-kinds.register_layer(MaxPooling2D, carries="spikes", nir=nir.max_pool)
+kinds.register_layer(AveragePooling2D, carries="current", nir=_nir_nodes.avg_pool)
+kinds.register_layer(GlobalAveragePooling2D, carries="current", nir=_nir_nodes.global_avg_pool)
+kinds.register_layer(MaxPooling2D, carries="spikes", nir=_nir_nodes.max_pool)

@@ -8,7 +8,7 @@ Keras's class checks the arguments, makes the kernel and the bias, computes the 
 and applies the map (``convolution_op``, a matrix product, ...); the mixin adds the time
 axis (time folded into the batch), the neuron, the fused batch normalization
 (``layers/_folded_bn.py``), the modes and the coupling. The coupled ANN's gradient is the
-map's own vector-Jacobian product at the counts (``tandem.shared_linear``), so a new linear
+map's own vector-Jacobian product at the counts (``couplings.shared_linear``), so a new linear
 map needs no backward. The layers themselves are in ``layers/linear.py``.
 """
 
@@ -20,11 +20,12 @@ from typing import Any, Optional
 import keras
 import tensorflow as tf
 
-from tandem_keras import kinds, neurons, nir, surrogates, tandem
-from tandem_keras._checks import (ModeMixin, assert_time_axis, check_spike_train_shape,
-                                  check_spike_values, check_threshold, check_time_axis, layer_label,
-                                  mark_current, mark_spikes, spike_train_input_spec)
+from tandem_keras import _nir_nodes, couplings, kinds, neurons, surrogates
+from tandem_keras._checks import (assert_time_axis, check_spike_train_shape, check_spike_values,
+                                  check_threshold, check_time_axis, layer_label, mark_current,
+                                  mark_spikes, spike_train_input_spec)
 from tandem_keras.layers._folded_bn import BN_INITIALIZERS, BN_REGULARIZERS, FoldedBatchNorm
+from tandem_keras.modes import ModeMixin
 
 
 class TandemLayer(FoldedBatchNorm, ModeMixin, keras.layers.Layer):
@@ -235,7 +236,7 @@ class TandemLayer(FoldedBatchNorm, ModeMixin, keras.layers.Layer):
         kernels = [tf.convert_to_tensor(k) for k in self._kernels()]
         dtype = kernels[0].dtype
         # The coupled ANN reads c_in, the input's ANN value (attached by a library layer).
-        counts = tandem.ann_value(inputs, dtype) if self.mode != "bptt" else None
+        counts = couplings.ann_value(inputs, dtype) if self.mode != "bptt" else None
         inputs = tf.cast(inputs, dtype)
         if self.mode == "tandem":
             return self._call_tandem(inputs, counts, kernels, training)
@@ -251,7 +252,7 @@ class TandemLayer(FoldedBatchNorm, ModeMixin, keras.layers.Layer):
         if self.neuron is None:
             spread = tf.expand_dims(v_f / float(self._time_steps), 1)
             current = tf.repeat(spread, self._time_steps, axis=1)
-            return mark_current(tandem.attach_ann_value(current, v_f))
+            return mark_current(couplings.attach_ann_value(current, v_f))
         activation = tf.cast(self.neuron.quantized_count(v_f, self.threshold, self._time_steps),
                              self.compute_dtype)
         spikes = neurons.front_loaded_spikes(activation, self._time_steps)
@@ -260,13 +261,13 @@ class TandemLayer(FoldedBatchNorm, ModeMixin, keras.layers.Layer):
     def _coupled_spikes(self, spikes, count, v_f):
         """The spike train coupled to ``V_f`` (method §3), with its count as ANN value."""
         args = (v_f, self.threshold, self.surrogate, self.neuron.initial_potential)
-        out = tandem.couple_spikes_to_potential(spikes, *args)
-        count = tandem.couple_count_to_potential(count, *args, time_steps=self._time_steps)
-        return mark_spikes(tandem.attach_ann_value(out, count))
+        out = couplings.couple_spikes_to_potential(spikes, *args)
+        count = couplings.couple_count_to_potential(count, *args, time_steps=self._time_steps)
+        return mark_spikes(couplings.attach_ann_value(out, count))
 
     def _per_step_products(self, inputs, kernels):
         """``W * s(t)`` for every t with one linear op over time folded into batch."""
-        return tandem.per_step(lambda x: self._linear(x, *kernels), inputs, self._time_steps)
+        return couplings.per_step(lambda x: self._linear(x, *kernels), inputs, self._time_steps)
 
     def _snn_current(self, products, scale, folded_bias):
         """``z(t) = W' s(t) + b'/T`` in float32 from the unscaled products ``W s(t)``."""
@@ -282,7 +283,7 @@ class TandemLayer(FoldedBatchNorm, ModeMixin, keras.layers.Layer):
         with tf.name_scope("time_sums"):
             summed = tf.reduce_sum(tf.cast(products, tf.float32), axis=1)  # float32 even in bf16
         # W c_in valued as sum_t W s(t) (linearity), gradient the VJP of W at the counts.
-        preactivation = tandem.shared_linear(self._linear, summed, [counts, *kernels])
+        preactivation = couplings.shared_linear(self._linear, summed, [counts, *kernels])
         with tf.name_scope("batch_norm_fold"):
             v_f, scale, folded_bias = self._normalize(preactivation, training)
             scale = tf.stop_gradient(scale) if scale is not None else None
@@ -292,8 +293,8 @@ class TandemLayer(FoldedBatchNorm, ModeMixin, keras.layers.Layer):
             with tf.name_scope("synaptic_current"):
                 current = tf.cast(products, tf.float32)
                 current = (current * scale if scale is not None else current) + step_bias
-            current = tandem.couple_train_to_value(current, v_f)
-            return mark_current(tandem.attach_ann_value(current, v_f))
+            current = couplings.couple_train_to_value(current, v_f)
+            return mark_current(couplings.attach_ann_value(current, v_f))
         # z(t) = W' s(t) + b'/T = (W s(t)) g + b'/T, formed step by step (as _snn_current).
         spikes = neurons.integrate_and_fire_affine(
             products, scale, step_bias, self.threshold, self.compute_dtype, neuron=self.neuron)
@@ -328,4 +329,4 @@ class TandemLayer(FoldedBatchNorm, ModeMixin, keras.layers.Layer):
 kinds.register_layer(
     TandemLayer, role=lambda layer: "spiking_weighted" if layer.neuron is not None else "weighted",
     carries=lambda layer, inputs: kinds.Carry("spikes" if layer.neuron is not None else "current"),
-    neurons=lambda layer: layer.neuron is not None, nir=nir.tandem_layer, convert="keep")
+    neurons=lambda layer: layer.neuron is not None, nir=_nir_nodes.tandem_layer, convert="keep")
