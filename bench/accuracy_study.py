@@ -30,6 +30,7 @@ from typing import Any
 
 from bench import _common
 from bench._common import flags, keras, np, tk
+from tandem_keras._keras_internals import producer
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("network", "resnet20", "A builder of models (resnet20, vgg11, cifarnet, ...).")
@@ -89,7 +90,7 @@ def _shift_biases(model: keras.Model, shift: float) -> None:
     input, a synapse-only layer's current, divided by its input weight)."""
     for layer in model.layers:
         if isinstance(layer, tk.TandemAdd):
-            branch = layer._inbound_nodes[0].input_tensors[0]._keras_history[0]
+            branch, _ = producer(layer.input[0])
             w = layer.scales[0] if layer.scales else 1.0
             branch.beta.assign(branch.beta + shift * layer.threshold / w)
         elif isinstance(layer, tk.TandemLayer) and layer.neuron is not None:

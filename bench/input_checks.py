@@ -54,14 +54,14 @@ def main(argv) -> None:
     del argv
     import tensorflow as tf
     from tandem_keras import _checks
-    from tandem_keras.layers import encoding, tandem_layers
+    from tandem_keras.layers import encoding, tandem_layer
 
     nothing = lambda *args, **kwargs: None  # noqa: E731
     variants = {
         "shipped": [],
         "every_layer": [(_checks, "is_marked_spikes", lambda tensor: False)],
         "unchecked": [(encoding, "check_finite", nothing),
-                      (tandem_layers, "check_spike_values", nothing)],
+                      (tandem_layer, "check_spike_values", nothing)],
     }
     images = tf.constant(_common.synthetic_batch(FLAGS.batch)[0])
     rows = []

@@ -29,11 +29,6 @@ from train.console import quiet_tensorflow_startup
 
 KERAS_FILE = "model.keras"
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-#: What a model's decoding is called (``models``' ``decode=``), by the output layer's rule.
-DECODINGS = {"spike_count_tie": "spike_count_tie (spike counts, ties broken by the final "
-                                "membrane potential)",
-             "spike_count_st": "spike_count_st (spike counts with the straight-through "
-                               "output coupling, ties broken by the final membrane potential)"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -76,19 +71,6 @@ def output_problem(output: str, model_path: str) -> Optional[str]:
             if f.read(len(HDF5_SIGNATURE)) != HDF5_SIGNATURE:
                 return (f"{output!r} exists and is not a NIR (HDF5) file; not overwritten "
                         "(name another file, e.g. model.nir)")
-    return None
-
-
-def _decoding_problem(model) -> Optional[str]:
-    """A decoding NIR's graph cannot express: the output layer's tie rule."""
-    from tandem_keras.decoding import SpikeCountOutput  # noqa: PLC0415
-    from tandem_keras.export import model_kind  # noqa: PLC0415
-
-    decoding = model_kind(model)["decoding"]
-    if decoding in DECODINGS or any(isinstance(layer, SpikeCountOutput) for layer in model.layers):
-        return (f"the model's decoding is {DECODINGS.get(decoding, decoding)}, which NIR's IF "
-                "neurons cannot express: export its decode='spike_count' model (the same "
-                "trained weights without the tie rule) or a membrane-decoded one")
     return None
 
 
@@ -135,9 +117,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         model = keras.saving.load_model(path)
     except Exception as error:  # noqa: BLE001  (any unreadable file is bad input)
         parser.error(f"--saved_model: cannot load {path!r}: {str(error).splitlines()[0]}")
-    problem = _decoding_problem(model)
-    if problem:
-        parser.error(f"--saved_model: {problem}")
     try:
         graph = tk.export_nir(model, None)
     except (ValueError, ImportError) as error:

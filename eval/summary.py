@@ -76,7 +76,7 @@ def describe(kind: Mapping[str, Any], time_steps: Optional[int]) -> str:
 
 def ann_report(metadata: Mapping[str, Any], device: Any = None) -> dict:
     """MACs and energy of an ANN export, per example, from its metadata (no spikes)."""
-    device = synops.registry.get_device(device)
+    device = synops.devices.get_device(device)
     layers = [{"name": r["name"], "kind": r["kind"], "neurons": r["neurons"],
                "ann_macs": r["macs"]} for r in metadata["layers"]]
     macs = int(sum(r["ann_macs"] for r in layers))

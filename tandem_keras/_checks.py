@@ -1,4 +1,7 @@
-"""Argument checks shared by the layers: each raises a ValueError naming the problem."""
+"""Checks shared by the layers, each raising a ValueError (eagerly) or a
+``tf.debugging.Assert`` (traced) that names the problem: arguments, the spike-train shape
+and time axis, the values at inference, and the tags by which the library's own spike
+trains and currents skip the value check."""
 
 from __future__ import annotations
 
@@ -7,9 +10,6 @@ from typing import Sequence
 
 import keras
 import tensorflow as tf
-
-MODES = ("tandem", "ann", "quantized", "bptt")
-
 
 def check_time_steps(time_steps, owner: str) -> int:
     """``time_steps`` must be an integer >= 1 (bools and floats are refused)."""
@@ -38,19 +38,6 @@ def check_choice(value, name: str, choices: Sequence[str], owner: str) -> str:
         raise ValueError(
             f"{owner}: unknown {name} {value!r}; expected one of {', '.join(map(repr, choices))}."
         )
-    return value
-
-
-def check_pair(value, name: str, owner: str) -> tuple:
-    """A positive int or a pair of them (kernel sizes, strides, pool sizes) as a pair."""
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-        value = (int(value), int(value))
-    try:
-        value = tuple(int(v) for v in value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{owner}: {name} must be a positive int or a pair of them, got {value!r}.") from None
-    if len(value) != 2 or min(value) < 1:
-        raise ValueError(f"{owner}: {name} must be a positive int or a pair of them, got {value}.")
     return value
 
 
@@ -207,54 +194,6 @@ def check_spike_values(inputs: tf.Tensor, owner: str, analog: bool = False,
     return tf.debugging.Assert(ok, [f"{owner} expects {expected} at inference; the input is not. {hint}."])
 
 
-_MERGES = ("Add", "Subtract", "Average")
-_AVERAGES = ("AveragePooling1D", "AveragePooling2D", "AveragePooling3D", "GlobalAveragePooling1D",
-             "GlobalAveragePooling2D", "GlobalAveragePooling3D")
-_SHAPE_ONLY = ("Dropout", "Flatten", "Reshape", "Identity", "TimeFlatten")
-
-
-def _keras_class(layer) -> str:
-    """The class name of a Keras layer (of the inner layer of ``TimeDistributed``), or ""
-    for the library's own layers (whose outputs are tagged)."""
-    inner = getattr(layer, "layer", None) if type(layer).__name__ == "TimeDistributed" else layer
-    module = getattr(type(inner), "__module__", "")
-    if module.startswith("tandem_keras") and type(inner).__name__ != "TimeFlatten":
-        return ""
-    return type(inner).__name__
-
-
-def check_producer(tensor, owner: str, analog: bool = False) -> None:
-    """Refuses, when a model is built, a Keras merge or average feeding a spiking layer.
-
-    ``keras.layers.Add`` (``Subtract``, ``Average``) of spike trains makes values that are
-    not spikes, and so does a Keras average pooling (``TimeDistributed(AveragePooling2D)``,
-    ``AveragePooling3D``); training would accept them and inference refuse them. Looks
-    through shape-only layers (dropout, flatten, reshape). Averages pass with
-    ``analog=True`` (values in ``[0, 1]``). Eager and traced tensors carry no history and
-    are left to the value check at inference.
-    """
-    from tandem_keras._keras_internals import producer
-
-    layer, parents = producer(tensor)
-    for _ in range(16):
-        if layer is None or _keras_class(layer) not in _SHAPE_ONLY or len(parents) != 1:
-            break
-        layer, parents = producer(parents[0])
-    if layer is None:
-        return
-    name = _keras_class(layer)
-    label = f"'{layer.name}' ({type(layer).__name__}" + (
-        f"({name}))" if type(layer).__name__ == "TimeDistributed" else ")")
-    if name in _MERGES:
-        raise ValueError(f"{owner} is fed by {label}: a {name.lower()} of spike trains is not a spike "
-                         "train; merge spike trains and currents with tk.TandemAdd (IF neurons after "
-                         "the addition).")
-    if name in _AVERAGES and not analog:
-        raise ValueError(f"{owner} is fed by {label}: averages of spikes are not spikes; use "
-                         "tk.AveragePooling2D / tk.GlobalAveragePooling2D (an exact input current "
-                         "of the next layer), or analog_input=True to accept values in [0, 1].")
-
-
 def check_finite(inputs: tf.Tensor, owner: str):
     """Refuses NaN/inf in an analog input (the encoder would turn them into no spikes).
 
@@ -271,16 +210,3 @@ def check_finite(inputs: tf.Tensor, owner: str):
             raise ValueError(f"{message} ({count} of {int(tf.size(x))} values).")
         return None
     return tf.debugging.Assert(ok, [message + "."])
-
-
-class ModeMixin:
-    """A ``mode`` attribute checked against ``MODES`` on every assignment (layers' mixin)."""
-
-    @property
-    def mode(self) -> str:
-        """``"tandem"``, ``"ann"``, ``"quantized"`` or ``"bptt"`` (see ``tandem_keras.modes``)."""
-        return self._mode
-
-    @mode.setter
-    def mode(self, value: str) -> None:
-        self._mode = check_choice(value, "mode", MODES, type(self).__name__)

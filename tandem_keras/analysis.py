@@ -38,7 +38,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tandem_keras import synops
+from tandem_keras import kinds, synops
 
 
 def cosine_angle_degrees(c: np.ndarray, a: np.ndarray) -> np.ndarray:
@@ -177,7 +177,7 @@ def direction_preservation(model: keras.Model, x: Any, batch_size: int = 64,
     from tandem_keras.modes import with_mode
 
     x = np.asarray(x)
-    if any(getattr(synops.registry.unwrap(n.operation), "mode", "tandem") != "tandem"
+    if any(getattr(kinds.unwrap(n.operation), "mode", "tandem") != "tandem"
            for n in synops.graph.spiking_nodes(model)):
         model = with_mode(model, "tandem")  # c must be the SNN's spike counts
     rows = {r["name"]: r for r in synops.describe_model(model)["layers"]}

@@ -16,8 +16,8 @@ for ties that uses the output neurons' final membrane potential:
 
 * ``scale`` (optionally ``trainable_scale``): logits ``s * c``; ``s > 0`` leaves the
   predicted class (the count order) unchanged but lets the loss reach 0;
-* ``surrogate="straight_through"`` (:class:`tandem_keras.surrogates.StraightThrough`, also
-  importable from here): the output layer's coupled
+* ``surrogate="straight_through"`` (:class:`tandem_keras.surrogates.StraightThrough`): the
+  output layer's coupled
   ANN is ``a = V_f / theta`` (no clip) in the backward pass, so silent and saturated
   output neurons still learn;
 * ``tie_break="membrane"``: the logit is ``s * (c + g(V_end))`` with ``V_end = V_f -
@@ -43,10 +43,9 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from tandem_keras import tandem
-from tandem_keras.synops import registry
-from tandem_keras.surrogates import StraightThrough  # noqa: F401  (re-exported: tk.decoding.StraightThrough)
-from tandem_keras.layers.tandem_layers import TandemDense
+from tandem_keras import _nir_nodes, couplings, kinds
+from tandem_keras.layers import TandemDense
+from tandem_keras.surrogates import StraightThrough
 
 TIE_BREAKS = ("membrane", "index")
 
@@ -107,7 +106,7 @@ class SpikeCountOutput(TandemDense):
     Example:
       >>> import keras, numpy as np, tandem_keras as tk
       >>> model = keras.Sequential([keras.Input((4, 6)),
-      ...     tk.decoding.SpikeCountOutput(3, scale=4.0, surrogate=StraightThrough())])
+      ...     tk.decoding.SpikeCountOutput(3, scale=4.0, surrogate=tk.surrogates.StraightThrough())])
       >>> model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
       >>> tuple(model.predict(np.ones([2, 4, 6]), verbose=0).shape)
       (2, 3)
@@ -152,7 +151,7 @@ class SpikeCountOutput(TandemDense):
 
     def call(self, inputs, training=None):
         spikes = super().call(inputs, training=training)
-        counts = tandem.ann_value(spikes, tf.float32)
+        counts = couplings.ann_value(spikes, tf.float32)
         if self.tie_break == "membrane" and self.mode != "ann":
             counts = counts + tf.stop_gradient(membrane_tie_break(
                 self.final_potential(inputs, counts), self.threshold))
@@ -165,11 +164,28 @@ class SpikeCountOutput(TandemDense):
         and ``sum_t z(t) = W c_in + b`` (the per-step bias is ``b / T``).
         """
         kernel = tf.cast(tf.stop_gradient(tf.convert_to_tensor(self.kernel)), tf.float32)
-        c_in = tf.stop_gradient(tandem.ann_value(inputs, tf.float32))
+        c_in = tf.stop_gradient(couplings.ann_value(inputs, tf.float32))
         v_f = tf.matmul(c_in, kernel)
         if self.use_bias:
             v_f = v_f + tf.cast(self.bias, tf.float32)
         return v_f - self.threshold * tf.stop_gradient(counts)
+
+    @property
+    def decoding(self) -> str:
+        """The decoding these logits are (``models``' ``decode=`` names): ``"spike_count"``
+        (``tie_break="index"``), ``"spike_count_tie"`` (the final-potential tie rule) or
+        ``"spike_count_st"`` (that rule with the straight-through output coupling)."""
+        if self.tie_break != "membrane":
+            return "spike_count"
+        return "spike_count_st" if isinstance(self.surrogate, StraightThrough) else "spike_count_tie"
+
+    @property
+    def decoding_description(self) -> str:
+        """:attr:`decoding` in words."""
+        return {"spike_count": "scaled spike counts",
+                "spike_count_tie": "spike counts, ties broken by the final membrane potential",
+                "spike_count_st": "spike counts with the straight-through output coupling, ties "
+                                  "broken by the final membrane potential"}[self.decoding]
 
     def get_config(self) -> dict:
         config = super().get_config()
@@ -224,4 +240,5 @@ def with_membrane_tie_break(model: keras.Model, output_layer: str = "output_neur
 
 # The output neurons' spikes leave the network (fan-out 0): for SynOps a readout fed by
 # spikes (its output has no time axis), its MACs and fan-in counted like the paper's output layer.
-registry.register_layer(SpikeCountOutput, role="weighted", spec=registry.dense_spec, time="drop")
+kinds.register_layer(SpikeCountOutput, role="weighted", time="drop", carries="analog",
+                     decoding=lambda layer: layer.decoding, nir=_nir_nodes.spike_count_output)

@@ -54,6 +54,7 @@ import tensorflow as tf
 
 from tandem_keras import analysis, synops
 from tandem_keras._checks import mark_current
+from tandem_keras._keras_internals import producer as producer_of
 from tandem_keras.layers import MaxPooling2D, SpikeEncoder, TandemAdd, TandemLayer
 
 #: Columns of :meth:`Diagnosis.table`, in order, with their headers.
@@ -163,7 +164,8 @@ def _ideal(layer: Any, inputs: list, v_f: Optional[np.ndarray]) -> tuple:
     time_steps = float(layer.time_steps)
     if v_f is None:  # max pooling: the coupled ANN max-pools the input counts (method §3.4)
         counts = np.sum(np.asarray(inputs[0], np.float32), axis=1)
-        pooled = np.asarray(layer._pool(tf.constant(counts)), np.float32)
+        pooled = np.asarray(keras.ops.max_pool(counts, layer.pool_size, layer.strides, layer.padding,
+                                               layer.data_format), np.float32)
         return pooled, pooled
     v0 = float(getattr(getattr(layer, "neuron", None), "initial_potential", 0.0) or 0.0)
     level = v_f / np.float32(layer.threshold) + np.float32(v0)
@@ -277,8 +279,8 @@ def _residual_inputs(layer: Any, node: Any, entry: dict) -> list:
     total = sum(magnitude) or 1.0
     out = []
     for i, tensor in enumerate(node.input_tensors):
-        history = getattr(tensor, "_keras_history", None)
-        source = history[0].name if history is not None and history[0] is not None else "?"
+        producer, _ = producer_of(tensor)
+        source = producer.name if producer is not None else "?"
         reference = float(np.mean(np.abs(q_sums[i])))
         deviation = float(np.mean(np.abs(sums[i] - q_sums[i]))) / reference if reference else float("nan")
         out.append({"source": source, "share": magnitude[i] / total, "deviation": deviation})

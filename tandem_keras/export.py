@@ -45,9 +45,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tandem_keras import synops
+from tandem_keras import kinds, synops
 from tandem_keras._atomic import manifest, written_aside
-# Reading an export (re-exported: tandem_keras.export was their home before).
+# The export's reader, beside its writer (``tk.export.LoadedModel``, ``load_metadata``, ...).
 from tandem_keras.saved_model import (METADATA_FILE, SERVE, SERVE_ACTIVITY,  # noqa: F401
                                       SERVE_SPIKES, LoadedModel, _quiet_tensorflow_logger,
                                       incompleteness, is_saved_model, load_metadata)
@@ -149,48 +149,32 @@ def export_model(model: keras.Model, export_dir: str, mode: Optional[str] = None
 ANN_MODES = ("ann", "quantized")
 
 
-def _output_layer(model: keras.Model) -> Any:
-    for layer in reversed(model.layers):
-        try:
-            if layer.output is model.outputs[0]:
-                return layer
-        except (AttributeError, ValueError):  # a layer used several times has no one output
-            continue
-    return model.layers[-1] if model.layers else None
+def decoding_of(model: keras.Model) -> Optional[str]:
+    """The decoding of ``model``'s output, as its readout layer's kind says
+    (:mod:`tandem_keras.kinds`: ``"membrane"`` for a ``Dense`` on the counts,
+    ``"spike_count"`` for ``SpikeCount``, ``SpikeCountOutput``'s own), looking back through
+    element-wise and shape-only layers after it (a softmax, a rescaling); None if none says."""
+    from tandem_keras._keras_internals import producer
 
-
-def _decoding(model: keras.Model) -> str:
-    from tandem_keras.decoding import SpikeCountOutput
-    from tandem_keras.layers import SpikeCount
-
-    layer = _output_layer(model)
-    if isinstance(layer, SpikeCountOutput):
-        if layer.tie_break != "membrane":
-            return "spike_count"
-        from tandem_keras.surrogates import StraightThrough
-
-        straight = isinstance(getattr(layer, "surrogate", None), StraightThrough)
-        return "spike_count_st" if straight else "spike_count_tie"
-    if isinstance(layer, SpikeCount):
-        return "spike_count"
-    if isinstance(layer, keras.layers.Dense):
-        return "membrane"
-    return type(layer).__name__ if layer is not None else "none"
-
-
-def _neuron(layer: Any) -> Any:
-    """The layer's neuron as ``tk.neurons.serialize`` names it (``"if"``, ``"lif"``, a
-    config), None for a synapse-only layer."""
-    from tandem_keras import neurons
-
-    neuron = getattr(layer, "neuron", "if")
-    return neuron if neuron is None or isinstance(neuron, str) else neurons.serialize(neuron)
+    tensor = model.outputs[0]
+    for _ in range(64):
+        layer, parents = producer(tensor)
+        if layer is None:
+            return None
+        decoding = kinds.field(layer, "decoding")
+        if decoding is not None:
+            return decoding
+        if kinds.role(layer) not in ("elementwise", "transparent") or len(parents) != 1:
+            return None
+        tensor = parents[0]
+    return None
 
 
 def model_kind(model: keras.Model) -> dict:
-    """What a tandem model computes: ``mode`` (of its tandem_keras layers, ``tk.MODES``;
-    a list if they differ), ``decoding`` (``"membrane"``, ``"spike_count"``,
-    ``"spike_count_tie"``, ``"spike_count_st"``) and ``neuron`` (of its spiking layers).
+    """What a tandem model computes: ``mode`` (of its layers with modes, ``tk.MODES``; a
+    list if they differ), ``decoding`` (:func:`decoding_of`: ``"membrane"``,
+    ``"spike_count"``, ``"spike_count_tie"``, ``"spike_count_st"``) and ``neuron`` (of its
+    layers with neurons, as ``tk.neurons.serialize`` names it).
 
     Example:
         >>> import keras, tandem_keras as tk
@@ -199,13 +183,15 @@ def model_kind(model: keras.Model) -> dict:
         >>> model_kind(m)
         {'mode': 'ann', 'decoding': 'membrane', 'neuron': 'if'}
     """
-    modes = sorted({layer.mode for layer in model.layers if isinstance(getattr(layer, "mode", None), str)})
+    from tandem_keras import neurons as neuron_objects
+
+    modes = sorted({layer.mode for layer in model.layers if kinds.has_modes(layer)})
     neurons = []
     for layer in model.layers:
-        if hasattr(layer, "mode") and hasattr(layer, "time_steps"):
-            neuron = _neuron(layer)
-            if neuron is not None and neuron not in neurons:
+        if kinds.has_neurons(layer) and getattr(layer, "neuron", None) is not None:
+            neuron = neuron_objects.serialize(layer.neuron)
+            if neuron not in neurons:
                 neurons.append(neuron)
     return {"mode": modes[0] if len(modes) == 1 else (modes or None),
-            "decoding": _decoding(model),
+            "decoding": decoding_of(model),
             "neuron": neurons[0] if len(neurons) == 1 else (neurons or None)}

@@ -14,17 +14,37 @@ from __future__ import annotations
 
 import keras
 
-from tandem_keras._checks import MODES, check_choice
+from tandem_keras import kinds
+from tandem_keras._checks import check_choice
 from tandem_keras._keras_internals import all_layers
 
+#: The modes of every layer that has them (``tk.MODES``).
+MODES = ("tandem", "ann", "quantized", "bptt")
 
-def _has_mode(layer) -> bool:
-    return "mode" in layer.get_config() and getattr(type(layer), "__module__", "").startswith("tandem_keras")
+
+class ModeMixin:
+    """A ``mode`` attribute checked against :data:`MODES` on every assignment: mixed into
+    every library layer that has modes (registered in :mod:`tandem_keras.kinds` with
+    ``modes=True``, so that :func:`with_mode` and :func:`set_mode` switch its subclasses too)."""
+
+    @property
+    def mode(self) -> str:
+        """``"tandem"``, ``"ann"``, ``"quantized"`` or ``"bptt"`` (see :mod:`tandem_keras.modes`)."""
+        return self._mode
+
+    @mode.setter
+    def mode(self, value: str) -> None:
+        self._mode = check_choice(value, "mode", MODES, type(self).__name__)
+
+
+kinds.register_layer(ModeMixin, modes=True, convert="keep")
 
 
 def with_mode(model: keras.Model, mode: str) -> keras.Model:
-    """Returns a copy of ``model`` (Sequential or functional) with every tandem_keras
-    layer in ``mode`` and the same weights (moving BN statistics included).
+    """Returns a copy of ``model`` (Sequential or functional) with every layer that has modes
+    (the library's, subclasses of them, a user's registered with ``modes=True``:
+    :mod:`tandem_keras.kinds`) in ``mode`` and the same weights (moving BN statistics
+    included).
 
     The copy is uncompiled. Subclassed models cannot be cloned: set ``layer.mode`` on
     their layers instead (and recompile).
@@ -39,7 +59,7 @@ def with_mode(model: keras.Model, mode: str) -> keras.Model:
 
     def clone(layer):
         config = layer.get_config()
-        if _has_mode(layer):
+        if kinds.has_modes(layer):
             config["mode"] = mode
         return layer.__class__.from_config(config)
 
@@ -54,7 +74,7 @@ def with_mode(model: keras.Model, mode: str) -> keras.Model:
 
 
 def set_mode(model: keras.Model, mode: str) -> keras.Model:
-    """Sets ``mode`` in place on every tandem_keras layer of ``model`` (any kind of model).
+    """Sets ``mode`` in place on every layer of ``model`` that has modes (any kind of model).
 
     Works for subclassed models too. Recompile afterwards: a compiled train or
     predict function keeps the graph of the old mode. In ``"ann"`` mode the time axis
@@ -63,6 +83,6 @@ def set_mode(model: keras.Model, mode: str) -> keras.Model:
     """
     check_choice(mode, "mode", MODES, "set_mode")
     for layer in all_layers(model):
-        if _has_mode(layer):
+        if kinds.has_modes(layer):
             layer.mode = mode
     return model

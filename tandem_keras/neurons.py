@@ -39,6 +39,7 @@ import math
 from typing import Any, Callable, Optional, Union
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 
@@ -52,6 +53,11 @@ class Neuron:
     def step(self, potential: tf.Tensor, current: tf.Tensor) -> tf.Tensor:
         """``V(t)`` from the potential after the previous reset and the current ``z(t)``."""
         raise NotImplementedError
+
+    def start(self, current: tf.Tensor) -> tf.Tensor:
+        """``V(1)`` from ``V(0) = 0``: ``step(0, z(1))`` (a neuron whose step adds the current
+        to a leaked potential returns ``z(1)`` itself, without an op)."""
+        return self.step(tf.zeros_like(current), current)
 
     def fire(self, current_at: Callable[[int], tf.Tensor], time_steps: int, threshold: float,
              out_dtype: Any) -> tf.Tensor:
@@ -68,7 +74,7 @@ class Neuron:
         with tf.name_scope(f"{type(self).__name__.lower()}_neurons"):
             for t in range(time_steps):
                 z = current_at(t)
-                potential = z if potential is None else self.step(potential, z)
+                potential = self.start(z) if potential is None else self.step(potential, z)
                 spike = potential >= theta
                 potential = tf.where(spike, potential - theta, potential)
                 spikes.append(spike)
@@ -96,6 +102,20 @@ class Neuron:
         shifted = tf.floor(potential / threshold + self.initial_potential)
         return tf.clip_by_value(shifted, 0.0, float(time_steps))
 
+    # -------------------------------------------------------------------- NIR
+    def nir_node(self, nir: Any, threshold: float, shape: tuple) -> Any:
+        """The NIR node of a layer of these neurons (channels-first ``shape``), for
+        :func:`tandem_keras.export_nir`. Raises ``NotImplementedError`` if NIR has none."""
+        raise NotImplementedError(f"NIR has no node for the neuron {self!r}")
+
+    def _nir_metadata(self, threshold: float) -> dict:
+        """``reset = "subtract"`` (NIR 1.0 resets *to* ``v_reset``) and ``v_initial`` (NIR
+        1.0's neurons have no initial state: a simulator must start the potential there)."""
+        metadata: dict = {"reset": "subtract"}
+        if self.initial_potential:
+            metadata["v_initial"] = float(self.initial_potential) * float(threshold)
+        return metadata
+
     # ----------------------------------------------------------------- config
     def get_config(self) -> dict:
         return {"initial_potential": self.initial_potential}
@@ -120,6 +140,15 @@ class IF(Neuron):
 
     def step(self, potential, current):
         return potential + current
+
+    def start(self, current):
+        return current
+
+    def nir_node(self, nir, threshold, shape):
+        """``IF(r=1, v_threshold=theta, v_reset=0)``."""
+        full = lambda value: np.full(shape, value, np.float32)  # noqa: E731
+        return nir.IF(r=full(1.0), v_threshold=full(threshold), v_reset=full(0.0),
+                      metadata=self._nir_metadata(threshold))
 
 
 @keras.saving.register_keras_serializable(package="tandem_keras")
@@ -147,6 +176,21 @@ class LIF(Neuron):
 
     def step(self, potential, current):
         return self.beta * potential + current
+
+    def start(self, current):
+        return current
+
+    def nir_node(self, nir, threshold, shape):
+        """``LIF(tau, r=tau, v_leak=0, v_threshold=theta)``, ``tau = 1/(1-beta)`` time steps
+        (NIR's ``tau dv/dt = v_leak - v + r I`` under forward Euler, one step per time
+        step, is ``v(t) = beta v(t-1) + I(t)``); ``beta = 1`` is the IF node."""
+        if self.beta == 1.0:
+            return IF.nir_node(self, nir, threshold, shape)
+        tau = 1.0 / (1.0 - self.beta)
+        full = lambda value: np.full(shape, value, np.float32)  # noqa: E731
+        metadata = dict(self._nir_metadata(threshold), tau_unit="time step")
+        return nir.LIF(tau=full(tau), r=full(tau), v_leak=full(0.0), v_threshold=full(threshold),
+                       v_reset=full(0.0), metadata=metadata)
 
     def get_config(self) -> dict:
         return {"beta": self.beta, **super().get_config()}
@@ -317,16 +361,3 @@ def heaviside_with_surrogate(potential_minus_threshold: tf.Tensor, width: float)
         return tf.cast(x >= 0.0, x.dtype), grad
 
     return _step(potential_minus_threshold)
-
-
-def integrate_and_fire_bptt(current: tf.Tensor, threshold: float = 1.0,
-                            neuron: Optional[Neuron] = None) -> tf.Tensor:
-    """The neuron of :func:`integrate_and_fire`, differentiable through time.
-
-    Same forward values; gradients flow through every step of the recurrence
-    (back-propagation through time) with the boxcar surrogate of
-    :func:`heaviside_with_surrogate` (width = threshold), and through the reset.
-    Every step's potential is kept for the backward pass, so memory grows with T:
-    this is the baseline the tandem rule is compared against.
-    """
-    return (neuron or IF()).fire_bptt(current, threshold)

@@ -167,8 +167,8 @@ class LoadedModel:
 
     @property
     def kind(self) -> dict:
-        """``mode``, ``trained_mode``, ``decoding``, ``neuron`` as recorded (None: not recorded,
-        an export made before exports recorded them)."""
+        """``mode``, ``trained_mode``, ``decoding``, ``neuron`` as recorded (None: the export
+        does not record it)."""
         meta = self.metadata or {}
         return {key: meta.get(key) for key in ("mode", "trained_mode", "decoding", "neuron")}
 

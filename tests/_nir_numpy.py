@@ -6,7 +6,9 @@ is the sum of the outputs of the nodes with an edge into it:
 
 - ``Input``/``Output``: identity.  ``Affine``: ``x W^T + b``.  ``Scale``: ``x * scale``.
   ``Flatten``: over the non-batch axes ``start_dim..end_dim``.
-- ``Conv2d``: cross-correlation, symmetric integer zero padding, stride, dilation (OIHW).
+- ``Conv2d`` / ``Conv1d``: cross-correlation, symmetric integer zero padding, stride,
+  dilation (OIHW / OIL), ``groups`` (input and output channels split into that many groups,
+  each group's outputs reading only its inputs).
 - ``SumPool2d``: the sum over each window of the zero-padded input; ``AvgPool2d``: that sum
   divided by the window's size ``k_h k_w`` (padding counted, as torch's default).
 - ``IF``: ``v <- v + r x``; ``LIF``: ``v <- v + (v_leak - v + r x) / tau`` (NIR's
@@ -49,8 +51,28 @@ def conv2d(x: np.ndarray, node) -> np.ndarray:
     x = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
     windows = sliding_window_view(x, ((kh - 1) * dh + 1, (kw - 1) * dw + 1), axis=(2, 3))
     windows = windows[:, :, ::sh, ::sw, ::dh, ::dw]  # [B, I, OH, OW, KH, KW]
-    out = np.einsum("bihwkl,oikl->bohw", windows, weight, optimize=True)
+    out = _grouped(windows, weight, int(getattr(node, "groups", 1)), "bihwkl,oikl->bohw")
     return (out + np.asarray(node.bias, np.float32)[None, :, None, None]).astype(np.float32)
+
+
+def conv1d(x: np.ndarray, node) -> np.ndarray:
+    """NCL float32 convolution of a ``nir.Conv1d`` node."""
+    p, s, d = (int(np.asarray(getattr(node, k)).reshape(-1)[0]) for k in ("padding", "stride", "dilation"))
+    weight = np.asarray(node.weight, np.float32)
+    k = weight.shape[-1]
+    x = np.pad(x, ((0, 0), (0, 0), (p, p)))
+    windows = sliding_window_view(x, (k - 1) * d + 1, axis=2)[:, :, ::s, ::d]   # [B, I, OL, K]
+    out = _grouped(windows, weight, int(getattr(node, "groups", 1)), "bilk,oik->bol")
+    return (out + np.asarray(node.bias, np.float32)[None, :, None]).astype(np.float32)
+
+
+def _grouped(windows: np.ndarray, weight: np.ndarray, groups: int, equation: str) -> np.ndarray:
+    """The convolution of every group: output channels of group ``g`` read its inputs."""
+    per_in, per_out = windows.shape[1] // groups, weight.shape[0] // groups
+    assert weight.shape[1] == per_in, (weight.shape, windows.shape, groups)
+    return np.concatenate([np.einsum(equation, windows[:, g * per_in:(g + 1) * per_in],
+                                     weight[g * per_out:(g + 1) * per_out], optimize=True)
+                           for g in range(groups)], axis=1)
 
 
 def sum_pool2d(x: np.ndarray, node) -> np.ndarray:
@@ -106,6 +128,8 @@ def run(graph, inputs: np.ndarray, near: float = 1e-5):
                 y = x.reshape((x.shape[0],) + shape[:start] + (-1,) + shape[end + 1:])
             elif kind == "Conv2d":
                 y = conv2d(x, node)
+            elif kind == "Conv1d":
+                y = conv1d(x, node)
             elif kind == "SumPool2d":
                 y = sum_pool2d(x, node)
             elif kind == "AvgPool2d":

@@ -1,4 +1,4 @@
-"""Converting a trained Keras ANN into a tandem SNN (issue 19).
+"""Converting a trained Keras ANN into a tandem SNN (method §10).
 
 :func:`convert` (``tk.convert``) builds the SNN with the ANN's weights (``build``,
 ``patterns``), optionally with thresholds calibrated on data (``calibrate``);

@@ -6,7 +6,8 @@ model as a :class:`Value`: the new tensor, its *domain* (``"analog"`` before the
 ``"spikes"`` or ``"current"`` for trains ``[batch, T, ...]``, ``"counts"`` after
 ``SpikeCount``) and its *scale* ``s``: the ANN's tensor is ``s`` times the new tensor's ANN
 value (its time-sum for a train), so a layer reading it takes ``s`` into its kernel (or
-``TandemAdd`` into its input weight) and ``with_mode(new, "ann")`` computes the ANN.
+``TandemAdd`` into its input weight) and ``with_mode(new, "ann")`` computes the ANN. After a
+``Concatenate`` of layers with different thresholds ``s`` is one number per channel.
 A spiking layer with threshold ``theta`` (the ANN's own layers: ``theta_0``) has
 ``s = theta / theta_0``. The Keras patterns it fuses are in :mod:`tandem_keras.conversion.patterns`.
 """
@@ -24,10 +25,11 @@ from tandem_keras import neurons
 from tandem_keras._keras_internals import call_nodes
 from tandem_keras.conversion import patterns as P
 from tandem_keras.layers import (AveragePooling2D, GlobalAveragePooling2D, MaxPooling2D, SpikeCount,
-                                 SpikeEncoder, TandemAdd, TandemConv2D, TandemDense, TimeFlatten)
+                                 SpikeEncoder, TandemAdd, TimeFlatten)
 
 TRAINS = ("spikes", "current")
 MAX_POOLING = ("average", "spiking")
+MERGES = ("add", "concatenate")
 
 
 @dataclasses.dataclass
@@ -36,7 +38,7 @@ class Value:
 
     tensor: Any
     domain: str
-    scale: float = 1.0
+    scale: Any = 1.0   # a number, or an array of one per channel (last axis)
 
 
 @dataclasses.dataclass
@@ -52,6 +54,26 @@ class Row:
 
 class ConversionError(ValueError):
     """A model :func:`tandem_keras.convert` cannot convert; the message names the layer."""
+
+
+def _fmt(scale) -> str:
+    if np.ndim(scale) == 0:
+        return f"{float(scale):.4g}"
+    return f"{float(np.min(scale)):.4g}..{float(np.max(scale)):.4g} per channel"
+
+
+def _one(scale, who: str, what: str) -> float:
+    """``scale`` as one number (refused, naming ``who``, if its channels differ)."""
+    values = np.unique(np.asarray(scale, np.float64))
+    if values.size != 1:
+        raise ConversionError(f"{who} {what} a concatenation of layers with different "
+                              "thresholds; convert without calibration or concatenate after it.")
+    return float(values[0])
+
+
+def _same(values) -> bool:
+    first = np.asarray(values[0].scale)
+    return all(np.shape(v.scale) == first.shape and np.all(np.asarray(v.scale) == first) for v in values)
 
 
 class _Walk:
@@ -116,8 +138,9 @@ class _Walk:
         tensor, scale = value.tensor, value.scale
         if value.domain in TRAINS:
             tensor = SpikeCount(name=f"{P.base(original)}_count")(tensor)
-        if scale != 1.0:
-            tensor = keras.layers.Rescaling(scale, name=f"{P.base(original)}_rescale")(tensor)
+        if np.ndim(scale) or scale != 1.0:
+            tensor = keras.layers.Rescaling(_one(scale, f"the model's output {P.base(original)!r}", "is"),
+                                            name=f"{P.base(original)}_rescale")(tensor)
         return tensor
 
     def visit(self, node, layer, ins: list) -> Value:
@@ -142,7 +165,7 @@ class _Walk:
             x = P.copy_layer(layer, ins[0].tensor, activation="linear")
             return self.encoder(f"{layer.name}_relu", Value(x, "analog"), layer)
         P.check_supported(layer, kind, analog=True)
-        x = P.copy_layer(layer, [v.tensor for v in ins] if kind == "add" else ins[0].tensor)
+        x = P.copy_layer(layer, [v.tensor for v in ins] if kind in MERGES else ins[0].tensor)
         self.rows.append(Row(layer.name, layer.name, "analog (copied)"))
         return Value(x, "analog")
 
@@ -159,12 +182,14 @@ class _Walk:
         scale = ins[0].scale
         if kind == "weighted":
             x = P.copy_layer(layer, ins[0].tensor, kernel_scale=scale)
-            self.rows.append(Row(layer.name, layer.name, "readout", note=f"kernel x {scale:.4g}"))
+            self.rows.append(Row(layer.name, layer.name, "readout", note=f"kernel x {_fmt(scale)}"))
             return Value(x, "analog")
-        if kind == "add" and len({v.scale for v in ins}) != 1:
+        if kind == "add" and not _same(ins):
             raise ConversionError(f"{P.label(layer)} adds spike counts of layers with different "
                                   "thresholds; convert without calibration or put the Add before the count.")
-        if kind == "batch_norm" and scale != 1.0:
+        if kind == "concatenate":
+            return Value(self._concatenated(layer, ins), "counts", self._concatenated_scale(layer, ins))
+        if kind == "batch_norm" and (np.ndim(scale) or scale != 1.0):
             raise ConversionError(f"{P.label(layer)} normalizes spike counts of a calibrated layer; "
                                   "a BatchNormalization after the count is not supported.")
         P.check_supported(layer, kind, analog=True)
@@ -179,6 +204,10 @@ class _Walk:
             return self.weighted(node, layer, v)
         if kind == "add":
             return self.add(node, layer, ins)
+        if kind == "concatenate":
+            domain = "spikes" if all(v.domain == "spikes" for v in ins) else "current"
+            self.rows.append(Row(layer.name, layer.name, f"Concatenate of {domain}"))
+            return Value(self._concatenated(layer, ins), domain, self._concatenated_scale(layer, ins))
         if kind == "relu" or kind == "identity":
             if kind == "relu" and v.domain != "spikes":
                 raise ConversionError(f"{P.label(layer)} is a ReLU of an analog current; only a "
@@ -196,14 +225,17 @@ class _Walk:
             return Value(x, "current", v.scale)
         if kind == "flatten":
             self.rows.append(Row(layer.name, layer.name, "tk.TimeFlatten"))
-            return Value(TimeFlatten(name=layer.name)(v.tensor), v.domain, v.scale)
+            scale = v.scale
+            if np.ndim(scale):   # Keras flattens (positions, channels): channels fastest
+                scale = np.tile(scale, int(np.prod(v.tensor.shape[2:-1])))
+            return Value(TimeFlatten(name=layer.name)(v.tensor), v.domain, scale)
         if kind == "dropout":
             rank = len(v.tensor.shape)
             x = keras.layers.Dropout(layer.rate, noise_shape=(None, 1) + (None,) * (rank - 2),
                                      seed=layer.get_config().get("seed"), name=layer.name)(v.tensor)
             self.rows.append(Row(layer.name, layer.name, "dropout (one mask for all T steps)"))
             return Value(x, v.domain, v.scale)
-        if kind == "zero_padding":
+        if kind == "per_step":
             if v.domain != "spikes":
                 raise ConversionError(f"{P.label(layer)} pads a current (pooled spikes); only "
                                       "spike trains can be zero-padded.")
@@ -243,7 +275,7 @@ class _Walk:
             self.rows.append(Row(layer.name, f"{layer.name}_count", "tk.SpikeCount"))
             x = P.copy_layer(layer, counts, kernel_scale=v.scale)
             self.rows.append(Row(layer.name, layer.name, "readout (membrane potential)",
-                                 note=f"kernel x {v.scale:.4g}"))
+                                 note=f"kernel x {_fmt(v.scale)}"))
             for extra in (n for n in (bn, relu) if n is not None and not isinstance(n, str)):
                 x = P.copy_layer(extra.operation, x)
                 self.done.add(id(extra))
@@ -264,11 +296,31 @@ class _Walk:
                            if n)
         kind = "spiking" if spiking else "synapse-only (current into TandemAdd)"
         self.rows.append(Row(sources, name, f"{type(new).__name__} {kind}",
-                             theta if spiking else None, f"kernel x {v.scale:.4g}"))
+                             theta if spiking else None, f"kernel x {_fmt(v.scale)}"))
         for extra in (bn, relu):
             if extra is not None and not isinstance(extra, str):
                 self.done.add(id(extra))
         return self._bind(end, Value(x, "spikes" if spiking else "current", theta if spiking else 1.0))
+
+    def _concatenated(self, layer, ins: list):
+        """A copy of the ``Concatenate`` on the new tensors (a positive axis moved past time)."""
+        config = layer.get_config()
+        rank = len(layer.input[0].shape)
+        axis = int(config.get("axis", -1))
+        if ins[0].domain in TRAINS and axis >= 0:
+            config["axis"] = axis + 1
+        if not _same(ins) and axis not in (-1, rank - 1):
+            raise ConversionError(f"{P.label(layer)} concatenates layers with different thresholds "
+                                  "on another axis than the channels; convert without calibration.")
+        return type(layer).from_config(config)([v.tensor for v in ins])
+
+    @staticmethod
+    def _concatenated_scale(layer, ins: list):
+        """The scale of a concatenation: the inputs' one, or one per channel."""
+        if _same(ins):
+            return ins[0].scale
+        return np.concatenate([np.broadcast_to(np.asarray(v.scale, np.float64), (int(v.tensor.shape[-1]),))
+                               for v in ins])
 
     def _feeds_add(self, node) -> bool:
         c = self.sole_consumer(node.outputs[0])
@@ -285,13 +337,14 @@ class _Walk:
             raise ConversionError(f"{P.label(layer)} is not followed by a ReLU: the sum of spike "
                                   "trains and currents must be fired by neurons (tk.TandemAdd).")
         theta = self.theta(layer.name, 1.0)
-        new = TandemAdd(neuron=self.neuron_for(), threshold=theta, scales=[v.scale for v in ins],
+        scales = [_one(v.scale, P.label(layer), "adds") for v in ins]
+        new = TandemAdd(neuron=self.neuron_for(), threshold=theta, scales=scales,
                         name=layer.name, dtype=layer.dtype_policy.name)
         x = new([v.tensor for v in ins])
         self.done.add(id(relu))
         self.rows.append(Row(f"{layer.name}+{relu.operation.name}", layer.name,
                              "TandemAdd (residual neuron)", theta,
-                             "input weights " + ", ".join(f"{v.scale:.4g}" for v in ins)))
+                             "input weights " + ", ".join(f"{w:.4g}" for w in scales)))
         return self._bind(relu, Value(x, "spikes", theta))
 
     # ------------------------------------------------------------ the library's own layers
@@ -315,23 +368,25 @@ class _Walk:
             config["threshold"] = theta
             scale_out = theta / theta0
         if isinstance(layer, TandemAdd):
-            config["scales"] = [w * v.scale for w, v in zip(layer.scales or [1.0] * len(ins), ins)]
+            config["scales"] = [w * _one(v.scale, P.label(layer), "adds")
+                                for w, v in zip(layer.scales or [1.0] * len(ins), ins)]
         new = cls.from_config(config)
         x = new([v.tensor for v in ins] if len(ins) > 1 else ins[0].tensor)
         weights = layer.get_weights()
         if weights:
             new.set_weights(weights)
         scale_in = ins[0].scale
-        if hasattr(new, "kernel") and scale_in != 1.0:
-            new.kernel.assign(np.asarray(new.kernel) * scale_in)
+        weighted = P.is_weighted(new)
+        if weighted and (np.ndim(scale_in) or scale_in != 1.0):
+            new.weights[0].assign(P.scaled(np.asarray(new.weights[0]), scale_in))
         domain = P.tandem_keras_domain(layer, ins[0].domain)
         if domain in TRAINS and not spiking:
-            scale_out = scale_in if not hasattr(new, "kernel") else 1.0
+            scale_out = scale_in if not weighted else 1.0
         if domain == "counts":
             scale_out = scale_in
         self.rows.append(Row(name, name, f"{cls.__name__} ({'mode switch' if 'mode' in config else 'copied'})",
                              config.get("threshold") if spiking else None,
-                             f"kernel x {scale_in:.4g}" if hasattr(new, "kernel") else ""))
+                             f"kernel x {_fmt(scale_in)}" if weighted else ""))
         return Value(x, domain, scale_out)
 
 

@@ -1,4 +1,4 @@
-"""Threshold calibration: a percentile of each spiking layer's ANN activation (issue 19).
+"""Threshold calibration: a percentile of each spiking layer's ANN activation.
 
 The converted model in ``"ann"`` mode computes the ANN exactly, and each spiking layer's
 output there is its ANN activation in units of its threshold, ``a_l = relu(V_l) / theta_l``.

@@ -1,6 +1,7 @@
 """What :func:`tandem_keras.convert` recognizes in a Keras ANN, and how it copies weights.
 
-Layer kinds (:func:`keras_kind`), the fused chain ``Conv2D/Dense (+ BatchNormalization)
+How each layer is read (:func:`keras_kind`: its kind's ``convert`` rule in the registry of
+layer kinds, :mod:`tandem_keras.kinds`), the fused chain ``Conv2D/Dense (+ BatchNormalization)
 (+ ReLU)`` (:func:`fused_chain`) and the tandem layer it becomes (:func:`tandem_layer`,
 :func:`load_tandem_weights`: kernel times the input's scale, bias, gamma, beta, moving
 statistics and epsilon of the BN).
@@ -13,27 +14,27 @@ from typing import Any, Optional
 import keras
 import numpy as np
 
-from tandem_keras.layers import (SpikeCount, SpikeEncoder, TandemAdd, TandemConv2D, TandemDense,
-                                 TandemLayer, TimeFlatten)
+from tandem_keras import kinds
+from tandem_keras.layers import TandemLayer
 
 L = keras.layers
 
-#: the Keras layers tk.convert takes, and the kind it reads each as
-KINDS = (
-    (L.Conv2D, "weighted"), (L.Dense, "weighted"), (L.BatchNormalization, "batch_norm"),
-    (L.Add, "add"), (L.MaxPooling2D, "max_pool"), (L.AveragePooling2D, "avg_pool"),
-    (L.GlobalAveragePooling2D, "global_avg_pool"), (L.Flatten, "flatten"), (L.Dropout, "dropout"),
-    (L.ZeroPadding2D, "zero_padding"), (L.Rescaling, "rescaling"), (L.Normalization, "rescaling"),
-    (L.InputLayer, "input"), (L.Identity, "identity"),
-)
-SUPPORTED = ("Conv2D, Dense, BatchNormalization, ReLU (activation='relu', ReLU(), Activation('relu')), "
-             "other activations after the readout, "
-             "Add, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, Flatten, Dropout, "
+SUPPORTED = ("Conv1D, Conv2D, DepthwiseConv2D, SeparableConv2D, Dense, BatchNormalization, ReLU "
+             "(activation='relu', ReLU(), Activation('relu')), other activations after the readout, "
+             "Add, Concatenate, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, Flatten, Dropout, "
              "ZeroPadding2D, Rescaling, Normalization, InputLayer and tandem_keras layers")
 
 
 def label(layer) -> str:
     return f"'{layer.name}' ({type(layer).__name__})"
+
+
+def base(tensor) -> str:
+    """The name of the layer that made the ANN's ``tensor`` (layers added after it take it)."""
+    from tandem_keras._keras_internals import producer
+
+    layer, _ = producer(tensor)
+    return layer.name if layer is not None else "output"
 
 
 def activation(layer) -> str:
@@ -45,59 +46,31 @@ def activation(layer) -> str:
     return name if isinstance(name, str) else str(name)
 
 
-def _is_relu_layer(layer) -> bool:
-    if isinstance(layer, L.ReLU):
-        c = layer.get_config()
-        return c.get("max_value") is None and not c.get("negative_slope") and not c.get("threshold")
-    return isinstance(layer, L.Activation) and activation(layer) == "relu"
-
-
 def keras_kind(layer) -> str:
-    """``"weighted"``, ``"relu"``, ``"add"``, ... (:data:`KINDS`), or ``"other"``."""
-    if _is_relu_layer(layer):
-        return "relu"
-    if isinstance(layer, L.Activation) and activation(layer) == "linear":
-        return "identity"
-    if isinstance(layer, (L.Activation, L.Softmax)):
-        return "activation"   # another activation: exact on analog values (a readout's softmax)
-    for cls, kind in KINDS:
-        if type(layer) is cls:
-            return kind
-    return "other"
+    """How ``tk.convert`` reads ``layer`` (its kind's ``convert`` rule, :mod:`tandem_keras.kinds`):
+    ``"weighted"``, ``"relu"``, ``"add"``, ..., ``"keep"`` (the library's layers), or
+    ``"other"`` (not convertible)."""
+    return kinds.field(layer, "convert") or "other"
 
 
 def is_tandem_keras(layer) -> bool:
-    return getattr(type(layer), "__module__", "").startswith("tandem_keras")
+    """A layer of the library (or a subclass): copied into the SNN, its mode switched."""
+    return keras_kind(layer) == "keep"
 
 
 def is_weighted(layer) -> bool:
-    return isinstance(layer, TandemLayer) or (not is_tandem_keras(layer) and keras_kind(layer) == "weighted")
+    """A layer whose kernel takes its input's scale (Keras's weighted layers, tandem layers)."""
+    return kinds.role(layer) in ("weighted", "spiking_weighted") and not kinds.field(layer, "spike_inputs_only")
 
 
 def is_spiking(layer) -> bool:
-    """A tandem_keras layer with neurons and a threshold (encoder, tandem layer, TandemAdd)."""
-    config = layer.get_config()
-    return "threshold" in config and (not isinstance(layer, TandemLayer) or layer.neuron is not None)
+    """A layer with neurons and a threshold (encoder, tandem layer, TandemAdd)."""
+    return kinds.has_neurons(layer)
 
 
 def tandem_keras_domain(layer, domain_in: str) -> str:
-    """The domain of a tandem_keras layer's output (see ``build``)."""
-    if isinstance(layer, SpikeCount):
-        return "counts"
-    if isinstance(layer, TimeFlatten):
-        return domain_in
-    if isinstance(layer, (SpikeEncoder, TandemAdd)):
-        return "spikes"
-    if isinstance(layer, TandemLayer):
-        if len(layer.output.shape) == 2:  # an output layer that decodes (SpikeCountOutput)
-            return "analog"
-        return "spikes" if layer.neuron is not None else "current"
-    name = type(layer).__name__
-    if name == "MaxPooling2D":
-        return "spikes"
-    if name in ("AveragePooling2D", "GlobalAveragePooling2D"):
-        return "current"
-    return "analog"
+    """The domain of a library layer's output (see ``build``): what its output carries."""
+    return kinds.output_carry(layer, [kinds.Carry(domain_in)]).what or "analog"
 
 
 def check_supported(layer, kind: str, analog: bool) -> None:
@@ -113,17 +86,17 @@ def check_supported(layer, kind: str, analog: bool) -> None:
                               "supported only before the first weighted layer.")
 
 
-def copy_layer(layer, inputs, activation: Optional[str] = None, kernel_scale: float = 1.0):
+def copy_layer(layer, inputs, activation: Optional[str] = None, kernel_scale: Any = 1.0):
     """A copy of the Keras ``layer`` (same config and weights, ``activation`` replaced if
-    given, the kernel times ``kernel_scale``) called on ``inputs``; returns its output."""
+    given, the kernel times ``kernel_scale``: :func:`scaled`) called on ``inputs``."""
     config = layer.get_config()
     if activation is not None:
         config["activation"] = activation
     new = type(layer).from_config(config)
     out = new(inputs)
     new.set_weights(layer.get_weights())
-    if kernel_scale != 1.0:
-        new.kernel.assign(np.asarray(new.kernel) * kernel_scale)
+    if np.ndim(kernel_scale) or kernel_scale != 1.0:   # the first kernel reads the input
+        new.weights[0].assign(scaled(np.asarray(new.weights[0]), kernel_scale))
     return out
 
 
@@ -158,40 +131,48 @@ def _bn_axis_ok(bn) -> bool:
 
 
 def tandem_layer(layer, bn, *, threshold: float, neuron: Any) -> TandemLayer:
-    """The TandemConv2D / TandemDense for ``layer`` (+ ``bn``), not yet built."""
+    """The tandem version of the Keras linear ``layer`` (+ ``bn``), not yet built: the layer's
+    own config (its activation left to the neurons) with the tandem arguments."""
     from tandem_keras.conversion.build import ConversionError
 
+    target = kinds.tandem_version(type(layer))
+    if target is None:
+        raise ConversionError(f"tk.convert cannot convert layer {label(layer)}: it has no tandem "
+                              f"version; supported are {SUPPORTED}.")
+    if isinstance(layer, L.Dense) and len(layer.input.shape) != 2:
+        raise ConversionError(f"{label(layer)} acts on a rank-{len(layer.input.shape)} tensor; "
+                              "flatten before a Dense inside the network.")
     config = layer.get_config()
-    common = dict(name=layer.name, threshold=threshold, neuron=neuron, batch_norm=bn is not None,
-                  use_bias=config.get("use_bias", True), dtype=layer.dtype_policy.name,
-                  kernel_initializer=config.get("kernel_initializer", "glorot_uniform"),
-                  bias_initializer=config.get("bias_initializer", "zeros"),
-                  kernel_regularizer=config.get("kernel_regularizer"),
-                  bias_regularizer=config.get("bias_regularizer"))
+    config.update(name=layer.name, activation=None, dtype=layer.dtype_policy.name,
+                  threshold=threshold, neuron=neuron, batch_norm=bn is not None)
     if bn is not None:
         if not _bn_axis_ok(bn):
             raise ConversionError(f"{label(bn)} normalizes axis {bn.get_config().get('axis')}; only "
                                   "the channel axis (-1, channels_last) can be folded.")
         bconfig = bn.get_config()
-        common.update(momentum=bconfig["momentum"], epsilon=bconfig["epsilon"])
-    if isinstance(layer, L.Dense):
-        if len(layer.input.shape) != 2:
-            raise ConversionError(f"{label(layer)} acts on a rank-{len(layer.input.shape)} tensor; "
-                                  "flatten before a Dense inside the network.")
-        return TandemDense(config["units"], **common)
-    if config.get("data_format", "channels_last") != "channels_last" or config.get("groups", 1) != 1:
-        raise ConversionError(f"{label(layer)}: only channels_last convolutions with groups=1 can "
-                              "be converted.")
-    return TandemConv2D(config["filters"], config["kernel_size"], strides=config["strides"],
-                        padding=config["padding"], dilation_rate=config["dilation_rate"], **common)
+        config.update(momentum=bconfig["momentum"], epsilon=bconfig["epsilon"])
+    try:
+        return target.from_config(config)
+    except ValueError as error:
+        raise ConversionError(f"{label(layer)}: {str(error).splitlines()[0]}") from None
 
 
-def load_tandem_weights(new: TandemLayer, layer, bn, scale: float) -> None:
-    """The ANN's weights into the built ``new``: ``W * scale``, ``b``, and the BN's
-    ``gamma`` (1 without ``scale``), ``beta`` (0 without ``center``) and moving statistics."""
-    new.kernel.assign(np.asarray(layer.kernel) * scale)
-    if new.use_bias:
-        new.bias.assign(np.asarray(layer.bias))
+def scaled(kernel: np.ndarray, scale) -> np.ndarray:
+    """``kernel`` ``[..., C_in, C_out]`` times its input's scale: a number, or one per input
+    channel (after a ``Concatenate`` of layers with different thresholds)."""
+    if np.ndim(scale) == 0:
+        return kernel * float(scale)
+    return kernel * np.reshape(np.asarray(scale, kernel.dtype), (-1, 1))
+
+
+def load_tandem_weights(new: TandemLayer, layer, bn, scale) -> None:
+    """The ANN's weights into the built ``new``: its kernels (the first, which reads the
+    input, times the input's ``scale``) and bias, and the BN's ``gamma`` (1 without
+    ``scale``), ``beta`` (0 without ``center``) and moving statistics."""
+    weights = layer.get_weights()
+    weights[0] = scaled(weights[0], scale)
+    for variable, value in zip(new.weights, weights):   # Keras's own weights come first
+        variable.assign(value)
     if bn is not None:
         channels = new.gamma.shape
         new.gamma.assign(np.asarray(bn.gamma) if bn.scale else np.ones(channels))

@@ -1,4 +1,4 @@
-"""Progressive tandem learning as a Keras callback (Wu et al., TPAMI 2021; issue 19).
+"""Progressive tandem learning as a Keras callback (Wu et al., TPAMI 2021).
 
 A converted model (or any tandem model) starts as its ANN (every spiking layer in
 ``"ann"`` mode) and its spiking layers are switched to ``"tandem"`` one at a time, input
@@ -18,12 +18,8 @@ from typing import Any, Optional
 
 import keras
 
+from tandem_keras import kinds
 from tandem_keras._keras_internals import call_nodes
-from tandem_keras.modes import _has_mode
-
-
-def _is_spiking(layer) -> bool:
-    return "threshold" in layer.get_config() and getattr(layer, "neuron", True) is not None
 
 
 def stages(model: keras.Model, layers_per_stage: int = 1) -> list[list[str]]:
@@ -45,10 +41,10 @@ def stages(model: keras.Model, layers_per_stage: int = 1) -> list[list[str]]:
     nodes, _ = call_nodes(model)
     for node in nodes:
         layer = node.operation
-        if id(layer) in seen or not _has_mode(layer):
+        if id(layer) in seen or not kinds.has_modes(layer):
             continue
         seen.add(id(layer))
-        if _is_spiking(layer) or not groups:
+        if kinds.has_neurons(layer) or not groups:
             groups.append([])
         groups[-1].append(layer.name)
     return [sum(groups[i:i + layers_per_stage], []) for i in range(0, len(groups), layers_per_stage)]

@@ -1,10 +1,10 @@
-"""The weights and the fused batch normalization of a tandem layer (method §3).
+"""The fused batch normalization of a tandem layer (method §3).
 
 ``W' = W g``, ``b' = (b - mu) g + beta``, ``g = gamma / sqrt(var + eps)``: batch statistics in
 training, moving statistics (momentum, Keras's names) in inference. A mixin of
-:class:`tandem_keras.layers.tandem_layers.TandemLayer`; a layer says how its kernel is
-shaped (``_kernel_shape``), how many channels it outputs (``_channels``), how it is applied
-(``_apply_kernel``) and how the scale folds into it (``_fold_kernel``).
+:class:`tandem_keras.layers.tandem_layer.TandemLayer`, whose Keras base class makes the kernel
+and the bias; a layer says which kernels its linear map takes (``_kernels``), how it is
+applied (``_linear``) and how the scale folds into them (``_fold``).
 """
 
 from __future__ import annotations
@@ -13,50 +13,44 @@ from typing import Optional
 
 import tensorflow as tf
 
-_INIT_KEYS = ("kernel_initializer", "bias_initializer", "gamma_initializer", "beta_initializer",
-              "moving_mean_initializer", "moving_variance_initializer")
-_REG_KEYS = ("kernel_regularizer", "bias_regularizer", "gamma_regularizer", "beta_regularizer")
-_CONSTRAINT_KEYS = ("kernel_constraint", "bias_constraint")
+#: The BN arguments of a tandem layer, beside Keras's kernel and bias ones.
+BN_INITIALIZERS = ("gamma_initializer", "beta_initializer", "moving_mean_initializer",
+                   "moving_variance_initializer")
+BN_REGULARIZERS = ("gamma_regularizer", "beta_regularizer")
 
 
 class FoldedBatchNorm:
-    """Kernel, bias and BN weights, ``_normalize`` and ``folded_weights``."""
+    """BN weights, ``_normalize`` and ``folded_weights``."""
 
-    def _kernel_shape(self, input_dim: int) -> tuple:
+    def _kernels(self) -> list:
+        """The kernels of the linear map, in ``_linear``'s order (Keras's weights)."""
+        return [self.kernel]
+
+    def _linear(self, x: tf.Tensor, *kernels: tf.Tensor) -> tf.Tensor:
+        """The linear map ``W x`` on one step ``[batch, ...]`` (no bias)."""
         raise NotImplementedError
 
-    def _channels(self, input_dim: int) -> int:
-        """Output channels (bias and BN size): the kernel's last axis by default."""
-        return self._kernel_shape(input_dim)[-1]
+    def _fold(self, kernels: list, scale: tf.Tensor) -> list:
+        """The per-output-channel ``scale`` folded into the kernels: ``W g`` (the last
+        kernel's last axis is the output channel)."""
+        return list(kernels[:-1]) + [kernels[-1] * scale]
 
-    def _fold_kernel(self, kernel: tf.Tensor, scale: tf.Tensor) -> tf.Tensor:
-        """``W g``: the per-output-channel scale folded into the kernel."""
-        return kernel * scale
-
-    def _build_weights(self, input_dim: int) -> None:
-        self.kernel = self.add_weight(
-            name="kernel", shape=self._kernel_shape(input_dim),
-            initializer=self.kernel_initializer, regularizer=self.kernel_regularizer,
-            constraint=self.kernel_constraint)
-        channels = (self._channels(input_dim),)
-        self.bias = None
-        if self.use_bias:
-            self.bias = self.add_weight(
-                name="bias", shape=channels, initializer=self.bias_initializer,
-                regularizer=self.bias_regularizer, constraint=self.bias_constraint, autocast=False)
-        if self.batch_norm:
-            self.gamma = self.add_weight(name="gamma", shape=channels, initializer=self.gamma_initializer,
-                                         regularizer=self.gamma_regularizer, autocast=False)
-            self.beta = self.add_weight(name="beta", shape=channels, initializer=self.beta_initializer,
-                                        regularizer=self.beta_regularizer, autocast=False)
-            # aggregation="mean": under a tf.distribute strategy every replica's update is
-            # averaged into one value (else each replica keeps its own statistics).
-            self.moving_mean = self.add_weight(name="moving_mean", shape=channels, trainable=False,
-                                               initializer=self.moving_mean_initializer, autocast=False,
-                                               aggregation="mean")
-            self.moving_variance = self.add_weight(
-                name="moving_variance", shape=channels, trainable=False,
-                initializer=self.moving_variance_initializer, autocast=False, aggregation="mean")
+    def _build_batch_norm(self, channels: int) -> None:
+        if not self.batch_norm:
+            return
+        shape = (int(channels),)
+        self.gamma = self.add_weight(name="gamma", shape=shape, initializer=self.gamma_initializer,
+                                     regularizer=self.gamma_regularizer, autocast=False)
+        self.beta = self.add_weight(name="beta", shape=shape, initializer=self.beta_initializer,
+                                    regularizer=self.beta_regularizer, autocast=False)
+        # aggregation="mean": under a tf.distribute strategy every replica's update is
+        # averaged into one value (else each replica keeps its own statistics).
+        self.moving_mean = self.add_weight(name="moving_mean", shape=shape, trainable=False,
+                                           initializer=self.moving_mean_initializer, autocast=False,
+                                           aggregation="mean")
+        self.moving_variance = self.add_weight(
+            name="moving_variance", shape=shape, trainable=False,
+            initializer=self.moving_variance_initializer, autocast=False, aggregation="mean")
 
     def _normalize(self, preactivation: tf.Tensor, training: bool):
         """Returns ``(V_f, scale, folded_bias)`` in float32 for ``u = W * c_in``.
@@ -91,7 +85,9 @@ class FoldedBatchNorm:
         ``W' = W * g``, ``b' = (b - mu) * g + beta``, ``g = gamma / sqrt(var + eps)``
         with the moving statistics (``training=False``), or with the batch statistics
         of ``inputs`` (a spike train) when ``training=True``. Without BN:
-        ``(W, b)``. Reading does not update the moving statistics.
+        ``(W, b)``. A layer with two kernels (``TandemSeparableConv2D``) returns them as a
+        tuple ``(depthwise, pointwise')``, the scale folded into the second. Reading does
+        not update the moving statistics.
 
         Example:
           >>> import tensorflow as tf, tandem_keras as tk
@@ -103,20 +99,21 @@ class FoldedBatchNorm:
         """
         if not self.built:
             raise ValueError(f"{self.name}: the layer is not built yet; call it on a spike train first.")
-        kernel = tf.convert_to_tensor(self.kernel)
-        channels = int(self.moving_mean.shape[0]) if self.batch_norm else self._channels(kernel.shape[-2])
+        kernels = [tf.convert_to_tensor(k) for k in self._kernels()]
+        channels = self._output_channels
         bias = tf.cast(self.bias, tf.float32) if self.use_bias else tf.zeros([channels])
+        single = len(kernels) == 1
         if not self.batch_norm:
-            return kernel, bias
+            return (kernels[0] if single else tuple(kernels)), bias
         if training:
             if inputs is None:
                 raise ValueError(f"{self.name}: folded_weights(training=True) needs the `inputs` "
                                  "spike train whose batch statistics are folded in.")
-            counts = tf.reduce_sum(tf.cast(inputs, kernel.dtype), axis=1)
-            u = tf.cast(self._apply_kernel(counts, kernel), tf.float32) + bias
+            counts = tf.reduce_sum(tf.cast(inputs, kernels[0].dtype), axis=1)
+            u = tf.cast(self._linear(counts, *kernels), tf.float32) + bias
             mean, variance = tf.nn.moments(u, axes=list(range(u.shape.rank - 1)))
         else:
             mean, variance = self.moving_mean, self.moving_variance
         scale = self.gamma * tf.math.rsqrt(variance + self.epsilon)
-        return self._fold_kernel(kernel, scale), (bias - mean) * scale + self.beta
-
+        folded = self._fold(kernels, scale)
+        return (folded[0] if single else tuple(folded)), (bias - mean) * scale + self.beta

@@ -7,9 +7,10 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from tandem_keras import neurons, tandem
-from tandem_keras._checks import (ModeMixin, check_choice, check_finite, check_threshold,
-                                  check_time_steps, layer_label, mark_spikes)
+from tandem_keras import couplings, kinds, neurons
+from tandem_keras._checks import (check_choice, check_finite, check_threshold, check_time_steps,
+                                  layer_label, mark_spikes)
+from tandem_keras.modes import ModeMixin
 
 ENCODINGS = ("spike", "current")
 
@@ -95,12 +96,22 @@ class SpikeEncoder(ModeMixin, keras.layers.Layer):
                         self.compute_dtype)
         spikes = neurons.front_loaded_spikes(count, self.time_steps)
         args = (v, self.threshold, "bounded_relu", self.neuron.initial_potential)
-        out = tandem.couple_spikes_to_potential(spikes, *args)
-        count = tandem.couple_count_to_potential(count, *args, time_steps=self.time_steps)
-        return mark_spikes(tandem.attach_ann_value(out, count))
+        out = couplings.couple_spikes_to_potential(spikes, *args)
+        count = couplings.couple_count_to_potential(count, *args, time_steps=self.time_steps)
+        return mark_spikes(couplings.attach_ann_value(out, count))
 
     def get_config(self) -> dict:
         config = super().get_config()
         config.update(time_steps=self.time_steps, threshold=self.threshold,
                       encoding=self.encoding, mode=self.mode, neuron=neurons.serialize(self.neuron))
         return config
+
+
+def _carries(layer, inputs) -> kinds.Carry:
+    if layer.encoding == "spike":
+        return kinds.Carry("spikes")
+    return kinds.Carry("analog", layer, "encoding='current' sends an analog current, not spikes; "
+                                        "set analog_input=True on the layer it feeds", unit=True)
+
+
+kinds.register_layer(SpikeEncoder, "encoder", carries=_carries, neurons=True, convert="keep")

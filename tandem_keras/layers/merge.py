@@ -9,9 +9,10 @@ from typing import Any, Optional, Sequence
 import keras
 import tensorflow as tf
 
-from tandem_keras import neurons, surrogates, tandem
-from tandem_keras._checks import (ModeMixin, check_threshold, check_time_axis, layer_label,
-                                  mark_spikes)
+from tandem_keras import _nir_nodes, couplings, kinds, neurons, surrogates
+from tandem_keras._checks import check_threshold, check_time_axis, layer_label, mark_spikes
+from tandem_keras.modes import ModeMixin
+from tandem_keras.synops import layer_specs
 
 
 @keras.saving.register_keras_serializable(package="tandem_keras")
@@ -122,7 +123,7 @@ class TandemAdd(ModeMixin, keras.layers.Layer):
         trains = [tf.cast(x, tf.float32) for x in inputs]
         with tf.name_scope("time_sums"):
             if self.mode in ("tandem", "quantized"):   # the inputs' ANN values (counts, V)
-                potential = self._weighted([tandem.ann_value(x, tf.float32) for x in inputs])
+                potential = self._weighted([couplings.ann_value(x, tf.float32) for x in inputs])
             else:
                 potential = self._weighted([tf.reduce_sum(x, axis=1) for x in trains])
         if self.mode == "ann":
@@ -143,9 +144,9 @@ class TandemAdd(ModeMixin, keras.layers.Layer):
             with tf.name_scope("time_sums"):
                 count = tf.reduce_sum(spikes, axis=1)
         args = (potential, self.threshold, self.surrogate, v0)
-        out = tandem.couple_spikes_to_potential(spikes, *args)
-        count = tandem.couple_count_to_potential(count, *args, time_steps=time_steps)
-        return mark_spikes(tandem.attach_ann_value(out, count))
+        out = couplings.couple_spikes_to_potential(spikes, *args)
+        count = couplings.couple_count_to_potential(count, *args, time_steps=time_steps)
+        return mark_spikes(couplings.attach_ann_value(out, count))
 
     def get_config(self) -> dict:
         config = super().get_config()
@@ -153,3 +154,7 @@ class TandemAdd(ModeMixin, keras.layers.Layer):
                       scales=self.scales, surrogate=surrogates.serialize(self.surrogate),
                       mode=self.mode)
         return config
+
+
+kinds.register_layer(TandemAdd, "spiking_weighted", layer_specs.identity_spec, spike_inputs_only=True,
+                     carries="spikes", neurons=True, nir=_nir_nodes.tandem_add, convert="keep")

@@ -1,88 +1,97 @@
 """Pooling on spike trains ``[batch, T, H, W, C]``, step by step (method §3, pooling).
 
+Each layer is Keras's pooling layer with :class:`SpikeTrainPooling` mixed in (Keras checks
+the arguments, computes the output shape and pools; the mixin adds the time axis, folded
+into the batch so that the T poolings run as one op, the modes and the coupling):
+
 * :class:`AveragePooling2D`, :class:`GlobalAveragePooling2D`: linear, no neurons. Their
   output (fractions of spikes) is an input current of the next weighted tandem layer, which
   integrates it exactly: ``W (P s(t)) = (W P) s(t)``, the composite linear map.
 * :class:`MaxPooling2D`: the per-step maximum of binary spikes, an OR: a spike train again,
   exact, a spiking layer without synapses.
-
-The time axis is folded into the batch, so the T poolings run as one op.
 """
 
 from __future__ import annotations
 
-from typing import Any, Optional
+import inspect
+from typing import Any
 
 import keras
 import tensorflow as tf
 
-from tandem_keras import tandem
-from tandem_keras._checks import (ModeMixin, check_choice, check_pair, check_spike_values,
-                                  layer_label, mark_current, mark_spikes)
-
-_LAYOUT = "[batch, time, height, width, channels]"
+from tandem_keras import _nir_nodes, couplings, kinds
+from tandem_keras._checks import check_spike_values, layer_label, mark_current, mark_spikes
+from tandem_keras.modes import ModeMixin
 
 
-class _SpikeTrainPooling2D(ModeMixin, keras.layers.Layer):
-    """Shared arguments, checks and config of the pooling layers on spike trains."""
+class SpikeTrainPooling(ModeMixin):
+    """Mixin of a Keras pooling layer: the layer applied to every step of a train."""
 
-    def __init__(self, pool_size=2, strides=None, padding: str = "valid", mode: str = "tandem",
-                 data_format: Optional[str] = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        owner = type(self).__name__
-        if data_format not in (None, "channels_last"):
-            raise ValueError(f"{owner}: only data_format='channels_last' is supported, got {data_format!r}.")
-        self.pool_size = check_pair(pool_size, "pool_size", owner)
-        self.strides = self.pool_size if strides is None else check_pair(strides, "strides", owner)
-        self.padding = check_choice(str(padding).lower(), "padding", ("valid", "same"), owner)
+    def __init__(self, *args: Any, mode: str = "tandem", **kwargs: Any) -> None:
+        keras_init = inspect.signature(super().__init__)
+        given = keras_init.bind_partial(*args, **kwargs).arguments
+        for name, default in (("data_format", "channels_last"), ("pool_size", 2)):
+            if name in keras_init.parameters and name not in given:
+                kwargs[name] = default
+        super().__init__(*args, **kwargs)
+        if self.data_format != "channels_last":
+            raise ValueError(f"{type(self).__name__}: only data_format='channels_last' is supported, "
+                             f"got {self.data_format!r} (the time axis is axis 1).")
         self.mode = mode
+        self._step_ndim = int(self.input_spec.ndim)   # Keras's: one step [batch, H, W, C]
+        self.input_spec = None                         # the train's, set at build
+        self._input_proven: Any = None
 
     def build(self, input_shape) -> None:
-        _check_rank(self, input_shape)
-        self.input_spec = keras.InputSpec(ndim=5, axes={-1: int(input_shape[-1])})
+        if len(input_shape) != self._step_ndim + 1 or input_shape[-1] is None:
+            raise ValueError(
+                f"{layer_label(self)} expects a spike train of shape [batch, time, height, width, "
+                f"channels] (rank {self._step_ndim + 1}, known channels), got shape "
+                f"{tuple(input_shape)}. Use keras.layers.{type(self).__name__} on spike counts "
+                "(after tk.SpikeCount()).")
+        self.input_spec = keras.InputSpec(ndim=len(input_shape), axes={-1: int(input_shape[-1])})
 
     def compute_output_shape(self, input_shape):
-        spatial = []
-        for size, k, s in zip(input_shape[2:4], self.pool_size, self.strides):
-            if size is None:
-                spatial.append(None)
-            elif self.padding == "same":
-                spatial.append(-(-size // s))
-            else:
-                spatial.append(-(-(size - k + 1) // s))
-        return (input_shape[0], input_shape[1], *spatial, input_shape[4])
+        input_shape = tuple(input_shape)
+        if len(input_shape) != self._step_ndim + 1:
+            return super().compute_output_shape(input_shape)
+        step = super().compute_output_shape((input_shape[0],) + input_shape[2:])
+        return (step[0], input_shape[1]) + tuple(step[1:])
 
     def _pool(self, x: tf.Tensor) -> tf.Tensor:
-        raise NotImplementedError
+        """Keras's pooling of one step ``[batch, H, W, C]``."""
+        return super().call(x)
+
+    def _pooled_current(self, inputs):
+        """The pooled train (a current) with its ANN value, the pooled input value."""
+        x = tf.cast(inputs, tf.float32)
+        if self.mode not in ("tandem", "quantized"):
+            return mark_current(tf.cast(couplings.per_step(self._pool, x), self.compute_dtype))
+        # Linear: the ANN value is the pooled ANN value of the input (its gradient P^T grad).
+        pooled = couplings.per_step(self._pool, tf.stop_gradient(x))
+        value = self._pool(couplings.ann_value(inputs, tf.float32))
+        pooled = couplings.couple_train_to_value(pooled, value)
+        return mark_current(couplings.attach_ann_value(tf.cast(pooled, self.compute_dtype), value))
 
     def get_config(self) -> dict:
         config = super().get_config()
-        config.update(pool_size=self.pool_size, strides=self.strides, padding=self.padding,
-                      mode=self.mode)
+        config.update(mode=self.mode)
         return config
 
 
-def _check_rank(layer, input_shape) -> None:
-    if len(input_shape) != 5 or input_shape[-1] is None:
-        raise ValueError(
-            f"{layer_label(layer)} expects a spike train of shape {_LAYOUT} (rank 5, known "
-            f"channels), got shape {tuple(input_shape)}. Use keras.layers.{type(layer).__name__} "
-            "on spike counts (after tk.SpikeCount()).")
-
-
 @keras.saving.register_keras_serializable(package="tandem_keras")
-class AveragePooling2D(_SpikeTrainPooling2D):
+class AveragePooling2D(SpikeTrainPooling, keras.layers.AveragePooling2D):
     """Average pooling of every time step: ``x(t) = P s(t)``, ``[batch, T, H, W, C]``.
 
-    Forward: ``x_ij(t) = mean over the window of s(t)`` (with ``padding="same"`` a border
-    window averages only its elements inside the image, as ``keras.layers.AveragePooling2D``).
-    Linear, no neurons: the pooled train is an exact input current of the next weighted
-    tandem layer (``W x(t) = (W P) s(t)``), whose input check accepts it. Its ANN value is
-    the pooled count ``P c``. Gradient: the pooling's transpose at every step, which is the
-    coupled ANN's ``P^T grad`` on the counts (the layers after it send every step the same
-    gradient). Every mode computes the same (``"ann"``: the pooled activation). Under
-    ``mixed_bfloat16`` the average is formed in float32; fractions ``k / n`` are exact when
-    the window size ``n`` is a power of two.
+    Takes the arguments of ``keras.layers.AveragePooling2D``. Forward: ``x_ij(t) = mean over
+    the window of s(t)`` (with ``padding="same"`` a border window averages only its elements
+    inside the image, as Keras's). Linear, no neurons: the pooled train is an exact input
+    current of the next weighted tandem layer (``W x(t) = (W P) s(t)``), whose input check
+    accepts it. Its ANN value is the pooled count ``P c``. Gradient: the pooling's transpose
+    at every step, which is the coupled ANN's ``P^T grad`` on the counts (the layers after
+    it send every step the same gradient). Every mode computes the same (``"ann"``: the
+    pooled activation). Under ``mixed_bfloat16`` the average is formed in float32; fractions
+    ``k / n`` are exact when the window size ``n`` is a power of two.
 
     Example:
       >>> import tensorflow as tf
@@ -91,32 +100,45 @@ class AveragePooling2D(_SpikeTrainPooling2D):
       0.75
     """
 
-    def _pool(self, x):
-        return tf.nn.avg_pool2d(x, self.pool_size, self.strides, self.padding.upper())
-
     def call(self, inputs):
-        x = tf.cast(inputs, tf.float32)
-        if self.mode not in ("tandem", "quantized"):
-            return mark_current(tf.cast(tandem.per_step(self._pool, x), self.compute_dtype))
-        # Linear: the ANN value is the pooled ANN value of the input (its gradient P^T grad).
-        pooled = tandem.per_step(self._pool, tf.stop_gradient(x))
-        value = self._pool(tandem.ann_value(inputs, tf.float32))
-        pooled = tandem.couple_train_to_value(pooled, value)
-        return mark_current(tandem.attach_ann_value(tf.cast(pooled, self.compute_dtype), value))
+        return self._pooled_current(inputs)
 
 
 @keras.saving.register_keras_serializable(package="tandem_keras")
-class MaxPooling2D(_SpikeTrainPooling2D):
+class GlobalAveragePooling2D(SpikeTrainPooling, keras.layers.GlobalAveragePooling2D):
+    """Spatial mean of every time step: ``[batch, T, H, W, C] -> [batch, T, C]`` (or
+    ``[batch, T, 1, 1, C]`` with ``keepdims=True``).
+
+    Takes the arguments of ``keras.layers.GlobalAveragePooling2D``. Forward:
+    ``x_c(t) = mean_ij s_ijc(t)``, an exact input current of a following ``TandemDense``
+    (e.g. the spike-count readout). Gradient: its transpose at every step (see
+    :class:`AveragePooling2D`). Before an analog readout on counts, ``tk.SpikeCount()``
+    followed by ``keras.layers.GlobalAveragePooling2D()`` gives the same numbers.
+
+    Example:
+      >>> import tensorflow as tf
+      >>> GlobalAveragePooling2D()(tf.ones([2, 3, 4, 4, 5])).shape
+      TensorShape([2, 3, 5])
+    """
+
+    def call(self, inputs):
+        return self._pooled_current(inputs)
+
+
+@keras.saving.register_keras_serializable(package="tandem_keras")
+class MaxPooling2D(SpikeTrainPooling, keras.layers.MaxPooling2D):
     """Max pooling of every time step, an OR of spikes: ``s_ij(t) = max over the window of s(t)``.
 
-    Forward: exact and binary (a spike train), a spiking layer without synapses; a Keras
-    ``TimeDistributed(MaxPooling2D)`` computes the same values. Gradient (``"tandem"``,
-    ``"quantized"``): the coupled ANN's max pooling of the input counts, ``a = max_window c``,
-    read as a rate (``grad_a = sum_t grad_s(t) / T``) and sent to the window's largest count,
-    ``grad_s_in(t) = grad_c_in`` (``a`` is a lower bound of the OR's count, equal when the
-    window's spikes coincide; for front-loaded trains, ``"quantized"``, it is exact).
-    ``"bptt"``: the per-step max differentiated at every step; ``"ann"``: max pooling of the
-    activation. At inference the input must be spikes (checked as a tandem layer's).
+    Takes the arguments of ``keras.layers.MaxPooling2D``. Forward: exact and binary (a spike
+    train), a spiking layer without synapses; a Keras ``TimeDistributed(MaxPooling2D)``
+    computes the same values. Gradient (``"tandem"``, ``"quantized"``): the coupled ANN's max
+    pooling of the input counts, ``a = max_window c``, read as a rate (``grad_a = sum_t
+    grad_s(t) / T``) and sent to the window's largest count, ``grad_s_in(t) = grad_c_in``
+    (``a`` is a lower bound of the OR's count, equal when the window's spikes coincide; for
+    front-loaded trains, ``"quantized"``, it is exact). ``"bptt"``: the per-step max
+    differentiated at every step; ``"ann"``: max pooling of the activation. Its input must
+    be spikes: refused when the model is built if its graph shows otherwise (a current, a
+    Keras ``Add`` of spike trains), else checked at inference as a tandem layer's.
 
     Example:
       >>> import tensorflow as tf
@@ -125,70 +147,28 @@ class MaxPooling2D(_SpikeTrainPooling2D):
       1.0
     """
 
-    def _pool(self, x):
-        return tf.nn.max_pool2d(x, self.pool_size, self.strides, self.padding.upper())
+    def __call__(self, *args: Any, **kwargs: Any):
+        inputs = args[0] if args else kwargs.get("inputs")
+        if self.mode != "ann" and keras.backend.is_keras_tensor(inputs):
+            proven = kinds.check_input(inputs, layer_label(self), accept=("spikes",)) is not None
+            self._input_proven = proven and self._input_proven is not False
+        return super().__call__(*args, **kwargs)
 
     def call(self, inputs, training=None):
         if self.mode == "ann":
-            return tandem.per_step(self._pool, inputs)
-        if not training:
+            return couplings.per_step(self._pool, inputs)
+        if not training and not self._input_proven:
             check_spike_values(inputs, layer_label(self), accept_currents=False)
         if self.mode == "bptt":
-            return mark_spikes(tandem.per_step(self._pool, inputs))
-        spikes = tandem.per_step(self._pool, tf.stop_gradient(inputs))
-        ann = self._pool(tandem.ann_value(inputs))       # max pooling of the input counts
+            return mark_spikes(couplings.per_step(self._pool, inputs))
+        spikes = couplings.per_step(self._pool, tf.stop_gradient(inputs))
+        ann = self._pool(couplings.ann_value(inputs))       # max pooling of the input counts
         with tf.name_scope("time_sums"):
-            count = tandem.couple_value(tf.reduce_sum(spikes, axis=1), ann)
-        out = tandem.couple_train_to_value(spikes, ann)
-        return mark_spikes(tandem.attach_ann_value(out, count))
+            count = couplings.couple_value(tf.reduce_sum(spikes, axis=1), ann)
+        out = couplings.couple_train_to_value(spikes, ann)
+        return mark_spikes(couplings.attach_ann_value(out, count))
 
 
-@keras.saving.register_keras_serializable(package="tandem_keras")
-class GlobalAveragePooling2D(ModeMixin, keras.layers.Layer):
-    """Spatial mean of every time step: ``[batch, T, H, W, C] -> [batch, T, C]`` (or
-    ``[batch, T, 1, 1, C]`` with ``keepdims=True``).
-
-    Forward: ``x_c(t) = mean_ij s_ijc(t)``, an exact input current of a following
-    ``TandemDense`` (e.g. the spike-count readout). Gradient: its transpose at every step
-    (see :class:`AveragePooling2D`). Before an analog readout on counts,
-    ``tk.SpikeCount()`` followed by ``keras.layers.GlobalAveragePooling2D()`` gives the same
-    numbers.
-
-    Example:
-      >>> import tensorflow as tf
-      >>> GlobalAveragePooling2D()(tf.ones([2, 3, 4, 4, 5])).shape
-      TensorShape([2, 3, 5])
-    """
-
-    def __init__(self, keepdims: bool = False, mode: str = "tandem",
-                 data_format: Optional[str] = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        if data_format not in (None, "channels_last"):
-            raise ValueError(f"GlobalAveragePooling2D: only data_format='channels_last' is "
-                             f"supported, got {data_format!r}.")
-        self.keepdims = bool(keepdims)
-        self.mode = mode
-
-    def build(self, input_shape) -> None:
-        _check_rank(self, input_shape)
-        self.input_spec = keras.InputSpec(ndim=5, axes={-1: int(input_shape[-1])})
-
-    def compute_output_shape(self, input_shape):
-        if self.keepdims:
-            return (input_shape[0], input_shape[1], 1, 1, input_shape[4])
-        return (input_shape[0], input_shape[1], input_shape[4])
-
-    def call(self, inputs):
-        x = tf.cast(inputs, tf.float32)
-        if self.mode not in ("tandem", "quantized"):
-            return mark_current(tf.cast(tf.reduce_mean(x, axis=[2, 3], keepdims=self.keepdims),
-                                        self.compute_dtype))
-        pooled = tf.reduce_mean(tf.stop_gradient(x), axis=[2, 3], keepdims=self.keepdims)
-        value = tf.reduce_mean(tandem.ann_value(inputs, tf.float32), axis=[1, 2], keepdims=self.keepdims)
-        pooled = tandem.couple_train_to_value(pooled, value)
-        return mark_current(tandem.attach_ann_value(tf.cast(pooled, self.compute_dtype), value))
-
-    def get_config(self) -> dict:
-        config = super().get_config()
-        config.update(keepdims=self.keepdims, mode=self.mode)
-        return config
+kinds.register_layer(AveragePooling2D, carries="current", nir=_nir_nodes.avg_pool)
+kinds.register_layer(GlobalAveragePooling2D, carries="current", nir=_nir_nodes.global_avg_pool)
+kinds.register_layer(MaxPooling2D, carries="spikes", nir=_nir_nodes.max_pool)

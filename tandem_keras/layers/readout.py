@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tandem_keras import tandem
+from tandem_keras import _nir_nodes, couplings, kinds
 from tandem_keras._checks import is_marked_spikes, keep_tag, layer_label
 
 
@@ -24,7 +24,7 @@ class SpikeCount(keras.layers.Layer):
 
     Forward: ``c = sum_t s(t)`` (paper Eq. 5), integer-valued in ``[0, T]``.
     Gradient: ``grad_s(t) = grad_c`` for every t (for a library layer's spike train, ``grad_c``
-    goes to its coupled ANN directly, see ``tandem_keras.tandem``: the same gradient). Any
+    goes to its coupled ANN directly, see ``tandem_keras.couplings``: the same gradient). Any
     train is summed the same way (a current: its ``V = sum_t z(t)``).
 
     Membrane-potential decoding (method §4) is ``SpikeCount()`` followed by a
@@ -52,7 +52,7 @@ class SpikeCount(keras.layers.Layer):
 
     def call(self, inputs):
         if is_marked_spikes(inputs):   # the producer's count: the same integers
-            return tandem.ann_value(inputs, self.compute_dtype)
+            return couplings.ann_value(inputs, self.compute_dtype)
         return tf.reduce_sum(tf.cast(inputs, self.compute_dtype), axis=1)
 
 
@@ -87,7 +87,12 @@ class TimeFlatten(keras.layers.Layer):
     def call(self, inputs):
         features = int(np.prod(inputs.shape[2:]))
         flat = keep_tag(inputs, tf.reshape(inputs, [-1, inputs.shape[1], features]))  # same values
-        value = tandem.attached_value(inputs)
+        value = couplings.attached_value(inputs)
         if value is not None:
-            flat = tandem.attach_ann_value(flat, tf.reshape(value, [-1, features]))
+            flat = couplings.attach_ann_value(flat, tf.reshape(value, [-1, features]))
         return flat
+
+
+kinds.register_layer(SpikeCount, "transparent", time="drop", nir=_nir_nodes.spike_count,
+                     decoding="spike_count", convert="keep")
+kinds.register_layer(TimeFlatten, "transparent", nir=_nir_nodes.time_flatten, convert="keep")

@@ -2,12 +2,14 @@
 
 Modules (method §6):
 
-* :mod:`~tandem_keras.synops.ops`: operation specs (convolution, depthwise, dense, identity
-  synapses, pooling, concatenation): connections per axis, output shapes, fan-in, MACs;
+* :mod:`~tandem_keras.synops.ops`: operation specs (convolutions, depthwise, separable, dense,
+  identity synapses, pooling, concatenation): connections per axis, output shapes, fan-in,
+  MACs;
+* :mod:`~tandem_keras.synops.layer_specs`: a layer's linear map as an op spec, read from its
+  arguments (the registry of layer kinds, :mod:`tandem_keras.kinds`, refers to these);
 * :mod:`~tandem_keras.synops.composite`: the exact fan-out of the composite linear map of a
   spike's path, SynOps from counts (pure NumPy);
-* :mod:`~tandem_keras.synops.registry`: how each layer class is read
-  (:func:`register_layer`) and devices' energy (:func:`register_device`);
+* :mod:`~tandem_keras.synops.devices`: devices' energy (:func:`register_device`);
 * :mod:`~tandem_keras.synops.graph`: walks a Keras model's graph
   (:func:`describe_model`, :func:`activity_model`);
 * :mod:`~tandem_keras.synops.accounting`: SynOps from spike counts and a description,
@@ -23,7 +25,7 @@ Example:
     15.0
 """
 
-from tandem_keras.synops import composite, ops, registry
+from tandem_keras.synops import composite, devices, layer_specs, ops
 from tandem_keras.synops.accounting import (METADATA_FORMAT, METADATA_FORMATS,
                                             ActivityAccumulator, fanout_chains, row_fanout)
 from tandem_keras.synops.graph import activity_model, describe_model
@@ -31,7 +33,7 @@ from tandem_keras.synops.logger import ActivityLogger
 from tandem_keras.synops.composite import (chain_fanout, connections, conv2d_fanout,
                                            dense_fanout, fanout, synops_from_counts)
 from tandem_keras.synops.ops import axis_coverage, conv_output_length, fanin, macs, output_shape
-from tandem_keras.synops.registry import energy_joules, register_device, register_layer
+from tandem_keras.synops.devices import energy_joules, register_device
 from tandem_keras.synops.report import count_synops, format_description, format_report, summary
 
 __all__ = [
@@ -39,6 +41,6 @@ __all__ = [
     "activity_model", "axis_coverage", "chain_fanout", "composite", "connections", "conv2d_fanout",
     "conv_output_length", "count_synops", "dense_fanout", "describe_model", "energy_joules",
     "fanin", "fanout", "fanout_chains", "format_description", "format_report", "macs", "ops",
-    "output_shape", "register_device", "register_layer", "registry", "row_fanout", "summary",
+    "output_shape", "register_device", "row_fanout", "summary", "devices", "layer_specs",
     "synops_from_counts",
 ]

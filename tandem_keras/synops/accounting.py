@@ -6,8 +6,9 @@ spike counts batch by batch, and reports per-example SynOps, MACs and energy. It
 model code, so ``python -m eval`` counts SynOps from the SavedModel directory alone.
 
 Description formats: ``tandem_keras.activity/2`` (spiking rows hold ``fanout_chains``,
-chains of op specs through pooling and merges) and ``tandem_keras.activity/1`` (exports
-made before it: ``fanout_specs``, one convolution or dense spec per chain), read alike.
+chains of op specs through pooling and merges) and ``tandem_keras.activity/1``
+(``fanout_specs``, one convolution or dense spec per chain, as in the committed exports under
+``bench/models``), read alike.
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from tandem_keras.synops import composite, registry
+from tandem_keras.synops import composite, devices
 
 #: Metadata format written by :func:`tandem_keras.describe_model` (and ``export_model``).
 METADATA_FORMAT = "tandem_keras.activity/2"
-#: Formats :class:`ActivityAccumulator` reads (``/1``: exports before pooling and merges).
+#: Formats :class:`ActivityAccumulator` reads (``/1``: one spec per chain).
 METADATA_FORMATS = ("tandem_keras.activity/1", METADATA_FORMAT)
 
 
@@ -80,11 +81,6 @@ class ActivityAccumulator:
             self._sums[name] += c.sum(axis=0, dtype=np.float64)  # exact: integer counts
         self.num_examples += int(batch or 0)
 
-    def mean_counts(self, name: str) -> np.ndarray:
-        """Average spike count of every neuron of layer ``name``, shape ``row["shape"]``."""
-        row = next(r for r in self.rows if r["name"] == name)
-        return (self._sums[name] / max(self.num_examples, 1)).reshape(row["shape"])
-
     def report(self, device: Any = None) -> dict:
         """Per-example SynOps, MACs, ratio, energy, and a row per layer (see module doc).
 
@@ -123,8 +119,8 @@ class ActivityAccumulator:
             "synops_ratio": snn / ann if ann else float("nan"),
             "encoder_macs": encoder,
             "synops_ratio_with_encoder": (snn + encoder) / ann if ann else float("nan"),
-            "device": registry.get_device(device).name,
-            "energy_snn_joules": registry.energy_joules(snn, encoder, device),
-            "energy_ann_joules": registry.energy_joules(0.0, ann, device),
+            "device": devices.get_device(device).name,
+            "energy_snn_joules": devices.energy_joules(snn, encoder, device),
+            "energy_ann_joules": devices.energy_joules(0.0, ann, device),
             "layers": layers,
         }

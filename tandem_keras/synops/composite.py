@@ -41,7 +41,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from tandem_keras.synops.ops import WEIGHTED, Spec, axis_maps, output_shape, spec_type
+from tandem_keras.synops.ops import WEIGHTED, WINDOWED, Spec, axis_maps, output_shape, spatial_rank, spec_type
 
 
 def conv2d_fanout(input_shape: Sequence[int], filters: int, kernel_size: int | Sequence[int],
@@ -98,11 +98,12 @@ class _Reach:
                                       f"{int(np.prod(self.shape))} neurons of {list(self.shape)}")
         self.shape = shape
 
-    def spatial(self, where: str) -> None:
-        if self.scrambled or self.shape != self.inner or len(self.inner) != 3:
+    def spatial(self, where: str, rank: int = 2) -> None:
+        if self.scrambled or self.shape != self.inner or len(self.inner) != rank + 1:
             raise NotImplementedError(f"{where}: the spikes reach it reshaped from "
-                                      f"{list(self.inner)} to {list(self.shape)}; only [H, W, C] "
-                                      "maps that keep the layout are counted")
+                                      f"{list(self.inner)} to {list(self.shape)}; only "
+                                      f"{'[L, C]' if rank == 1 else '[H, W, C]'} maps that keep "
+                                      "the layout are counted")
 
     def compose(self, i: int, m: np.ndarray) -> None:
         a = self.axes[i]
@@ -116,13 +117,13 @@ class _Reach:
     def apply(self, spec: Spec, where: str) -> None:
         kind = spec_type(spec)
         self.reshape(tuple(int(v) for v in spec["input_shape"]), where)
-        if kind in ("conv2d", "depthwise_conv2d", "avg_pool2d"):
-            self.spatial(where)
-            mh, mw = axis_maps(spec)
-            self.compose(0, mh)
-            self.compose(1, mw)
-            if kind == "conv2d":
-                self.collapse(2)
+        if kind in WINDOWED:
+            rank = spatial_rank(spec)
+            self.spatial(where, rank)
+            for axis, m in enumerate(axis_maps(spec)):
+                self.compose(axis, m)
+            if kind in ("conv1d", "conv2d", "conv3d", "separable_conv2d"):   # every channel: all filters
+                self.collapse(rank)
                 self.mult *= int(spec["filters"])
             elif kind == "depthwise_conv2d":
                 self.mult *= int(spec.get("depth_multiplier", 1))

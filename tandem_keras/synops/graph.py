@@ -9,7 +9,8 @@ reshapes) up to each weighted operation they reach (a convolution, a dense layer
 synapse-only tandem layer, the identity synapses of ``TandemAdd``). From the chains,
 :mod:`tandem_keras.synops.ops` counts the exact fan-out of every neuron of the composite
 map. Layers spikes reach without synapses (max pooling, a user's spiking layer) cost
-nothing. How a layer class is read is asked of :mod:`tandem_keras.synops.registry`.
+nothing. How a layer class is read is asked of the registry of layer kinds
+(:mod:`tandem_keras.kinds`).
 
 Example:
     >>> import keras, tandem_keras as tk
@@ -32,8 +33,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from tandem_keras import kinds
 from tandem_keras._keras_internals import call_nodes
-from tandem_keras.synops import composite, ops, registry
+from tandem_keras.synops import composite, ops
 from tandem_keras.synops.accounting import METADATA_FORMAT
 
 _SOURCE_ROLES = ("encoder", "spiking", "spiking_weighted")
@@ -59,9 +61,9 @@ class _Graph:
         for node in self.nodes:
             rule = self.rule(node)
             timed_in = any(self.timed.get(id(t), False) for t in node.input_tensors)
-            if rule is not None and rule.role == "encoder":
+            if rule.role == "encoder":
                 timed = True
-            elif rule is not None and rule.time == "drop":
+            elif rule.time == "drop":
                 timed = False
             else:
                 timed = timed_in or isinstance(node.operation, keras.layers.TimeDistributed)
@@ -69,12 +71,11 @@ class _Graph:
                 self.timed[id(tensor)] = timed
 
     @staticmethod
-    def rule(node: Any) -> Any:
-        return registry.layer_rule(node.operation)
+    def rule(node: Any) -> kinds.Kind:
+        return kinds.kind_of(node.operation)
 
     def role(self, node: Any) -> Any:
-        rule = self.rule(node)
-        return None if rule is None else rule.role
+        return kinds.role(node.operation)
 
     def shape(self, tensor: Any, what: str) -> list[int]:
         """One example's neuron shape of ``tensor`` (no batch axis, no time axis)."""
@@ -87,7 +88,7 @@ class _Graph:
     def spec(self, node: Any, index: int) -> Any:
         """The op spec of ``node`` for its ``index``-th input (None: an identity)."""
         layer, rule = node.operation, self.rule(node)
-        inner = registry.unwrap(layer)
+        inner = kinds.unwrap(layer)
         tensors = node.input_tensors
         shapes = [self.shape(t, f"layer {layer.name!r}") for t in tensors]
         if rule.merge is not None:
@@ -136,7 +137,7 @@ class _Graph:
                     elif role in _SOURCE_ROLES and self.is_source(node):
                         continue  # a spiking layer without synapses of its own
                     else:
-                        kind = type(registry.unwrap(layer)).__name__
+                        kind = type(kinds.unwrap(layer)).__name__
                         raise NotImplementedError(
                             f"cannot count the fan-out of {name!r} into layer {layer.name!r} "
                             f"({kind}); register its role with tk.register_layer (counted: "
@@ -214,13 +215,13 @@ def describe_model(model: Any) -> dict:
             continue
         out = node.outputs[0]
         shape = graph.shape(out, f"layer {layer.name!r}")
-        row = {"name": layer.name, "class": type(registry.unwrap(layer)).__name__,
+        row = {"name": layer.name, "class": type(kinds.unwrap(layer)).__name__,
                "shape": shape, "neurons": int(np.prod(shape)), "spiking": source,
                "kind": _kind(graph, node, source, after_spikes[id(node)]),
                "mac_specs": [], "fanout_chains": []}
         if source:
             if time_steps is None:
-                time_steps = int(getattr(registry.unwrap(layer), "time_steps", None) or out.shape[1])
+                time_steps = int(getattr(kinds.unwrap(layer), "time_steps", None) or out.shape[1])
             row["fanout_chains"] = walks[id(node)][0]
             composite.chain_fanout(shape, row["fanout_chains"], layer.name)  # refuses what it cannot count
         if row["kind"] == "encoder":

@@ -4,7 +4,9 @@ An operation is a small JSON-able *spec* (``input_shape`` without batch and time
 
     {"type": "conv2d", "input_shape": [H, W, C], "filters": F, "kernel_size": [kh, kw],
      "strides": [sh, sw], "padding": "same" | "valid", "dilation_rate": [dh, dw]}
+    {"type": "conv1d", "input_shape": [L, C], ..., "padding": "same" | "valid" | "causal"}
     {"type": "depthwise_conv2d", ..., "depth_multiplier": M}   (no "filters")
+    {"type": "separable_conv2d", ..., "depth_multiplier": M, "filters": F}
     {"type": "dense", "input_shape": [..., F_in], "units": U}
     {"type": "identity", "input_shape": [...]}         one synapse per neuron (TandemAdd)
     {"type": "avg_pool2d", "input_shape": [H, W, C], "pool_size": [ph, pw],
@@ -12,9 +14,12 @@ An operation is a small JSON-able *spec* (``input_shape`` without batch and time
     {"type": "global_avg_pool2d", "input_shape": [H, W, C], "keepdims": false}
     {"type": "concat", "input_shape": [...], "axis": a, "offset": o, "size": n}
 
-The first four carry synapses (*weighted*: their MACs are counted, Eq. 14: one
-multiply-accumulate per nominal connection, ``fanin * N_out``, padding taps included);
-pooling and concatenation are linear maps without weights. Every map is a product of
+The convolutions, dense and identity carry synapses (*weighted*: their MACs are counted,
+Eq. 14: one multiply-accumulate per nominal connection, ``fanin * N_out``, padding taps
+included; a separable convolution is one linear map, its depthwise and pointwise MACs
+summed); pooling and concatenation are linear maps without weights. Output lengths and
+paddings follow TensorFlow's (Keras's) convention; the layers themselves take their shapes
+from Keras. Every map is a product of
 per-axis connection matrices (:func:`axis_map`), from which :mod:`tandem_keras.synops.composite`
 counts the exact fan-out of a chain of specs.
 
@@ -34,31 +39,34 @@ import numpy as np
 Spec = Mapping[str, Any]
 
 #: Specs with synapses (a chain ends at one); MACs are counted for these.
-WEIGHTED = ("conv2d", "depthwise_conv2d", "dense", "identity")
+WEIGHTED = ("conv1d", "conv2d", "conv3d", "depthwise_conv2d", "separable_conv2d", "dense", "identity")
+#: Specs of maps over spatial axes (a window per axis).
+WINDOWED = ("conv1d", "conv2d", "conv3d", "depthwise_conv2d", "separable_conv2d", "avg_pool2d")
 #: Linear specs without weights, folded into the next weighted spec.
 LINEAR = ("avg_pool2d", "global_avg_pool2d", "concat")
 
 
-def _pair(value: int | Sequence[int], name: str) -> tuple[int, int]:
+def _tuple(value: int | Sequence[int], rank: int, name: str) -> tuple[int, ...]:
     if isinstance(value, (int, np.integer)):
-        return int(value), int(value)
+        return (int(value),) * rank
     value = tuple(int(v) for v in value)
-    if len(value) != 2:
-        raise ValueError(f"{name} must be an int or a pair, got {value!r}")
-    return value  # type: ignore[return-value]
+    if len(value) != rank:
+        raise ValueError(f"{name} must be an int or {rank} of them, got {value!r}")
+    return value
 
 
 def _check_padding(padding: str) -> str:
     padding = str(padding).lower()
-    if padding not in ("same", "valid"):
-        raise ValueError(f"padding must be 'same' or 'valid', got {padding!r}")
+    if padding not in ("same", "valid", "causal"):
+        raise ValueError(f"padding must be 'same', 'valid' or 'causal', got {padding!r}")
     return padding
 
 
 def conv_output_length(n_in: int, kernel: int, stride: int, padding: str, dilation: int = 1) -> int:
     """Output length of one spatial axis of a convolution or pooling (TensorFlow convention).
 
-    ``same``: ``ceil(n / s)``; ``valid``: ``ceil((n - k_eff + 1) / s)``, ``k_eff = (k-1) d + 1``.
+    ``same`` and ``causal``: ``ceil(n / s)``; ``valid``: ``ceil((n - k_eff + 1) / s)``,
+    ``k_eff = (k-1) d + 1``.
 
     Example:
         >>> conv_output_length(32, 3, 2, "same"), conv_output_length(224, 11, 4, "valid")
@@ -68,7 +76,7 @@ def conv_output_length(n_in: int, kernel: int, stride: int, padding: str, dilati
     if n_in < 1 or kernel < 1 or stride < 1 or dilation < 1:
         raise ValueError(f"bad convolution axis: n_in={n_in}, kernel={kernel}, stride={stride}, "
                          f"dilation={dilation}")
-    if padding == "same":
+    if padding != "valid":
         return -(-n_in // stride)
     span = (kernel - 1) * dilation + 1
     if span > n_in:
@@ -76,11 +84,31 @@ def conv_output_length(n_in: int, kernel: int, stride: int, padding: str, dilati
     return -(-(n_in - span + 1) // stride)
 
 
+def pads(n_in: int, kernel: int, stride: int, padding: str, dilation: int = 1) -> tuple[int, int]:
+    """Zeros before and after one axis of the input (TensorFlow's padding).
+
+    ``same``: ``total = max((n_out - 1) s + k_eff - n, 0)``, ``total // 2`` before (the odd
+    one after); ``causal``: ``k_eff - 1`` before; ``valid``: none.
+
+    Example:
+        >>> pads(4, 3, 2, "same"), pads(5, 3, 1, "causal", 2)
+        ((0, 1), (4, 0))
+    """
+    padding = _check_padding(padding)
+    span = (kernel - 1) * dilation + 1
+    if padding == "causal":
+        return span - 1, 0
+    if padding == "valid":
+        return 0, 0
+    n_out = conv_output_length(n_in, kernel, stride, padding, dilation)
+    total = max((n_out - 1) * stride + span - n_in, 0)
+    return total // 2, total - total // 2
+
+
 def axis_map(n_in: int, kernel: int, stride: int, padding: str, dilation: int = 1) -> np.ndarray:
     """Connections of one axis of a convolution or pooling: ``M[i, o]`` true iff output ``o`` reads input ``i``.
 
-    TensorFlow's padding: ``pad_before = max((n_out - 1) s + k_eff - n, 0) // 2`` ("same",
-    0 for "valid"); output ``o`` reads inputs ``o s - pad_before + t d``, ``t = 0 .. k-1``.
+    Output ``o`` reads inputs ``o s - pad_before + t d``, ``t = 0 .. k-1`` (:func:`pads`).
 
     Example:
         >>> axis_map(4, 3, 2, "same").astype(int)       # n_out 2, the one pad goes after
@@ -90,8 +118,7 @@ def axis_map(n_in: int, kernel: int, stride: int, padding: str, dilation: int = 
                [0, 1]])
     """
     n_out = conv_output_length(n_in, kernel, stride, padding, dilation)
-    span = (kernel - 1) * dilation + 1
-    pad_before = max((n_out - 1) * stride + span - n_in, 0) // 2 if padding == "same" else 0
+    pad_before = pads(n_in, kernel, stride, padding, dilation)[0]
     inputs = (np.arange(n_out)[None, :] * stride - pad_before
               + np.arange(kernel)[:, None] * dilation)           # [k, n_out]
     m = np.zeros((n_in, n_out), dtype=bool)
@@ -110,29 +137,40 @@ def axis_coverage(n_in: int, kernel: int, stride: int, padding: str, dilation: i
     return axis_map(n_in, kernel, stride, padding, dilation).sum(axis=1).astype(np.int64)
 
 
-def _spatial(spec: Spec) -> tuple[int, int, int]:
-    shape = [int(v) for v in spec["input_shape"]]
-    if len(shape) != 3:
-        raise ValueError(f"{spec.get('type')} input_shape must be [H, W, C], got {shape}")
-    return shape[0], shape[1], shape[2]
+def spatial_rank(spec: Spec) -> int:
+    """The number of spatial axes of a windowed spec (``convNd``: N, the others: 2)."""
+    kind = spec["type"]
+    return int(kind[4]) if kind in ("conv1d", "conv2d", "conv3d") else 2
 
 
-def _window(spec: Spec) -> tuple[tuple[int, int], tuple[int, int], str, tuple[int, int]]:
-    """(kernel, strides, padding, dilation) of a conv or pooling spec."""
+def _spatial(spec: Spec) -> tuple[int, ...]:
+    shape = tuple(int(v) for v in spec["input_shape"])
+    rank = spatial_rank(spec) if spec["type"] != "global_avg_pool2d" else 2
+    if len(shape) != rank + 1:
+        layout = {1: "[L, C]", 2: "[H, W, C]"}.get(rank, "[D, H, W, C]")
+        raise ValueError(f"{spec.get('type')} input_shape must be {layout}, got {list(shape)}")
+    return shape
+
+
+def _window(spec: Spec) -> tuple[tuple[int, ...], tuple[int, ...], str, tuple[int, ...]]:
+    """(kernel, strides, padding, dilation) of a conv or pooling spec, per spatial axis."""
+    rank = spatial_rank(spec)
     if spec["type"] == "avg_pool2d":
-        kernel = _pair(spec["pool_size"], "pool_size")
-        strides = _pair(spec.get("strides") or kernel, "strides")
-        return kernel, strides, _check_padding(spec.get("padding", "valid")), (1, 1)
-    return (_pair(spec["kernel_size"], "kernel_size"), _pair(spec.get("strides", 1), "strides"),
-            _check_padding(spec.get("padding", "same")),
-            _pair(spec.get("dilation_rate", 1), "dilation_rate"))
+        kernel = _tuple(spec["pool_size"], rank, "pool_size")
+        strides = _tuple(spec.get("strides") or kernel, rank, "strides")
+        return kernel, strides, _check_padding(spec.get("padding", "valid")), (1,) * rank
+    padding = _check_padding(spec.get("padding", "same"))
+    if padding == "causal" and rank != 1:
+        raise ValueError(f"padding 'causal' is for 1D convolutions, not {spec['type']}")
+    return (_tuple(spec["kernel_size"], rank, "kernel_size"), _tuple(spec.get("strides", 1), rank, "strides"),
+            padding, _tuple(spec.get("dilation_rate", 1), rank, "dilation_rate"))
 
 
-def axis_maps(spec: Spec) -> tuple[np.ndarray, np.ndarray]:
-    """The height and width connection matrices of a convolution or pooling spec."""
-    h, w, _ = _spatial(spec)
-    (kh, kw), (sh, sw), padding, (dh, dw) = _window(spec)
-    return axis_map(h, kh, sh, padding, dh), axis_map(w, kw, sw, padding, dw)
+def axis_maps(spec: Spec) -> list[np.ndarray]:
+    """The connection matrix of every spatial axis of a convolution or pooling spec."""
+    shape = _spatial(spec)
+    kernel, strides, padding, dilation = _window(spec)
+    return [axis_map(n, k, s, padding, d) for n, k, s, d in zip(shape[:-1], kernel, strides, dilation)]
 
 
 def spec_type(spec: Spec) -> str:
@@ -154,17 +192,18 @@ def output_shape(spec: Spec) -> tuple[int, ...]:
     """
     kind = spec_type(spec)
     shape = tuple(int(v) for v in spec["input_shape"])
-    if kind in ("conv2d", "depthwise_conv2d", "avg_pool2d"):
-        h, w, c = _spatial(spec)
-        (kh, kw), (sh, sw), padding, (dh, dw) = _window(spec)
-        channels = {"conv2d": lambda: int(spec["filters"]), "avg_pool2d": lambda: c,
-                    "depthwise_conv2d": lambda: c * int(spec.get("depth_multiplier", 1))}[kind]()
-        return (conv_output_length(h, kh, sh, padding, dh),
-                conv_output_length(w, kw, sw, padding, dw), channels)
+    if kind in WINDOWED:
+        spatial = _spatial(spec)
+        kernel, strides, padding, dilation = _window(spec)
+        c = spatial[-1]
+        channels = {"avg_pool2d": c, "depthwise_conv2d": c * int(spec.get("depth_multiplier", 1))}.get(
+            kind, int(spec.get("filters", 0)))
+        return tuple(conv_output_length(n, k, s, padding, d) for n, k, s, d in
+                     zip(spatial[:-1], kernel, strides, dilation)) + (channels,)
     if kind == "dense":
         return shape[:-1] + (int(spec["units"]),)
     if kind == "global_avg_pool2d":
-        return (1, 1, _spatial(spec)[2]) if spec.get("keepdims") else (_spatial(spec)[2],)
+        return (1, 1, _spatial(spec)[-1]) if spec.get("keepdims") else (_spatial(spec)[-1],)
     if kind == "concat":
         axis = int(spec["axis"])
         return shape[:axis] + (int(spec["size"]),) + shape[axis + 1:]
@@ -174,19 +213,22 @@ def output_shape(spec: Spec) -> tuple[int, ...]:
 def fanin(spec: Spec) -> int:
     """Nominal fan-in of one output neuron of a weighted spec (0 for linear specs).
 
-    ``k_h k_w C_in`` (conv2d), ``k_h k_w`` (depthwise), ``F_in`` (dense), 1 (identity).
+    ``k_h k_w C_in`` (conv2d; ``k C_in`` conv1d), ``k_h k_w`` (depthwise), ``F_in`` (dense),
+    1 (identity); a separable convolution: its pointwise fan-in ``C_in M`` (its MACs add the
+    depthwise ``k_h k_w`` of each of its ``C_in M`` intermediate channels).
 
     Example:
         >>> fanin({"type": "dense", "input_shape": [1024], "units": 10})
         1024
     """
     kind = spec_type(spec)
-    if kind == "conv2d":
-        kh, kw = _pair(spec["kernel_size"], "kernel_size")
-        return kh * kw * int(spec["input_shape"][-1])
+    if kind in ("conv1d", "conv2d", "conv3d"):
+        kernel = _window(spec)[0]
+        return int(np.prod(kernel)) * int(spec["input_shape"][-1])
     if kind == "depthwise_conv2d":
-        kh, kw = _pair(spec["kernel_size"], "kernel_size")
-        return kh * kw
+        return int(np.prod(_window(spec)[0]))
+    if kind == "separable_conv2d":
+        return int(spec["input_shape"][-1]) * int(spec.get("depth_multiplier", 1))
     if kind == "dense":
         return int(spec["input_shape"][-1])
     return 1 if kind == "identity" else 0
@@ -196,11 +238,17 @@ def macs(spec: Spec) -> int:
     """ANN multiply-accumulates of one operation for one example (Eq. 14): ``fanin * N_out``.
 
     Pooling and concatenation: 0 (no weights). Identity synapses (a spike train into
-    ``TandemAdd``): one per neuron.
+    ``TandemAdd``): one per neuron. A separable convolution: the depthwise ``k_h k_w`` per
+    intermediate neuron plus the pointwise ``C_in M`` per output neuron.
 
     Example:
         >>> macs({"type": "conv2d", "input_shape": [32, 32, 3], "filters": 128,
         ...       "kernel_size": 3, "strides": 1, "padding": "same"})  # 27 * 32*32*128
         3538944
     """
-    return fanin(spec) * int(np.prod(output_shape(spec)))
+    out = output_shape(spec)
+    total = fanin(spec) * int(np.prod(out))
+    if spec["type"] == "separable_conv2d":
+        intermediate = int(np.prod(out[:-1])) * fanin(spec)
+        total += int(np.prod(_window(spec)[0])) * intermediate
+    return total

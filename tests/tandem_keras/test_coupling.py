@@ -1,4 +1,4 @@
-"""The generic coupling (method §3.2): `tandem.shared_linear`'s gradient is the linear map's
+"""The generic coupling (method §3.2): `couplings.shared_linear`'s gradient is the linear map's
 own vector-Jacobian product at the counts for any map (conv, dense, depthwise, pooling),
 grappler removes the recomputed forward op from a compiled step, and TandemDepthwiseConv2D,
 built on it with no backward of its own, matches NumPy and the coupled ANN's gradient."""
@@ -11,7 +11,7 @@ import tensorflow as tf
 from keras.src import testing
 
 import tandem_keras as tk
-from tandem_keras import tandem
+from tandem_keras import couplings
 from tests.tandem_keras.test_gradients import assert_close
 from tests.tandem_keras.test_neurons_reference import (
     assert_spikes_match,
@@ -44,7 +44,7 @@ def test_shared_linear_value_and_gradient_are_the_maps(name):
     upstream = tf.constant(rng.normal(size=summed.shape).astype(np.float32))
     with tf.GradientTape(persistent=True) as tape:
         tape.watch(args)
-        shared = tandem.shared_linear(op, summed, args)
+        shared = couplings.shared_linear(op, summed, args)
         direct = op(*args)
     np.testing.assert_allclose(np.asarray(shared), np.asarray(direct), rtol=1e-5, atol=1e-4)
     for got, expected in zip(tape.gradient(shared, args, upstream), tape.gradient(direct, args, upstream)):
@@ -203,7 +203,7 @@ def test_attached_ann_value_same_gradients_and_the_watch_escape():
         with tf.GradientTape() as tape:
             tape.watch(x)
             y = l1(x, training=True)
-            assert (tandem.attached_value(y) is not None) and tandem.attached_value(tf.identity(y)) is None
+            assert (couplings.attached_value(y) is not None) and couplings.attached_value(tf.identity(y)) is None
             y = tf.identity(y) if strip else y
             tape.watch(y)
             loss = tf.reduce_sum(l2(y, training=True) * r)

@@ -184,8 +184,8 @@ def _assert_ops(model, x):
 
 def test_library_spike_trains_are_not_rechecked_but_foreign_layers_outputs_are():
     """Spikes made by the encoder or an IF layer are 0/1 by construction and the library's
-    pooled trains are exact currents (tagged, no check); a Keras layer between two tandem
-    layers makes a tensor that is checked."""
+    pooled trains are exact currents; the model's graph shows it (no check); a layer of
+    unknown kind between two tandem layers makes a tensor that is checked."""
     x = np.random.default_rng(5).random((2, 6, 6, 3)).astype(np.float32) * 4
     plain = keras.Sequential([keras.Input((6, 6, 3)), tk.SpikeEncoder(4, name="enc"),
                               tk.TandemConv2D(2, 3, name="conv"), tk.TimeFlatten(),
@@ -196,9 +196,16 @@ def test_library_spike_trains_are_not_rechecked_but_foreign_layers_outputs_are()
                                 tk.TandemConv2D(2, 3, name="conv2"), tk.MaxPooling2D(1),
                                 tk.TandemConv2D(2, 3, name="conv3"), tk.SpikeCount()])
     assert _assert_ops(library, x) == ["enc"]
+    # Keras layers the registry knows keep spikes spikes (an OR, a padding): not checked
+    known = keras.Sequential([keras.Input((6, 6, 3)), tk.SpikeEncoder(4, name="enc"),
+                              tk.TandemConv2D(2, 3, name="conv"),
+                              keras.layers.TimeDistributed(keras.layers.MaxPooling2D(2)),
+                              keras.layers.TimeDistributed(keras.layers.ZeroPadding2D(1)),
+                              tk.TandemConv2D(2, 3, name="conv2"), tk.SpikeCount()])
+    assert _assert_ops(known, x) == ["enc"]
     foreign = keras.Sequential([keras.Input((6, 6, 3)), tk.SpikeEncoder(4, name="enc"),
                                 tk.TandemConv2D(2, 3, name="conv"),
-                                keras.layers.TimeDistributed(keras.layers.MaxPooling2D(2)),
+                                keras.layers.Lambda(lambda s: 1.0 - s),   # unknown to the registry
                                 tk.TandemConv2D(2, 3, name="conv2"), tk.SpikeCount()])
     assert _assert_ops(foreign, x) == ["conv2", "enc"]
 

@@ -99,3 +99,20 @@ def test_private_attributes_only_in_keras_internals():
                     if any(owner not in ("self", "cls") for owner in owners):
                         found.append(f"{os.path.relpath(path, ROOT)}:{number}: {line.strip()}")
     assert not found, "\n".join(found)
+
+
+def test_with_mode_and_set_mode_switch_a_users_subclass_of_a_tandem_layer():
+    """Layers with modes are those of the registry (tandem_keras.kinds), by class hierarchy:
+    a user's subclass defined outside the library is switched too."""
+
+    class MyDense(tk.TandemDense):
+        pass
+
+    assert MyDense.__module__ != "tandem_keras"
+    model = keras.Sequential([keras.Input((3, 4)), MyDense(2, name="mine"), tk.SpikeCount()])
+    x = np.ones((1, 3, 4), "float32")
+    ann = tk.with_mode(model, "ann")
+    assert ann.get_layer("mine").mode == "ann" and ann(x).shape == (1, 2)
+    tk.set_mode(model, "quantized")
+    assert model.get_layer("mine").mode == "quantized"
+    assert tk.export.model_kind(model)["mode"] == "quantized"

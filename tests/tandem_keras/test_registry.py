@@ -1,5 +1,6 @@
-"""The SynOps registry: users' own layers and devices in count_synops, tk.summary,
-ActivityLogger's Keras logs, and python -m eval's table; the private-Keras module."""
+"""The registry of layer kinds as SynOps reads it: users' own layers and devices in
+count_synops, tk.summary, ActivityLogger's Keras logs, and python -m eval's table; the
+private-Keras module."""
 import csv
 import os
 import subprocess
@@ -10,7 +11,8 @@ import numpy as np
 import pytest
 
 import tandem_keras as tk
-from tandem_keras.synops import registry
+from tandem_keras import kinds
+from tandem_keras.synops import layer_specs
 from tandem_keras._keras_internals import all_layers, call_nodes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -42,10 +44,9 @@ class MyPass(keras.layers.Layer):
         return x
 
 
-registry.register_layer(MyReadout, "weighted",
-                        lambda layer, shape: registry.dense_spec(layer, shape))
-registry.register_layer(MyIF, "spiking")
-registry.register_layer(MyPass, "transparent")
+tk.register_layer(MyReadout, "weighted", lambda layer, shape: layer_specs.dense_spec(layer, shape))
+tk.register_layer(MyIF, "spiking")
+tk.register_layer(MyPass, "transparent")
 
 
 def _model(input_shape=(6,), classes=4):
@@ -97,7 +98,7 @@ def test_register_layer_rejects_bad_arguments():
     with pytest.raises(ValueError, match="needs a spec function"):
         tk.register_layer(MyPass, "weighted")
     with pytest.raises(ValueError, match="takes no spec"):
-        tk.register_layer(MyPass, "transparent", spec=registry.dense_spec)
+        tk.register_layer(MyPass, "transparent", spec=layer_specs.dense_spec)
     with pytest.raises(TypeError, match="must be a class"):
         tk.register_layer(MyPass(), "transparent")
 
@@ -106,9 +107,9 @@ def test_subclass_inherits_role_and_time_distributed_takes_inner_role():
     class MyDense(keras.layers.Dense):
         pass
 
-    assert registry.layer_role(MyDense(3)) == "weighted"
-    assert registry.layer_role(keras.layers.TimeDistributed(MyDense(3))) == "weighted"
-    assert registry.layer_role(keras.layers.Conv1D(2, 3)) is None
+    assert kinds.role(MyDense(3)) == "weighted"
+    assert kinds.role(keras.layers.TimeDistributed(MyDense(3))) == "weighted"
+    assert kinds.role(keras.layers.Conv2DTranspose(2, 3)) is None
 
 
 def test_registered_device_changes_the_energy():

@@ -1,4 +1,5 @@
-"""Tandem layers keep the Keras signature of Conv2D / Dense (as larq's layers test does)."""
+"""Tandem layers are their Keras layers (larq's pattern): Keras's signature and checks, the
+tandem arguments keyword only."""
 import inspect
 
 import keras
@@ -6,38 +7,29 @@ import pytest
 
 import tandem_keras as tk
 
-# Arguments of the Keras layers that have no meaning for a spiking layer.
-NOT_APPLICABLE = {"lora_rank", "lora_alpha", "quantization_config"}
 TANDEM_EXTRAS = {"threshold", "neuron", "batch_norm", "surrogate", "mode", "momentum", "epsilon",
                  "gamma_initializer", "beta_initializer", "moving_mean_initializer",
                  "moving_variance_initializer", "gamma_regularizer", "beta_regularizer",
                  "analog_input"}
 
 
-def _parameters(cls):
-    names = set()
-    for klass in cls.__mro__:
-        if klass is keras.layers.Layer:
-            break
-        if "__init__" in klass.__dict__:
-            params = inspect.signature(klass.__init__).parameters
-            names |= {n for n, p in params.items() if n != "self" and p.kind != p.VAR_KEYWORD}
-    return names
-
-
 @pytest.mark.parametrize("tandem_cls, keras_cls", [(tk.TandemConv2D, keras.layers.Conv2D),
                                                     (tk.TandemDense, keras.layers.Dense)])
 def test_keeps_keras_arguments(tandem_cls, keras_cls):
-    params = inspect.signature(keras_cls.__init__).parameters
-    keras_args = {n for n, p in params.items() if n != "self" and p.kind != p.VAR_KEYWORD}
-    keras_args -= NOT_APPLICABLE
-    tandem_args = _parameters(tandem_cls)
-    assert keras_args <= tandem_args, f"missing: {sorted(keras_args - tandem_args)}"
-    assert tandem_args - keras_args == TANDEM_EXTRAS
+    """The Keras class takes the positional and Keras arguments (its own signature), the
+    mixin the tandem ones, keyword only."""
+    assert issubclass(tandem_cls, keras_cls)
+    params = inspect.signature(tk.TandemLayer.__init__).parameters
+    assert [p.kind for p in params.values()][1] == inspect.Parameter.VAR_POSITIONAL
+    assert {n for n, p in params.items() if p.kind == p.KEYWORD_ONLY} == TANDEM_EXTRAS
+    keras_args = set(inspect.signature(keras_cls.__init__).parameters) - {"self", "kwargs"}
+    assert not keras_args & TANDEM_EXTRAS
+    args = (4, 3) if keras_cls is keras.layers.Conv2D else (4,)
+    assert set(keras_cls(*args).get_config()) <= set(tandem_cls(*args).get_config())
 
 
 def test_default_padding_is_same_as_the_paper():
-    assert inspect.signature(tk.TandemConv2D.__init__).parameters["padding"].default == "same"
+    assert tk.TandemConv2D(4, 3).padding == "same" and tk.TandemConv2D(4, 3, 1, "valid").padding == "valid"
 
 
 @pytest.mark.parametrize("kwargs, message", [

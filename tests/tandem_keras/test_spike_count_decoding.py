@@ -94,7 +94,7 @@ def test_g_never_overturns_counts_even_for_extreme_potentials():
     assert np.all(top > np.float32(9.0) + g)   # beats count 9 with any potential
 
 
-@pytest.mark.parametrize("surrogate", ["bounded_relu", decoding.StraightThrough()])
+@pytest.mark.parametrize("surrogate", ["bounded_relu", tk.surrogates.StraightThrough()])
 def test_gradient_matches_analytic_cross_entropy(surrogate):
     scale = 2.5
     layer, (kernel, bias) = make_layer(scale=scale, surrogate=surrogate)
@@ -154,7 +154,7 @@ def small_model(trainable_scale=True):
         keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3, padding="same"),
         tk.SpikeEncoder(T), tk.TimeFlatten(),
         decoding.SpikeCountOutput(K, scale=2.0, trainable_scale=trainable_scale,
-                                  surrogate=decoding.StraightThrough(), name="logits")])
+                                  surrogate=tk.surrogates.StraightThrough(), name="logits")])
 
 
 def test_config_keras_file_and_savedmodel_round_trips(tmp_path):
@@ -165,7 +165,7 @@ def test_config_keras_file_and_savedmodel_round_trips(tmp_path):
     layer = model.get_layer("logits")
     clone = decoding.SpikeCountOutput.from_config(layer.get_config())
     assert clone.get_config() == layer.get_config()
-    assert isinstance(clone.surrogate, decoding.StraightThrough)
+    assert isinstance(clone.surrogate, tk.surrogates.StraightThrough)
     path = str(tmp_path / "m.keras")
     model.save(path)
     loaded = keras.models.load_model(path)
@@ -185,7 +185,7 @@ def test_builder_decode_option_and_with_mode():
     layer = model.get_layer("logits")
     assert isinstance(layer, decoding.SpikeCountOutput)
     assert layer.scale == 1.0 and layer.tie_break == "membrane"
-    assert isinstance(layer.surrogate, decoding.StraightThrough)
+    assert isinstance(layer.surrogate, tk.surrogates.StraightThrough)
     x = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3)).astype("float32")
     counts = decoding.counts_from_logits(model(x, training=False)).numpy()
     assert counts.min() >= 0 and counts.max() <= 2

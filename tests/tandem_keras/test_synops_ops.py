@@ -208,6 +208,21 @@ def _apply(spec, x):
         kernel = tf.ones((kh, kw, x.shape[-1], spec["filters"]))
         return tf.nn.conv2d(x, kernel, spec["strides"], spec["padding"].upper(),
                             dilations=spec.get("dilation_rate", 1))
+    if kind == "conv1d":
+        (k,), (stride,) = np.broadcast_to(spec["kernel_size"], 1), np.broadcast_to(spec["strides"], 1)
+        dilation = int(np.broadcast_to(spec.get("dilation_rate", 1), 1)[0])
+        padding = spec["padding"]
+        if padding == "causal":   # the sequence's start padded, then "valid" (Keras's Conv1D)
+            x = tf.pad(x, [[0, 0], [(k - 1) * dilation, 0], [0, 0]])
+            padding = "valid"
+        return tf.nn.conv1d(x, tf.ones((k, x.shape[-1], spec["filters"])), int(stride), padding.upper(),
+                            dilations=dilation)
+    if kind == "separable_conv2d":
+        kh, kw = np.broadcast_to(spec["kernel_size"], 2)
+        m = spec["depth_multiplier"]
+        return tf.nn.separable_conv2d(x, tf.ones((kh, kw, x.shape[-1], m)),
+                                      tf.ones((1, 1, x.shape[-1] * m, spec["filters"])),
+                                      [1, *np.broadcast_to(spec["strides"], 2), 1], spec["padding"].upper())
     if kind == "depthwise_conv2d":
         kh, kw = np.broadcast_to(spec["kernel_size"], 2)
         kernel = tf.ones((kh, kw, x.shape[-1], spec["depth_multiplier"]))
@@ -339,3 +354,54 @@ def test_macs_of_new_operations():
     assert synops.macs({"type": "global_avg_pool2d", "input_shape": [8, 8, 4]}) == 0
     dilated = _conv_spec([9, 9, 2], 3, 3, 1, "valid", dilation=2)  # k_eff 5: 5x5 outputs
     assert synops.output_shape(dilated) == (5, 5, 3) and synops.macs(dilated) == 18 * 75
+
+
+def _conv1d_spec(shape, filters, k, s, padding, dilation=1, layer="conv1d"):
+    spec = {"type": "conv1d", "input_shape": list(shape), "filters": filters, "kernel_size": [k],
+            "strides": [s], "padding": padding, "layer": layer}
+    if dilation != 1:
+        spec["dilation_rate"] = [dilation]
+    return spec
+
+
+@pytest.mark.parametrize("k,s,padding,dilation", [(3, 1, "causal", 1), (3, 2, "causal", 1),
+                                                  (2, 1, "causal", 3), (3, 2, "same", 1),
+                                                  (4, 1, "valid", 2), (5, 3, "same", 1)])
+def test_conv1d_fanout_output_shape_and_macs(k, s, padding, dilation):
+    """Sequences [L, C]: the fan-out against TensorFlow's conv1d (causal: the start padded),
+    the output length and MACs by hand."""
+    shape = [11, 3]
+    spec = _conv1d_spec(shape, 4, k, s, padding, dilation)
+    np.testing.assert_array_equal(synops.chain_fanout(shape, [[spec]]), _brute_force(shape, [[spec]]))
+    span = (k - 1) * dilation + 1
+    length = -(-11 // s) if padding != "valid" else -(-(11 - span + 1) // s)
+    assert synops.output_shape(spec) == (length, 4)
+    assert synops.macs(spec) == k * 3 * length * 4
+
+
+def test_causal_padding_pads_the_start_only():
+    assert synops.ops.pads(10, 3, 1, "causal", 2) == (4, 0)
+    assert synops.ops.pads(10, 3, 2, "same") == (0, 1) and synops.ops.pads(9, 3, 2, "same") == (1, 1)
+    # the last input reaches one output (itself), the first three (outputs 0, 1, 2)
+    np.testing.assert_array_equal(synops.axis_coverage(6, 3, 1, "causal"), [3, 3, 3, 3, 2, 1])
+
+
+@pytest.mark.parametrize("s,padding", [(1, "same"), (2, "same"), (1, "valid")])
+def test_separable_convolution_one_linear_map(s, padding):
+    """Depthwise then pointwise, one map: a spike reaches every filter at the positions its
+    depthwise window covers; MACs of both convolutions."""
+    shape = [7, 6, 3]
+    spec = {"type": "separable_conv2d", "input_shape": shape, "filters": 5, "depth_multiplier": 2,
+            "kernel_size": [3, 3], "strides": [s, s], "padding": padding}
+    np.testing.assert_array_equal(synops.chain_fanout(shape, [[spec]]), _brute_force(shape, [[spec]]))
+    h, w, _ = synops.output_shape(spec)
+    assert synops.output_shape(spec)[-1] == 5
+    assert synops.macs(spec) == 9 * (h * w * 3 * 2) + (3 * 2) * (h * w * 5)
+
+
+def test_conv3d_spec_shapes():
+    spec = {"type": "conv3d", "input_shape": [4, 6, 6, 2], "filters": 3, "kernel_size": [3, 3, 3],
+            "strides": [1, 2, 2], "padding": "same"}
+    assert synops.output_shape(spec) == (4, 3, 3, 3)
+    assert synops.macs(spec) == 27 * 2 * (4 * 3 * 3 * 3)
+    assert synops.chain_fanout([4, 6, 6, 2], [[spec]]).max() == 3 * 2 * 2 * 3   # depth 3, h, w 2: 3 filters
