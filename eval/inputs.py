@@ -29,6 +29,7 @@ import numpy as np
 from tandem_keras import export
 
 FOLDER = "folder:"
+DEFAULT_DATA_DIR = "(TFDS's default)"
 
 
 class EvalError(ValueError):
@@ -185,6 +186,8 @@ def load_batches(dataset: str, split: str, batch_size: int, input_shape: Optiona
                            **options)
         _, count = source.split(split)
     except data.DatasetError as error:
+        if error.flag == "data_dir":
+            raise EvalError(f"--data_dir={data_dir or DEFAULT_DATA_DIR}: {error}") from None
         raise EvalError(str(error)) from None
     if model is not None:
         check_identity(model, dataset, split, source)

@@ -12,6 +12,7 @@ stderr naming the culprit, and no traceback.
 """
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -209,6 +210,21 @@ TABLE = {
     "eval_folder_test_split": ("eval", ["--saved_model={export}", "--dataset=folder:{splits}/test",
                                         "--split=test"], None, ["a folder has no test split",
                                                                 "--split=all"]),
+    # issue 29: files that are not ours, faults found before training rather than after it
+    "export_dir_holds_other_files": ("train", [*DIGITS, "--epochs=1", "--model_dir={tmp}/e",
+                                               "--export_dir={others}"], None,
+                                     ["--export_dir=", "not written there by an export",
+                                      "data/, notes.txt", "move them away"]),
+    "backup_folder_is_a_file": ("train", [*DIGITS, "--epochs=1", "--model_dir={backup_file}"], None,
+                                ["--model_dir=", "/backup exists and is not a directory",
+                                 "the backups of every epoch go there"]),
+    "config_without_time_steps": ("train", [*DIGITS[:-2], "--time_steps=6", "--batch_size=256",
+                                            "--epochs=2", "--validation_split=0.2",
+                                            "--model_dir={incomplete}"], None,
+                                  ["--model_dir=", "config.json is incomplete: it lacks --time_steps",
+                                   "--restart"]),
+    "eval_plain_model_of_other_classes": ("eval", ["--saved_model={plain7}", "--dataset=digits"],
+                                          None, ["the dataset has 10 classes", "outputs 7"]),
 }
 
 
@@ -241,12 +257,30 @@ def results(digits_run, nan_export, tmp_path_factory):
     hidden = keras.layers.Flatten()(flat)
     keras.Model(flat, [keras.layers.Dense(10)(hidden), keras.layers.Dense(3)(hidden)]).export(
         str(tmp / "multi"), verbose=False)
-    before = _backup_bytes(digits_run)
+    names.update(others=str(tmp / "others"), backup_file=str(tmp / "backup_file"),
+                 incomplete=str(tmp / "incomplete"), plain7=str(tmp / "plain7"))
+    os.makedirs(tmp / "others" / "data")
+    (tmp / "others" / "notes.txt").write_text("mine")
+    (tmp / "others" / "data" / "x.csv").write_text("1,2")
+    os.makedirs(tmp / "backup_file")
+    (tmp / "backup_file" / "backup").write_text("not a folder")
+    shutil.copytree(digits_run, tmp / "incomplete")
+    with open(tmp / "incomplete" / "config.json") as f:
+        config = json.load(f)
+    del config["time_steps"]
+    (tmp / "incomplete" / "config.json").write_text(json.dumps(config))
+    keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(7)]).export(
+        str(tmp / "plain7"), verbose=False)
+    before = _backup_bytes(digits_run), _backup_bytes(names["incomplete"])
     jobs = {key: (program, [a.format(**names) for a in args], env)
             for key, (program, args, env, _) in TABLE.items()}
     done = _run_all(jobs)
-    # The refused resume left the run as it was.
-    assert _backup_bytes(digits_run) == before
+    # The refused resumes left the runs as they were; nothing of the user's was touched.
+    assert (_backup_bytes(digits_run), _backup_bytes(names["incomplete"])) == before
+    assert (tmp / "others" / "notes.txt").read_text() == "mine"
+    assert (tmp / "others" / "data" / "x.csv").read_text() == "1,2"
+    assert not os.path.exists(tmp / "e" / "logs") and not os.path.exists(tmp / "backup_file" / "logs")
+    assert (tmp / "backup_file" / "backup").read_text() == "not a folder"
     return done
 
 

@@ -54,7 +54,12 @@ MAX_SIDE = 512
 
 
 class DatasetError(ValueError):
-    """A dataset that cannot be used; the message says why."""
+    """A dataset that cannot be used; the message says why, ``flag`` names the flag at fault
+    (``"dataset"``, or ``"data_dir"`` where TFDS cannot write)."""
+
+    def __init__(self, message: str, flag: str = "dataset"):
+        super().__init__(message)
+        self.flag = flag
 
 
 @dataclasses.dataclass
@@ -285,8 +290,14 @@ def _tfds(name: str, data_dir: str | None, validation_split: float,
           image_size: int | None) -> Source:
     import tensorflow_datasets as tfds
 
-    builder = tfds.builder(name, data_dir=data_dir)
-    problem = tfds_prepare.prepare(builder, name)
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+        problem = tfds_prepare.prepare(builder, name)
+    except (OSError, tf.errors.OpError) as error:  # e.g. a read-only --data_dir
+        text = str(error).strip().splitlines()
+        raise DatasetError(f"TFDS cannot prepare {name!r} there ({text[0] if text else type(error).__name__}); "
+                           f"use a --data_dir it can write to, or one where {name} is prepared",
+                           flag="data_dir") from None
     if problem:
         raise DatasetError(problem)
     info = builder.info

@@ -17,7 +17,8 @@ from typing import Any, Optional
 
 import keras
 
-from tandem_keras.export import export_model
+from tandem_keras import _atomic
+from tandem_keras.export import METADATA_FILE, export_model
 
 KERAS_FILE = "model.keras"
 
@@ -25,6 +26,12 @@ KERAS_FILE = "model.keras"
 class ExportError(RuntimeError):
     """Writing the export failed (a full disk, ...); the message (one line) says what and
     whether an earlier export was kept."""
+
+
+def export_dir_problem(export_dir: str) -> Optional[str]:
+    """Why the export cannot go to ``export_dir`` (None: it can): it holds files that are
+    not an earlier export's (checked before training, so that none is wasted)."""
+    return _atomic.replacement_problem(export_dir, manifest_file=f"assets/{METADATA_FILE}")
 
 
 def portable_training(training: Optional[dict], source: Any = None) -> Optional[dict]:
@@ -63,7 +70,9 @@ def export(model: keras.Model, export_dir: str, mode: str | None = None,
 
     Raises:
       ValueError: a weight is non-finite (nothing is written).
-      ExportError: writing failed; an earlier export at ``export_dir`` is kept.
+      ExportError: writing failed, an earlier export at ``export_dir`` is kept; or
+        ``export_dir`` holds files that are not an earlier export's
+        (:func:`export_dir_problem`), nothing is written or deleted.
     """
     training = portable_training(training, source)
     existed = os.path.isdir(export_dir)
@@ -71,6 +80,8 @@ def export(model: keras.Model, export_dir: str, mode: str | None = None,
         export_model(model, export_dir, mode=mode, training=training, keras_file=KERAS_FILE)
     except ValueError:
         raise
+    except FileExistsError as error:  # files of the user's appeared there since the run began
+        raise ExportError(f"{error}; nothing was exported") from error
     except Exception as error:  # noqa: BLE001 - OSError, TensorFlow's and h5py's errors
         problem = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         problem = re.sub(r"\{\{[^}]*\}\}\s*|\s*\[Op:\w+\]", "", problem)  # TensorFlow's op context
