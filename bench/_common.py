@@ -20,7 +20,7 @@ from typing import Callable, Dict, List, NoReturn, Sequence
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from train import console  # noqa: E402
+from common import console  # noqa: E402
 
 with console.quiet_tensorflow_startup():
     from absl import app, flags
@@ -172,15 +172,11 @@ def export_copy(source: str, to: str, converted_from: str = "") -> None:
     """Exports ``source/model.keras`` again to ``to``: uncompiled (no optimizer state), the
     dataset named portably, the export's training metadata kept."""
     from tandem_keras.saved_model import load_metadata
-    from train.export import portable_training
 
     loaded = keras.models.load_model(os.path.join(source, "model.keras"), compile=False)
     model = keras.Model.from_config(loaded.get_config())  # never compiled: no optimizer state
     model.set_weights(loaded.get_weights())
     training = dict(load_metadata(source).get("training") or {})
-    folder = str(training.get("dataset", ""))[len("folder:"):]
-    if folder and os.path.isabs(folder):   # an export made before folders were named portably
-        training = portable_training(training)
     if "converted_from" in training:
         training["converted_from"] = converted_from or os.path.basename(
             os.path.normpath(training["converted_from"]))

@@ -29,8 +29,7 @@ from typing import Any, Optional
 import numpy as np
 import tensorflow as tf
 
-from train import data as train_data
-from train import pipeline
+from common import datasets, pipeline
 from train.config import TrainConfig
 
 
@@ -135,16 +134,17 @@ def _to_arrays(examples: tf.data.Dataset, limit: int) -> tuple[np.ndarray, np.nd
 
 
 def load_data(config: Config) -> dict[str, Any]:
-    """Train / validation (/ test) arrays from the image folders (``train.data``'s fixed
+    """Train / validation (/ test) arrays from the image folders (``common.datasets``' fixed
     90/10 split; the first ``train_size`` / ``val_size`` examples of each part)."""
-    source = train_data.load(f"folder:{config.train_dir}", validation_split=0.1)
+    source = datasets.load(f"folder:{config.train_dir}", validation_split=0.1)
     x_train, y_train = _to_arrays(source.split("train")[0], config.train_size)
     x_val, y_val = _to_arrays(source.split("validation")[0], config.val_size)
     result = {"x_train": x_train, "y_train": y_train, "x_val": x_val, "y_val": y_val,
               "num_classes": source.num_classes, "image_shape": source.image_shape,
-              "available": {"train": source.num_train, "validation": source.num_validation}}
+              "available": {"train": source.num_train, "validation": source.num_validation},
+              "source": source}
     if config.test_dir:
-        test = train_data.load(f"folder:{config.test_dir}", validation_split=0.0)
+        test = datasets.load(f"folder:{config.test_dir}", validation_split=0.0)
         if test.image_shape != source.image_shape or test.num_classes != source.num_classes:
             raise ValueError(f"--test_dir images {test.image_shape} / {test.num_classes} classes do "
                              f"not match --train_dir {source.image_shape} / {source.num_classes}")
@@ -153,9 +153,9 @@ def load_data(config: Config) -> dict[str, Any]:
 
 
 def train_dataset(config: Config, x: np.ndarray, y: np.ndarray, image_shape) -> tf.data.Dataset:
-    """Training batches through ``train.pipeline`` (per-epoch shuffle, optional pad-4 crop + flip)."""
+    """Training batches through ``common.pipeline`` (per-epoch shuffle, optional pad-4 crop + flip)."""
     ds = tf.data.Dataset.from_tensor_slices((x, y))
-    source = train_data.Source("arrays", {"train": (ds, len(y))}, int(y.max()) + 1,
+    source = datasets.Source("arrays", {"train": (ds, len(y))}, int(y.max()) + 1,
                                tuple(image_shape), augment=config.augment, cache=True)
     return pipeline.train_batches(source, batch_size=config.batch_size, seed=config.seed,
                                   start_epoch=0, epochs=config.epochs)

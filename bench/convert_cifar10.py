@@ -72,9 +72,9 @@ def load_ann(path: str) -> keras.Model:
 
 
 def data(batch_size: int):
-    from train import data as train_data, pipeline
+    from common import datasets, pipeline
 
-    source = train_data.load(FLAGS.dataset, validation_split=FLAGS.validation_split)
+    source = datasets.load(FLAGS.dataset, validation_split=FLAGS.validation_split)
     val = pipeline.eval_batches(source, "validation", batch_size=250)
     calibration = pipeline.eval_batches(source, "train", batch_size=batch_size)
     return source, val, calibration
@@ -132,7 +132,8 @@ class QuantizedFirst(keras.callbacks.Callback):
 
 
 def finetune(ann, source, val, calibration) -> dict:
-    from train import pipeline, recipe
+    from common import pipeline
+    from train import recipe
     from train.config import TrainConfig
 
     snn = convert(ann, calibration, FLAGS.percentile, FLAGS.initial_potential)
@@ -173,14 +174,14 @@ def finetune(ann, source, val, calibration) -> dict:
     if FLAGS.quantized_epochs:
         figures.update(quantized_error=callbacks[0].quantized_error, snn_after_quantized=callbacks[0].snn_error)
     if FLAGS.export_dir:
-        from train import data as train_data
+        from common import datasets
         from train.export import export
 
         copy = keras.Model.from_config(snn.get_config())   # uncompiled: no optimizer state
         copy.set_weights(snn.get_weights())
         export(copy, FLAGS.export_dir, source=source, training={
             "dataset": FLAGS.dataset, "validation_split": FLAGS.validation_split,
-            "split_seed": train_data.SPLIT_SEED,
+            "split_seed": datasets.SPLIT_SEED,
             "num_train": source.num_train, "num_validation": source.num_validation,
             "converted_from": os.path.basename(os.path.normpath(FLAGS.ann))})
         figures["export_dir"] = FLAGS.export_dir

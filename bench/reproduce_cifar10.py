@@ -9,7 +9,7 @@ runs), the analyses are ``tandem_keras.analysis`` / ``synops``, the figures
 ``bench.records`` record (``--record_file``; ``python -m bench.tables`` puts it in the docs).
 
 ``--train_dir`` is a folder with one sub-folder of images per class, split 90/10 by
-``train.data``; ``--test_dir`` (optional, same layout) adds a test error to every run.
+``common.datasets``; ``--test_dir`` (optional, same layout) adds a test error to every run.
 Trained: ``ann`` (ReLU ANN), ``quantized_T{t}`` (Eq. 11; run as the SNN it is
 constrain-then-train), ``tandem_T{t}`` (membrane decoding, every window of the sweep and
 of the SynOps windows) and ``tandem_spike_T{T}`` (spike-count decoding, main window).
@@ -37,7 +37,7 @@ from absl import flags, logging
 import numpy as np
 import tandem_keras as tk
 from tandem_keras import analysis, plots
-from train import data as train_data
+from common import datasets
 from train import export as train_export
 
 
@@ -83,8 +83,8 @@ def export_main_window(config: Config, data: dict, models: dict) -> dict:
     exports = {}
     for name in (f"tandem_T{config.time_steps}", f"quantized_T{config.time_steps}"):
         exports[name] = os.path.join(config.out_dir, "export", name)
-        train_export.export(models[name], exports[name], training={
-            "dataset": f"folder:{config.train_dir}", "validation_split": 0.1,
+        train_export.export(models[name], exports[name], source=data["source"], training={
+            "validation_split": 0.1,
             "num_train": data["available"]["train"], "num_validation": data["available"]["validation"],
             "train_examples_used": len(data["y_train"]), "epochs": config.epochs, "seed": config.seed})
     return exports
@@ -183,7 +183,7 @@ def main(argv: Sequence[str]) -> None:
         config = make_config(FLAGS.budget, FLAGS.train_dir, test_dir=FLAGS.test_dir,
                              out_dir=FLAGS.out_dir, figures_dir=FLAGS.figures_dir, **overrides)
         results = run(config, FLAGS.record_file or None)
-    except (ValueError, train_data.DatasetError) as error:  # e.g. a missing or empty image folder
+    except (ValueError, datasets.DatasetError) as error:  # e.g. a missing or empty image folder
         _common.usage_error(str(error))
     print(report(results))
     print(f"wall time {results['wall_seconds']} s; results in {config.out_dir}")

@@ -35,7 +35,7 @@ from absl import flags
 import keras
 import numpy as np
 import tandem_keras as tk  # noqa: F401  (registers the layers for load_model)
-from train import data as train_data
+from common import datasets
 
 
 def ceiling_error(counts: np.ndarray, labels: np.ndarray) -> float:
@@ -69,10 +69,10 @@ def main(argv: Sequence[str]) -> None:
         _common.usage_error("--models is required")
     try:
         config = make_config(FLAGS.budget, FLAGS.train_dir, epochs=FLAGS.epochs)
-        source = train_data.load(f"folder:{config.train_dir}", validation_split=0.1)
+        source = datasets.load(f"folder:{config.train_dir}", validation_split=0.1)
         x, y = _to_arrays(source.split("validation")[0], config.val_size)
         trained = {path: keras.models.load_model(path) for path in FLAGS.models}
-    except (ValueError, OSError, train_data.DatasetError) as error:  # a missing folder or model file
+    except (ValueError, OSError, datasets.DatasetError) as error:  # a missing folder or model file
         _common.usage_error(str(error))
     made = []
     for path, model in trained.items():

@@ -52,7 +52,7 @@ import numpy as np
 from models import cifarnet
 from tandem_keras import decoding
 from train import recipe
-from train.data import DatasetError
+from common.datasets import DatasetError
 
 MEMBRANE = ("membrane", "membrane_nodrop")
 

@@ -26,14 +26,13 @@ import numpy as np
 from tandem_keras import export, plots, synops
 from tandem_keras.metrics import top_k_hits
 
+from common.console import output_problem
 from eval.inputs import (EvalError, load_batches, open_model,  # noqa: F401
                          resolve_split, warn)
-from train.console import output_problem
+from eval.export_nir import KERAS_FILE, keras_file_problem
 from eval.summary import (ENCODER_NOTE, TIME_STEPS_NOTE, ann_report,  # noqa: F401
                           format_summary, is_ann)
 
-#: Keras model file saved beside the SavedModel by ``python -m train``.
-KERAS_FILE = "model.keras"
 
 
 def evaluate(model: export.LoadedModel, batches: Iterable, max_examples: Optional[int] = None,
@@ -107,8 +106,6 @@ def _analysis(export_dir: str, images: np.ndarray) -> Optional[tuple[dict, list]
     path = os.path.join(export_dir, KERAS_FILE)
     if not os.path.isfile(path):
         return None
-    from eval.export_nir import keras_file_problem
-
     problem = keras_file_problem(path)
     if problem:
         raise ValueError(problem)

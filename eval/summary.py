@@ -6,7 +6,7 @@ quantized, integers sent on as they are), not spikes, so it is reported by its M
 their energy, without spike counts, firing rates or SynOps. A ``"tandem"`` or ``"bptt"``
 model is an SNN; one trained in ``"quantized"`` mode and exported in ``"tandem"`` mode
 (``--export_mode=tandem``) is the constrain-then-train SNN and is reported as that SNN.
-Exports made before exports recorded the mode are reported as SNNs, as before, saying so.
+A SavedModel without the metadata (a plain ``model.export()``) is evaluated for accuracy only.
 
 Example:
     >>> describe({"mode": "quantized", "trained_mode": "quantized", "decoding": "membrane"}, 4)
@@ -48,7 +48,7 @@ def describe(kind: Mapping[str, Any], time_steps: Optional[int]) -> str:
     """One line: what the model is, as its export records it."""
     mode = kind.get("mode")
     if mode is None:
-        return "an SNN as far as its export says (made before exports recorded the mode)"
+        return "a SavedModel without tandem_keras metadata (accuracy only)"
     if not isinstance(mode, str):
         return f"a model with layers in modes {', '.join(map(str, mode))}"
     parts = [NAMES.get(mode, mode)]

@@ -25,7 +25,7 @@ import tensorflow as tf
 import train.__main__ as train_main
 from tests._train_helpers import ROOT
 from train import flags as train_flags
-from train.console import flags_parser
+from common.console import flags_parser
 
 DIGITS = ["--model=digits", "--dataset=digits", "--time_steps=2", "--batch_size=256"]
 PARALLEL = 4
@@ -165,13 +165,13 @@ def test_tf_config_that_is_not_json(monkeypatch, strategy, tmp_path):
 # digits run's model_dir, {export} its export, {nan} the NaN export, {file} a regular file.
 TABLE = {
     "train_unknown_flag": ("train", ["--nope=1", "--model_dir=/tmp/x"], None, ["'nope'"]),
-    # train.data's dataset names
+    # common.datasets' dataset names
     "unknown_dataset": ("train", ["--dataset=mnist", "--model_dir={tmp}/d"], None,
                         ["--dataset=mnist", "unknown dataset"]),
     # after the data is loaded
     "model_vs_dataset": ("train", ["--dataset=digits", "--epochs=1", "--model_dir={tmp}/m"], None,
                          ["--model=cifarnet", "--dataset=digits", "channels"]),
-    # image folders (train.data's checks)
+    # image folders (common.datasets' checks)
     "folder_one_class": ("train", [*DIGITS, "--dataset=folder:{one_class}", "--model_dir={tmp}/f1"],
                          None, ["--dataset=folder:", "1 class"]),
     "folder_corrupt_file": ("train", [*DIGITS, "--dataset=folder:{corrupt}", "--model_dir={tmp}/f2"],
@@ -303,14 +303,14 @@ def test_bad_input_cli_is_one_line_exit_2(results, case):
 
 def test_eval_uses_the_recorded_validation_split(digits_run, tmp_path):
     """The export records --validation_split=0.2; eval's default (0.1) is not used."""
-    from train import data
+    from common import datasets
 
     with open(os.path.join(digits_run, "export", "assets", "tandem_keras.json")) as f:
         training = json.load(f)["training"]
-    expected = data.load("digits", validation_split=0.2).num_validation
+    expected = datasets.load("digits", validation_split=0.2).num_validation
     assert training["dataset"] == "digits" and training["validation_split"] == 0.2
     assert training["num_validation"] == expected
-    assert data.load("digits", validation_split=0.1).num_validation != expected
+    assert datasets.load("digits", validation_split=0.1).num_validation != expected
     out_json = str(tmp_path / "eval.json")
     proc = subprocess.run([sys.executable, "-m", "eval", f"--saved_model={digits_run}/export",
                            "--split=validation", f"--output_json={out_json}", "--noanalysis"],

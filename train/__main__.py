@@ -23,7 +23,7 @@ import os
 import signal
 import sys
 
-from train.console import flags_parser, quiet_tensorflow_startup, usage_error
+from common.console import flags_parser, quiet_tensorflow_startup, usage_error
 
 with quiet_tensorflow_startup():
     from absl import app, flags

@@ -110,12 +110,12 @@ def test_real_cifar10_builder_prepares_local_archive_and_trains(tmp_path):
     assert len(history) == 2 and history[0].startswith("epoch")  # header + the one epoch
     assert (model_dir / "export" / "saved_model.pb").is_file()
 
-    # What train.data reads back from TFDS's files is the archive's pixels (CHW -> HWC) and
+    # What common.datasets reads back from TFDS's files is the archive's pixels (CHW -> HWC) and
     # labels (TFDS shuffles the order): the test split, and the 20 training images across
     # train and validation.
-    from train import data
+    from common import datasets
 
-    source = data.load("cifar10", data_dir=str(data_dir), validation_split=0.2)
+    source = datasets.load("cifar10", data_dir=str(data_dir), validation_split=0.2)
     assert (source.num_train, source.num_validation, source.num_classes) == (16, 4, 10)
 
     def examples(names):
@@ -151,7 +151,7 @@ def test_imagenet_without_manual_download_is_one_line(tmp_path):
 
 @pytest.mark.parametrize("present", [[], ["ILSVRC2012_img_train.tar"]])
 def test_manual_download_message_names_missing_files(tmp_path, present):
-    from train import tfds_prepare
+    from common import tfds_prepare
 
     files = tfds_prepare.MANUAL_DOWNLOADS["imagenet2012"][0]
     for name in present:
