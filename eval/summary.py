@@ -14,6 +14,9 @@ Example:
     >>> describe({"mode": "tandem", "trained_mode": "quantized", "decoding": "membrane",
     ...           "neuron": "if"}, 4)
     'tandem SNN, constrain-then-train (trained as --mode=quantized, exported as --export_mode=tandem), IF neurons, T=4, membrane decoding'
+    >>> describe({"mode": "tandem", "decoding": "membrane",
+    ...           "neuron": {"class_name": "IF", "config": {"initial_potential": 0.5}}}, 4)
+    'tandem SNN, IF(initial_potential=0.5) neurons, T=4, membrane decoding'
 """
 from __future__ import annotations
 
@@ -66,6 +69,9 @@ def describe(kind: Mapping[str, Any], time_steps: Optional[int]) -> str:
         neuron = kind.get("neuron")
         if isinstance(neuron, str):
             parts.append(f"{neuron.upper()} neurons")
+        elif isinstance(neuron, dict) and "class_name" in neuron:  # tk.neurons.serialize's config
+            options = ", ".join(f"{k}={v}" for k, v in (neuron.get("config") or {}).items())
+            parts.append(f"{neuron['class_name']}({options}) neurons")
         elif neuron:
             parts.append(f"neurons {neuron}")
         parts.append(f"T={time_steps}")
