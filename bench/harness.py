@@ -70,9 +70,10 @@ def layer_macs(model: keras.Model) -> List[Dict]:
 
 def compute_bounds(rows: Sequence[Dict], time_steps: int) -> Dict[str, float]:
     """Tandem/ANN training-step cost ratios from MACs (``F`` forward, ``S`` of the spiking
-    layers, ``B = 2F`` minus the first layer's input gradient): issue 6's ``(F + T S + B) /
-    (F + B)``; the library's, which never runs a spiking layer's coupled-ANN forward
-    (``W c = sum_t W s(t)``), ``(F - S + T S + B) / (F + B)``; BPTT's, ``... - 2S + 2 T S``."""
+    layers, ``B = 2F`` minus the first layer's input gradient): ``bound_issue``, one ANN forward,
+    T SNN forwards and one backward, ``(F + T S + B) / (F + B)``; the library's, which never
+    runs a spiking layer's coupled-ANN forward (``W c = sum_t W s(t)``), ``(F - S + T S + B) /
+    (F + B)``; BPTT's, ``... - 2S + 2 T S``."""
     total = sum(r["macs"] for r in rows)
     spiking = sum(r["macs"] for r in rows if r["spiking"])
     backward = 2 * total - rows[0]["macs"]

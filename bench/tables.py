@@ -281,7 +281,7 @@ def reproduction(budget: str, part: Callable[[dict], str], **config: Any) -> Tab
     return make
 
 
-SPIKE_COUNT_LABELS = {  # the decoding study's variants (issue 12), in table order
+SPIKE_COUNT_LABELS = {  # the spike-count decoding study's variants, in table order
     "membrane": "membrane decoding (reference)", "membrane_nodrop": "membrane decoding, no dropout",
     "paper": "spike count, the paper's", "tie": "paper's training, ties by final potential in the loss too",
     "scale": "(a) scale 10/T on the counts", "lscale": "(a) learned scale, init 10/T",

@@ -31,8 +31,9 @@ Folders are not read by ``keras.utils.image_dataset_from_directory``: its train/
 split is another partition than the one exports record (it would change which images a
 trained model held out), it counts the images of hidden folders inside a class folder, and
 twice those of a folder reached twice through links, and an undecodable file fails in the
-middle of an epoch instead of being named before training. Its decoder is the one used here (``tf.io.decode_image`` and
-a bilinear ``tf.image.resize``). TFDS builds and reads the TFDS datasets.
+middle of an epoch instead of being named before training. Its decoder is the one used here
+(``tf.io.decode_image`` and a bilinear ``tf.image.resize``). TFDS builds and reads the TFDS
+datasets.
 
 Example:
   >>> from common import datasets

@@ -210,7 +210,7 @@ TABLE = {
     "eval_folder_test_split": ("eval", ["--saved_model={export}", "--dataset=folder:{splits}/test",
                                         "--split=test"], None, ["a folder has no test split",
                                                                 "--split=all"]),
-    # issue 29: files that are not ours, faults found before training rather than after it
+    # files that are not ours; faults found before training rather than after it
     "export_dir_holds_other_files": ("train", [*DIGITS, "--epochs=1", "--model_dir={tmp}/e",
                                                "--export_dir={others}"], None,
                                      ["--export_dir=", "not written there by an export",

@@ -1,6 +1,7 @@
 """A backup folder that cannot be written, and a full disk while a backup is written, as a
 user meets them: one line, found before training where it can be, the backups before kept
-and the run resumable (``python -m train`` as a subprocess, real folders)."""
+and the run resumable (``python -m train`` as a subprocess, real folders). The full disk trains
+two epochs, so it is marked slow; rundir and backup's own tests cover the refusals in-process."""
 import os
 import shutil
 import subprocess
@@ -38,8 +39,24 @@ def one_epoch(tmp_path_factory):
     return model_dir
 
 
-def test_a_read_only_backup_folder_is_refused_before_training(one_epoch, tmp_path):
-    model_dir = shutil.copytree(one_epoch, tmp_path / "run")
+def _resumable(model_dir):
+    """The run directory python -m train ... --epochs=1 leaves (its config and the backup of
+    epoch 1), made here rather than by training."""
+    from train import backup, recipe, rundir
+    from train.config import TrainConfig
+
+    config = TrainConfig(model="digits", dataset="digits", time_steps=2, batch_size=256, epochs=1,
+                         model_dir=str(model_dir))
+    rundir.record(config)
+    model = recipe.compiled_model(config, (8, 8, 1), 10, steps_per_epoch=5)
+    model.optimizer.build(model.trainable_variables)
+    backup.save(model, str(model_dir / "backup"), 1)
+    (model_dir / "history.csv").write_text("epoch,loss\n0,2.0\n")
+    return model_dir
+
+
+def test_a_read_only_backup_folder_is_refused_before_training(tmp_path):
+    model_dir = _resumable(tmp_path / "run")
     backup, history = _files(model_dir / "backup"), (model_dir / "history.csv").read_text()
     result = _train(model_dir, "--epochs=2", read_only_folder=model_dir / "backup")
     assert result.returncode == 2, result.stderr[-3000:]
@@ -51,6 +68,7 @@ def test_a_read_only_backup_folder_is_refused_before_training(one_epoch, tmp_pat
     assert _files(model_dir / "backup") == backup and (model_dir / "history.csv").read_text() == history
 
 
+@pytest.mark.slow
 def test_a_full_disk_at_a_backup_keeps_the_one_before_and_the_run_resumes(one_epoch, tmp_path):
     """The backup of epoch 2 is written to /dev/full (ENOSPC on its first write)."""
     model_dir = shutil.copytree(one_epoch, tmp_path / "run")
