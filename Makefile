@@ -33,7 +33,7 @@ $(NIR_STAMP): $(STAMP) setup.py
 # `make test` (what CI runs; under 6 minutes on 2 idle cores) deselects the tests marked slow;
 # `make test-slow` runs just those.
 test: $(STAMP) $(NIR_STAMP)
-	$(PY) -m pytest -n 2 --dist loadfile -q --doctest-modules -m "not slow" $(PYTEST_ARGS) tests tandem_keras tandem_keras_programs models train eval
+	$(PY) -m pytest -n 2 --dist loadfile -q --doctest-modules -m "not slow" $(PYTEST_ARGS) tests tandem_keras tandem_keras_programs models common train eval
 
 test-slow: $(STAMP) $(NIR_STAMP)
 	$(PY) -m pytest -n 2 --dist loadfile -q -m slow $(PYTEST_ARGS) tests

@@ -1,7 +1,7 @@
 """Packaging for tandem_keras: the library plus its model, training and evaluation programs.
 
 The wheel holds the library ``tandem_keras`` and the programs of the checkout's top-level
-``models``, ``train``, ``eval`` and ``bench``, installed *inside* ``tandem_keras_programs``
+``models``, ``common``, ``train``, ``eval`` and ``bench``, installed *inside* ``tandem_keras_programs``
 (``package_dir`` maps ``tandem_keras_programs.train`` to ``train/``, ...), so that nothing
 named ``models`` or ``train`` lands at the top of site-packages beside other projects. The
 console scripts ``tandem-train`` (= ``python -m train``), ``tandem-eval`` (= ``python -m
@@ -23,7 +23,7 @@ def _read(*parts: str) -> str:
 
 
 #: The checkout's top-level program packages, installed under ``tandem_keras_programs``.
-PROGRAMS = ("models", "train", "eval", "bench")
+PROGRAMS = ("models", "common", "train", "eval", "bench")
 PROGRAM_PACKAGES = [f"tandem_keras_programs.{name}" for name in find_packages(
     include=[*PROGRAMS, *(f"{p}.*" for p in PROGRAMS)])]
 

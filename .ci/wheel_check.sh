@@ -71,7 +71,7 @@ for module in (tandem_keras, tandem_keras_programs):
     assert module.__file__.startswith(sys.argv[1]), f"{module.__name__} imported from {module.__file__}"
 programs = tandem_keras_programs.programs_dir()
 assert programs == os.path.dirname(tandem_keras_programs.__file__), programs
-for name in ("models", "train/data.py", "eval/report.py", "eval/export_nir.py", "bench"):
+for name in ("models", "common/datasets.py", "train/run.py", "eval/report.py", "eval/export_nir.py", "bench"):
     assert os.path.exists(os.path.join(programs, name)), f"{name} is not in {programs}"
 top = {str(f).split("/")[0] for f in importlib.metadata.files("tandem_keras")
        if not str(f).startswith("..")}  # ../../../bin: the console scripts

@@ -28,8 +28,8 @@ import os
 import time
 from typing import Any
 
-from bench import _common
-from bench._common import flags, keras, np, tk
+from bench import harness
+from bench.harness import flags, keras, np, tk
 from tandem_keras._keras_internals import producer
 
 FLAGS = flags.FLAGS
@@ -146,9 +146,10 @@ def _epochs_for(trainee: keras.Model, train, steps: int) -> tuple[int, float]:
 def main(argv) -> None:
     del argv
     if not FLAGS.row:
-        _common.usage_error("--row is required")
+        harness.usage_error("--row is required")
     from bench.tables_study import study_record_table
-    from train import data as train_data, pipeline, recipe
+    from common import datasets as train_data, pipeline
+    from train import recipe
     from train.config import TrainConfig
 
     keras.utils.set_random_seed(FLAGS.seed)
@@ -192,14 +193,14 @@ def main(argv) -> None:
             os.makedirs(FLAGS.save_dir, exist_ok=True)
             copy.save(os.path.join(FLAGS.save_dir, "model.keras"))
         if FLAGS.export_dir:
-            from train import data as train_data
+            from common import datasets as train_data
             from train.export import export
 
             export(copy, FLAGS.export_dir, source=source, training={
                 "dataset": FLAGS.dataset, "validation_split": 0.1, "split_seed": train_data.SPLIT_SEED,
                 "num_train": source.num_train, "num_validation": source.num_validation})
-    _common.finish(KIND, figures, study_record_table, FLAGS.out)
+    harness.finish(KIND, figures, study_record_table, FLAGS.out)
 
 
 if __name__ == "__main__":
-    _common.run(main)
+    harness.run(main)

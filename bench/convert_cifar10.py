@@ -1,28 +1,20 @@
-"""Issue 19's measurements: a trained ReLU ANN converted with ``tk.convert`` and fine-tuned.
+"""A trained ReLU ANN converted with ``tk.convert``, and fine-tuned with the tandem rule.
 
     python -m bench.convert_cifar10 --ann=RUN/export --name=cifarnet_w4 --step=zero_shot
     python -m bench.convert_cifar10 --ann=RUN/export --name=cifarnet_w4 --step=finetune \\
         --schedule=all --epochs=6 [--export_dir=DIR]
 
 ``--ann`` is a ``.keras`` file or the export directory of a ``--mode=ann`` run (its
-``model.keras``). The data are the 45k/5k split ``python -m train`` makes of ``--dataset``.
-
-* ``zero_shot``: the validation error of the ANN, then of the converted SNN (T =
-  ``--time_steps``) without calibration and calibrated at each ``--percentiles`` (threshold
-  ``theta_l = P_p(a_l) / T`` from ``--calibration_batches`` training batches), with the IF
-  neuron starting at ``V(0) = 0`` and at ``--initial_potential`` times theta.
-* ``finetune``: the converted, calibrated SNN (``--percentile``, ``--initial_potential``)
-  trained with the tandem rule (Adam, cosine from ``--learning_rate``, the recipe's
-  augmentation): ``--schedule=all`` switches every layer at once, ``progressive`` one at a
-  time (``tk.conversion.ProgressiveTandem``, ``--patience`` epochs of no better validation
-  top-1, at most ``--max_epochs_per_stage``; the last ``--final_epochs`` train the whole SNN).
-  ``--steps_per_epoch`` shortens an epoch.
-  ``--quantized_epochs=K`` trains the first K epochs in quantized mode (the bounded,
-  quantized ANN with the neuron's shift, QCFS's activation), then in tandem mode.
-
-Each run appends one ``conversion`` record (wall and CPU seconds included) and prints the
-table ``python -m bench.tables`` makes of it; ``--export_dir`` exports the fine-tuned SNN
-as ``python -m train`` does (SavedModel and ``model.keras``).
+``model.keras``); the data are the 45k/5k split ``python -m train`` makes of ``--dataset``.
+``zero_shot``: the validation error of the ANN, then of the converted SNN (T = ``--time_steps``)
+without calibration and calibrated at each ``--percentiles`` (``theta_l = P_p(a_l) / T`` from
+``--calibration_batches`` training batches), with ``V(0) = 0`` and ``--initial_potential``
+times theta. ``finetune``: the converted, calibrated SNN trained with the tandem rule (Adam,
+cosine from ``--learning_rate``, the recipe's augmentation), every layer at once
+(``--schedule=all``; ``--quantized_epochs=K``: the first K epochs in quantized mode) or one at a
+time (``progressive``: ``tk.conversion.ProgressiveTandem``); ``--steps_per_epoch`` shortens an
+epoch. Each run appends a ``conversion`` record (wall and CPU seconds included) and prints its
+table; ``--export_dir`` exports the fine-tuned SNN as ``python -m train`` does.
 """
 from __future__ import annotations
 
@@ -30,8 +22,9 @@ import os
 import time
 from typing import Any
 
-from bench import _common
-from bench._common import flags, keras, np, tk
+from bench import harness
+from bench.harness import flags, keras, np, tk
+from bench.tables import conversion_record_table
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("ann", None, "The trained ANN: a .keras file or an export directory.")
@@ -49,51 +42,28 @@ flags.DEFINE_enum("schedule", "all", ["all", "progressive"], "finetune: layers s
 flags.DEFINE_integer("epochs", 4, "finetune: epochs.")
 flags.DEFINE_integer("steps_per_epoch", 0, "finetune: steps per epoch (0: the whole split).")
 flags.DEFINE_float("learning_rate", 1e-4, "finetune: initial Adam learning rate (cosine decay).")
-flags.DEFINE_integer("quantized_epochs", 0, "finetune, schedule all: the first epochs in quantized mode "
-                     "(the QCFS-like ANN: clip(floor(V/theta + v0), 0, T), straight-through), then tandem.")
+flags.DEFINE_integer("quantized_epochs", 0, "finetune, all: the first epochs in quantized mode (QCFS-like ANN).")
 flags.DEFINE_integer("patience", 1, "progressive: epochs without a better val top-1 before the next layer.")
 flags.DEFINE_integer("layers_per_stage", 1, "progressive: spiking layers switched per stage.")
 flags.DEFINE_integer("max_epochs_per_stage", 0, "progressive: at most this many epochs per stage (0: no limit).")
-flags.DEFINE_integer("final_epochs", 0, "progressive: the last epochs train the whole SNN (every layer "
-                     "left switches before them).")
+flags.DEFINE_integer("final_epochs", 0, "progressive: the last epochs train the whole SNN.")
 flags.DEFINE_integer("seed", 0, "Shuffling and augmentation seed.")
 flags.DEFINE_string("export_dir", "", "finetune: export the fine-tuned SNN here.")
 flags.DEFINE_string("out", "", "Records file (default bench/results/records.jsonl).")
-
-KIND = "conversion"
-
-
-def load_ann(path: str) -> keras.Model:
-    if os.path.isdir(path):
-        path = os.path.join(path, "model.keras")
-    if not os.path.isfile(path):
-        _common.usage_error(f"--ann={FLAGS.ann}: no .keras file (an export directory holds model.keras)")
-    return keras.models.load_model(path, compile=False)
-
-
-def data(batch_size: int):
-    from train import data as train_data, pipeline
-
-    source = train_data.load(FLAGS.dataset, validation_split=FLAGS.validation_split)
-    val = pipeline.eval_batches(source, "validation", batch_size=250)
-    calibration = pipeline.eval_batches(source, "train", batch_size=batch_size)
-    return source, val, calibration
 
 
 def val_error(model: keras.Model, val) -> float:
     """Top-1 error (%) on the validation split; ties to the lower class, as python -m eval."""
     wrong = total = 0
     for x, y in val:
-        logits = np.asarray(model(x, training=False))
-        wrong += int(np.sum(logits.argmax(-1) != y.numpy()))
+        wrong += int(np.sum(np.asarray(model(x, training=False)).argmax(-1) != y.numpy()))
         total += len(y)
     return 100.0 * wrong / total
 
 
 def convert(ann, calibration, percentile, v0):
-    return tk.convert(ann, time_steps=FLAGS.time_steps, calibration_data=calibration,
-                      percentile=percentile, calibration_batches=FLAGS.calibration_batches,
-                      neuron=tk.neurons.IF(initial_potential=v0))
+    return tk.convert(ann, time_steps=FLAGS.time_steps, calibration_data=calibration, percentile=percentile,
+                      calibration_batches=FLAGS.calibration_batches, neuron=tk.neurons.IF(initial_potential=v0))
 
 
 def zero_shot(ann, val, calibration) -> dict:
@@ -126,81 +96,81 @@ class QuantizedFirst(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
         if epoch + 1 == self.epochs:
-            self.quantized_error = val_error(self.model, self.val)   # the quantized ANN
+            self.quantized_error = val_error(self.model, self.val)  # the quantized ANN
             self._mode("tandem")
-            self.snn_error = val_error(self.model, self.val)         # its SNN, before tandem training
+            self.snn_error = val_error(self.model, self.val)  # its SNN, before tandem training
 
 
 def finetune(ann, source, val, calibration) -> dict:
-    from train import pipeline, recipe
+    from common import datasets, pipeline
+    from train import recipe
     from train.config import TrainConfig
+    from train.export import export
 
     snn = convert(ann, calibration, FLAGS.percentile, FLAGS.initial_potential)
-    start = val_error(snn, val)
-    steps = FLAGS.steps_per_epoch or source.num_train // FLAGS.batch_size
-    values = TrainConfig(learning_rate=FLAGS.learning_rate, lr_schedule="cosine", epochs=FLAGS.epochs,
-                         weight_decay=0.0, jit_compile=False)
-    recipe.compile_model(snn, values, source.num_classes, steps)
-    passes = -(-FLAGS.epochs * steps // (source.num_train // FLAGS.batch_size))
+    start, full = val_error(snn, val), source.num_train // FLAGS.batch_size
+    steps = FLAGS.steps_per_epoch or full
+    recipe.compile_model(snn, TrainConfig(learning_rate=FLAGS.learning_rate, lr_schedule="cosine", epochs=FLAGS.epochs,
+                                          weight_decay=0.0, jit_compile=False), source.num_classes, steps)
     train = pipeline.train_batches(source, batch_size=FLAGS.batch_size, seed=FLAGS.seed, start_epoch=0,
-                                   epochs=passes, augment="cifar")
+                                   epochs=-(-FLAGS.epochs * steps // full), augment="cifar")
     callbacks: list[Any] = []
     if FLAGS.quantized_epochs:
         if FLAGS.schedule != "all" or FLAGS.quantized_epochs >= FLAGS.epochs:
-            _common.usage_error("--quantized_epochs needs --schedule=all and fewer than --epochs")
+            harness.usage_error("--quantized_epochs needs --schedule=all and fewer than --epochs")
         callbacks.append(QuantizedFirst(FLAGS.quantized_epochs, val))
     if FLAGS.schedule == "progressive":
         callbacks.append(tk.conversion.ProgressiveTandem(
             monitor="val_top1", patience=FLAGS.patience, restore_best_weights=False,
-            max_epochs_per_stage=FLAGS.max_epochs_per_stage or None,
-            layers_per_stage=FLAGS.layers_per_stage, final_epochs=FLAGS.final_epochs, verbose=1))
+            max_epochs_per_stage=FLAGS.max_epochs_per_stage or None, layers_per_stage=FLAGS.layers_per_stage,
+            final_epochs=FLAGS.final_epochs, verbose=1))
     cpu, wall = time.process_time(), time.time()
-    history = snn.fit(train, epochs=FLAGS.epochs, steps_per_epoch=steps, validation_data=val,
-                      callbacks=callbacks, verbose=2)
+    history = snn.fit(train, epochs=FLAGS.epochs, steps_per_epoch=steps, validation_data=val, callbacks=callbacks,
+                      verbose=2).history
     cpu, wall = time.process_time() - cpu, time.time() - wall
-    stage = tk.conversion.stage_of(snn)   # in spiking layers
+    stage = tk.conversion.stage_of(snn)  # in spiking layers
     hybrid = val_error(snn, val) if stage < len(tk.conversion.stages(snn)) else None
-    final = val_error(tk.conversion.set_stage(snn), val)   # every layer in tandem mode: the SNN
-    per_epoch = [{"epoch": i + 1, "val_error": 100.0 * (1.0 - history.history["val_top1"][i]),
-                  "stage": history.history.get("progressive_stage", [None] * FLAGS.epochs)[i],
-                  "mode": "quantized" if i < FLAGS.quantized_epochs else "tandem"}
-                 for i in range(len(history.history["val_top1"]))]
-    figures = {"ann_error": val_error(ann, val), "start_error": start, "val_error": final,
-               "per_epoch": per_epoch, "train_wall_s": wall, "train_cpu_s": cpu,
-               "steps": FLAGS.epochs * steps, "examples_seen": FLAGS.epochs * steps * FLAGS.batch_size,
-               "stages": len(tk.conversion.stages(snn, FLAGS.layers_per_stage)),
-               "final_stage": stage, "hybrid_error": hybrid}
+    figures = {"ann_error": val_error(ann, val), "start_error": start,
+               "val_error": val_error(tk.conversion.set_stage(snn), val),  # every layer in tandem mode: the SNN
+               "per_epoch": [{"epoch": i + 1, "val_error": 100.0 * (1.0 - history["val_top1"][i]),
+                              "stage": history.get("progressive_stage", [None] * FLAGS.epochs)[i],
+                              "mode": "quantized" if i < FLAGS.quantized_epochs else "tandem"}
+                             for i in range(len(history["val_top1"]))],
+               "train_wall_s": wall, "train_cpu_s": cpu, "steps": FLAGS.epochs * steps,
+               "examples_seen": FLAGS.epochs * steps * FLAGS.batch_size,
+               "stages": len(tk.conversion.stages(snn, FLAGS.layers_per_stage)), "final_stage": stage,
+               "hybrid_error": hybrid}
     if FLAGS.quantized_epochs:
         figures.update(quantized_error=callbacks[0].quantized_error, snn_after_quantized=callbacks[0].snn_error)
     if FLAGS.export_dir:
-        from train import data as train_data
-        from train.export import export
-
-        copy = keras.Model.from_config(snn.get_config())   # uncompiled: no optimizer state
+        copy = keras.Model.from_config(snn.get_config())  # uncompiled: no optimizer state
         copy.set_weights(snn.get_weights())
         export(copy, FLAGS.export_dir, source=source, training={
-            "dataset": FLAGS.dataset, "validation_split": FLAGS.validation_split,
-            "split_seed": train_data.SPLIT_SEED,
-            "num_train": source.num_train, "num_validation": source.num_validation,
-            "converted_from": os.path.basename(os.path.normpath(FLAGS.ann))})
+            "validation_split": FLAGS.validation_split, "split_seed": datasets.SPLIT_SEED, "num_train": source.num_train,
+            "num_validation": source.num_validation, "converted_from": os.path.basename(os.path.normpath(FLAGS.ann))})
         figures["export_dir"] = FLAGS.export_dir
     return figures
 
 
 def main(argv) -> None:
     del argv
-    if not FLAGS.ann or not FLAGS.name:
-        _common.usage_error("--ann and --name are required")
-    from bench.tables_convert import conversion_record_table
+    from common import datasets, pipeline
 
-    ann = load_ann(FLAGS.ann)
-    source, val, calibration = data(FLAGS.batch_size)
+    if not FLAGS.ann or not FLAGS.name:
+        harness.usage_error("--ann and --name are required")
+    path = os.path.join(FLAGS.ann, "model.keras") if os.path.isdir(FLAGS.ann) else FLAGS.ann
+    if not os.path.isfile(path):
+        harness.usage_error(f"--ann={FLAGS.ann}: no .keras file (an export directory holds model.keras)")
+    ann = keras.models.load_model(path, compile=False)
+    source = datasets.load(FLAGS.dataset, validation_split=FLAGS.validation_split)
+    val = pipeline.eval_batches(source, "validation", batch_size=250)
+    calibration = pipeline.eval_batches(source, "train", batch_size=FLAGS.batch_size)
     if FLAGS.step == "zero_shot":
         figures = zero_shot(ann, val, calibration)
     else:
         figures = finetune(ann, source, val, calibration)
-    _common.finish(KIND, figures, conversion_record_table, FLAGS.out)
+    harness.finish("conversion", figures, conversion_record_table, FLAGS.out)
 
 
 if __name__ == "__main__":
-    _common.run(main)
+    harness.run(main)

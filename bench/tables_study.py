@@ -74,6 +74,6 @@ def _key(r: dict) -> tuple:
 
 def study(rs: Sequence[dict], network: str = "") -> "tuple[str, list[dict]]":
     """The latest record of every (network, T, row), in the order they were first made."""
-    latest = records.latest_each(rs, KIND, _key)
+    latest = records.latest_each([r for r in rs if r["kind"] == KIND], _key)
     used = [r for r in latest.values() if not network or _network(r) == network]
     return markdown([_cells(r) for r in used], COLUMNS), used

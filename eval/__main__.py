@@ -25,7 +25,7 @@ warning.
 """
 from __future__ import annotations
 
-from train.console import flags_parser, quiet_tensorflow_startup, usage_error
+from common.console import flags_parser, quiet_tensorflow_startup, usage_error
 
 with quiet_tensorflow_startup():
     from absl import app, flags

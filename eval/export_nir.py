@@ -25,7 +25,7 @@ import tempfile
 import zipfile
 from typing import Optional, Sequence
 
-from train.console import quiet_tensorflow_startup
+from common.console import quiet_tensorflow_startup
 
 KERAS_FILE = "model.keras"
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"

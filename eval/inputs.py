@@ -4,14 +4,10 @@ A SavedModel that is incomplete, damaged or has a NaN or infinite weight is refu
 dataset and validation split default to those the export recorded of its training
 (``python -m train`` writes them into ``assets/tandem_keras.json``). The ``train`` and
 ``validation`` splits are only defined on the data the model was trained on: a TFDS
-dataset or ``digits`` by its name, a folder by its fingerprint (``train.folders``), so
+dataset or ``digits`` by its name, a folder by its fingerprint (``common.folders``), so
 that the same images anywhere give the same split and another folder is refused. The
 split ``all`` is every example of any dataset (a separate folder of test images, or every
 TFDS split); a folder's classes are then matched to the model's by name.
-
-Exports made before exports recorded a folder's fingerprint record its absolute path: the
-same path is used as before, and another folder with as many images per split and as many
-classes is taken as a copy of it, with a warning.
 
 Example:
     >>> model = open_model("/tmp/digits/export")                      # doctest: +SKIP
@@ -26,9 +22,11 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from common import datasets, pipeline
 from tandem_keras import export
 
 FOLDER = "folder:"
+DEFAULT_DATA_DIR = "(TFDS's default)"
 
 
 class EvalError(ValueError):
@@ -60,22 +58,12 @@ def _trained_on(recorded: dict) -> str:
     dataset = recorded.get("dataset", "?")
     if not dataset.startswith(FOLDER):
         return f"--dataset={dataset}"
-    name = os.path.basename(os.path.normpath(dataset[len(FOLDER):]))
-    files = recorded.get("folder_files")
-    if files is None and "num_train" in recorded:
-        files = recorded["num_train"] + recorded.get("num_validation", 0)
-    classes = recorded.get("classes")
+    name = dataset[len(FOLDER):]
+    files, classes = recorded.get("folder_files"), recorded.get("classes")
     facts = [f"{files:,} images" if files is not None else None,
              f"{len(classes)} classes" if classes else None]
     facts = [f for f in facts if f]
     return f"a folder named {name!r}" + (f" ({', '.join(facts)})" if facts else "")
-
-
-def _recorded_path(dataset: str) -> Optional[str]:
-    """The absolute path an older export recorded for its folder, if it exists here (newer
-    exports record the folder's name only)."""
-    path = dataset[len(FOLDER):]
-    return path if os.path.isabs(path) and os.path.isdir(path) else None
 
 
 def resolve_split(model: export.LoadedModel, dataset: Optional[str], split: str,
@@ -84,7 +72,7 @@ def resolve_split(model: export.LoadedModel, dataset: Optional[str], split: str,
 
     ``None`` takes what the export recorded of its training (``python -m train`` records
     the dataset and its validation split), else ``"cifar10"`` and 0.1; a folder must be
-    given (``--dataset=folder:DIR``) unless the export recorded an existing absolute path.
+    given (``--dataset=folder:DIR``): the export records its name, not where it lies.
     For the ``train`` and ``validation`` splits another TFDS dataset or validation split
     than the recorded one is refused (``EvalError``); a folder is checked after loading
     (:func:`check_identity`). A folder has no ``test`` split.
@@ -94,7 +82,7 @@ def resolve_split(model: export.LoadedModel, dataset: Optional[str], split: str,
     if dataset is None:
         if trained is None:
             dataset = "cifar10"
-        elif trained.startswith(FOLDER) and not _recorded_path(trained):
+        elif trained.startswith(FOLDER):
             raise EvalError(f"--dataset=folder:DIR is needed: the model {model.export_dir!r} was "
                             f"trained on {_trained_on(recorded)}; pass your copy of it for "
                             "--split=train or validation, or any folder of images of its "
@@ -122,35 +110,20 @@ def resolve_split(model: export.LoadedModel, dataset: Optional[str], split: str,
 
 def check_identity(model: export.LoadedModel, dataset: str, split: str, source) -> None:
     """For ``train``/``validation`` of a folder: ``source`` must hold the images the model
-    was trained on (the recorded fingerprint; for older exports the same path, or as many
-    images per split and classes, with a warning). ``EvalError`` otherwise."""
+    was trained on (its recorded fingerprint). ``EvalError`` otherwise."""
     recorded = model.training or {}
     trained = recorded.get("dataset") or ""
     if split not in ("train", "validation") or not (dataset.startswith(FOLDER)
                                                     and trained.startswith(FOLDER)):
         return
-    refused = (f"--dataset={dataset}: not the images the model {model.export_dir!r} was "
-               f"trained on, {_trained_on(recorded)}; its --split={split} is only defined "
-               "there (--split=all evaluates every image of a folder)")
     found = source.identity
-    if "folder_fingerprint" in recorded:
-        if found.get("folder_fingerprint") != recorded["folder_fingerprint"]:
-            raise EvalError(f"{refused}; this folder has {found.get('folder_files', 0):,} images "
-                            f"of {len(found.get('classes', []))} classes, fingerprint "
-                            f"{found.get('folder_fingerprint')} (trained: "
-                            f"{recorded['folder_fingerprint']})")
-        return
-    path = trained[len(FOLDER):]
-    if _recorded_path(trained) and os.path.samefile(path, dataset[len(FOLDER):]):
-        return
-    same = (source.num_train == recorded.get("num_train")
-            and source.num_validation == recorded.get("num_validation")
-            and source.num_classes == (model.metadata or {}).get("num_classes"))
-    if not same:
-        raise EvalError(refused)
-    warn(f"{model.export_dir}: the export records the path of its training folder ({path}), "
-         f"not a fingerprint (an export made before exports recorded one); {dataset} has as "
-         "many training and validation images and classes, and is taken as a copy of it")
+    if found.get("folder_fingerprint") != recorded.get("folder_fingerprint"):
+        raise EvalError(f"--dataset={dataset}: not the images the model {model.export_dir!r} was "
+                        f"trained on, {_trained_on(recorded)}; its --split={split} is only defined "
+                        f"there (--split=all evaluates every image of a folder); this folder has "
+                        f"{found.get('folder_files', 0):,} images of {len(found.get('classes', []))} "
+                        f"classes, fingerprint {found.get('folder_fingerprint')} (trained: "
+                        f"{recorded.get('folder_fingerprint')})")
 
 
 def load_batches(dataset: str, split: str, batch_size: int, input_shape: Optional[Sequence[int]],
@@ -159,16 +132,12 @@ def load_batches(dataset: str, split: str, batch_size: int, input_shape: Optiona
                  skip_bad_images: Optional[bool] = None):
     """``(tf.data batches of (images, labels), number of examples, number of classes)``.
 
-    Uses ``train.data`` / ``train.pipeline`` (images as float32 pixel values, the models
+    Uses ``common.datasets`` / ``common.pipeline`` (images as float32 pixel values, the models
     normalize them); folder images are resized to the model's input size, and labelled by
     the class names the model recorded. ``EvalError`` if the images do not have the model's
     input shape, or (with ``model``) are not the training images :func:`check_identity`
     requires.
     """
-    try:
-        from train import data, pipeline
-    except ImportError as error:
-        raise EvalError(f"loading datasets needs the train package (train/data.py): {error}") from None
     recorded = (model.training if model is not None else None) or {}
     options = {}
     if input_shape is not None and dataset == "imagenet2012":
@@ -181,10 +150,12 @@ def load_batches(dataset: str, split: str, batch_size: int, input_shape: Optiona
         options["skip_bad_images"] = bool(recorded.get("skip_bad_images", False)
                                           if skip_bad_images is None else skip_bad_images)
     try:
-        source = data.load(dataset, data_dir=data_dir, validation_split=validation_split,
-                           **options)
+        source = datasets.load(dataset, data_dir=data_dir, validation_split=validation_split,
+                               **options)
         _, count = source.split(split)
-    except data.DatasetError as error:
+    except datasets.DatasetError as error:
+        if error.flag == "data_dir":
+            raise EvalError(f"--data_dir={data_dir or DEFAULT_DATA_DIR}: {error}") from None
         raise EvalError(str(error)) from None
     if model is not None:
         check_identity(model, dataset, split, source)

@@ -26,18 +26,17 @@ import numpy as np
 from tandem_keras import export, plots, synops
 from tandem_keras.metrics import top_k_hits
 
+from common.console import output_problem
 from eval.inputs import (EvalError, load_batches, open_model,  # noqa: F401
                          resolve_split, warn)
-from train.console import output_problem
+from eval.export_nir import KERAS_FILE, keras_file_problem
 from eval.summary import (ENCODER_NOTE, TIME_STEPS_NOTE, ann_report,  # noqa: F401
                           format_summary, is_ann)
 
-#: Keras model file saved beside the SavedModel by ``python -m train``.
-KERAS_FILE = "model.keras"
 
 
 def evaluate(model: export.LoadedModel, batches: Iterable, max_examples: Optional[int] = None,
-             keep: int = 64) -> tuple[dict, dict]:
+             keep: int = 64, num_classes: Optional[int] = None) -> tuple[dict, dict]:
     """Runs ``model`` over ``batches`` of ``(images, labels)``.
 
     Returns ``(report, sample)``: the report holds ``examples``, ``top1_error``,
@@ -46,6 +45,7 @@ def evaluate(model: export.LoadedModel, batches: Iterable, max_examples: Optiona
     :meth:`tandem_keras.synops.ActivityAccumulator.report` averaged over the examples;
     ``sample`` keeps the first ``keep`` images and labels (for plots and analysis). An ANN
     export (``eval.summary.is_ann``) gets its MACs and energy instead of SynOps.
+    ``EvalError`` if the logits are not ``[batch, num_classes]`` (checked on the first batch).
     """
     ann = is_ann(model.kind)
     accumulator = (synops.ActivityAccumulator(model.metadata)
@@ -69,6 +69,9 @@ def evaluate(model: export.LoadedModel, batches: Iterable, max_examples: Optiona
         if logits.ndim != 2 or logits.shape[0] != len(labels):
             raise EvalError(f"the model returned logits of shape {logits.shape} for "
                             f"{len(labels)} images; expected [batch, classes]")
+        if num_classes is not None and logits.shape[1] != num_classes:
+            raise EvalError(f"the dataset has {num_classes} classes but the model "
+                            f"{model.export_dir!r} outputs {logits.shape[1]}")
         k = min(5, logits.shape[1])
         # The library's one tie rule (ties to the lower class index), as in training.
         top1 += int(np.sum(np.asarray(top_k_hits(logits, labels, 1))))
@@ -103,8 +106,6 @@ def _analysis(export_dir: str, images: np.ndarray) -> Optional[tuple[dict, list]
     path = os.path.join(export_dir, KERAS_FILE)
     if not os.path.isfile(path):
         return None
-    from eval.export_nir import keras_file_problem
-
     problem = keras_file_problem(path)
     if problem:
         raise ValueError(problem)
@@ -196,7 +197,7 @@ def evaluate_models(saved_models: Sequence[str], dataset: Optional[str] = None, 
         if recorded is not None and recorded != count:
             warn(f"{path}: the {split} split has {count} examples, training had {recorded} "
                  "(has the dataset changed since?)")
-        report, sample = evaluate(model, batches, max_examples)
+        report, sample = evaluate(model, batches, max_examples, num_classes=num_classes)
         report.update(dataset=model_dataset, split=split, validation_split=model_split)
         extra = None
         if analysis and report.get("network") != "ann":

@@ -6,7 +6,7 @@ quantized, integers sent on as they are), not spikes, so it is reported by its M
 their energy, without spike counts, firing rates or SynOps. A ``"tandem"`` or ``"bptt"``
 model is an SNN; one trained in ``"quantized"`` mode and exported in ``"tandem"`` mode
 (``--export_mode=tandem``) is the constrain-then-train SNN and is reported as that SNN.
-Exports made before exports recorded the mode are reported as SNNs, as before, saying so.
+A SavedModel without the metadata (a plain ``model.export()``) is evaluated for accuracy only.
 
 Example:
     >>> describe({"mode": "quantized", "trained_mode": "quantized", "decoding": "membrane"}, 4)
@@ -14,6 +14,9 @@ Example:
     >>> describe({"mode": "tandem", "trained_mode": "quantized", "decoding": "membrane",
     ...           "neuron": "if"}, 4)
     'tandem SNN, constrain-then-train (trained as --mode=quantized, exported as --export_mode=tandem), IF neurons, T=4, membrane decoding'
+    >>> describe({"mode": "tandem", "decoding": "membrane",
+    ...           "neuron": {"class_name": "IF", "config": {"initial_potential": 0.5}}}, 4)
+    'tandem SNN, IF(initial_potential=0.5) neurons, T=4, membrane decoding'
 """
 from __future__ import annotations
 
@@ -48,7 +51,7 @@ def describe(kind: Mapping[str, Any], time_steps: Optional[int]) -> str:
     """One line: what the model is, as its export records it."""
     mode = kind.get("mode")
     if mode is None:
-        return "an SNN as far as its export says (made before exports recorded the mode)"
+        return "a SavedModel without tandem_keras metadata (accuracy only)"
     if not isinstance(mode, str):
         return f"a model with layers in modes {', '.join(map(str, mode))}"
     parts = [NAMES.get(mode, mode)]
@@ -66,6 +69,9 @@ def describe(kind: Mapping[str, Any], time_steps: Optional[int]) -> str:
         neuron = kind.get("neuron")
         if isinstance(neuron, str):
             parts.append(f"{neuron.upper()} neurons")
+        elif isinstance(neuron, dict) and "class_name" in neuron:  # tk.neurons.serialize's config
+            options = ", ".join(f"{k}={v}" for k, v in (neuron.get("config") or {}).items())
+            parts.append(f"{neuron['class_name']}({options}) neurons")
         elif neuron:
             parts.append(f"neurons {neuron}")
         parts.append(f"T={time_steps}")

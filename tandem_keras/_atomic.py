@@ -9,6 +9,13 @@ existing target takes two renames (the old one aside, the new one in); SIGINT an
 are held back between them, and a target left missing by a SIGKILL between them is
 restored from the renamed one by the next call.
 
+Only what was written this way is ever replaced: a target that exists must be an empty
+directory, or hold exactly the files its manifest lists (``manifest_file``, a JSON file inside
+it whose ``"files"`` names every other file) and that manifest. A target holding anything else
+(a user's ``notes.txt`` or ``data/`` beside an earlier export, or another directory altogether)
+is refused with ``FileExistsError`` before anything is written, and checked again just before
+the rename: nothing that was not written here is deleted (:func:`replacement_problem`).
+
 :func:`manifest` records the size of every file of a directory; :func:`manifest_problem`
 says which file is missing or has another size (an export written before exports were
 atomic, or damaged since).
@@ -18,24 +25,29 @@ Paths with a scheme (``gs://...``) are written in place: renaming is not atomic 
 Example:
     >>> import os, tempfile
     >>> target = os.path.join(tempfile.mkdtemp(), "export")
-    >>> with written_aside(target) as new:
+    >>> with written_aside(target, manifest_file="manifest.json") as new:
     ...     with open(os.path.join(new, "a.txt"), "w") as f:
     ...         _ = f.write("abc")
-    >>> files = manifest(target); files
-    {'a.txt': 3}
-    >>> manifest_problem(target, files) is None
-    True
+    ...     files = manifest(new)
+    ...     with open(os.path.join(new, "manifest.json"), "w") as f:
+    ...         json.dump({"files": files}, f)
+    >>> files, manifest_problem(target, files), replacement_problem(target, "manifest.json")
+    ({'a.txt': 3}, None, None)
+    >>> open(os.path.join(target, "notes.txt"), "w").close()
+    >>> replacement_problem(target, "manifest.json")
+    'holds files that were not written there by an export (notes.txt)'
 """
 from __future__ import annotations
 
 import contextlib
 import glob
+import json
 import os
 import shutil
 import signal
 import tempfile
 import threading
-from typing import Iterator, Mapping, Optional
+from typing import Iterator, Mapping, Optional, Set
 
 _WRITING, _OLD = "writing", "old"
 
@@ -89,12 +101,54 @@ def _signals_held() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
-def _replace(new: str, target: str) -> None:
+def _owned(target: str, manifest_file: Optional[str]) -> Set[str]:
+    """The files (relative, ``/``-separated) that ``target``'s manifest says are its own."""
+    if manifest_file is None:
+        return set()
+    try:
+        with open(os.path.join(target, *manifest_file.split("/")), encoding="utf-8") as f:
+            files = json.load(f).get("files")
+    except (OSError, ValueError, AttributeError):
+        return set()
+    return {*files, manifest_file} if isinstance(files, dict) else set()
+
+
+def replacement_problem(target: str, manifest_file: Optional[str] = None) -> Optional[str]:
+    """Why :func:`written_aside` must not replace ``target`` (None: it may). It may replace
+    a missing target, an empty directory, or a directory whose every file and folder is
+    listed by its own manifest (the JSON ``manifest_file`` inside it, ``"files"``)."""
+    if "://" in target or not os.path.lexists(target):
+        return None
+    if os.path.islink(target) or not os.path.isdir(target):
+        return "exists and is not a directory"
+    owned = _owned(target, manifest_file)
+    folders = {"/".join(name.split("/")[:i]) for name in owned for i in range(1, name.count("/") + 1)}
+    foreign = []
+    for root, dirs, files in os.walk(target):
+        relative = os.path.relpath(root, target).replace(os.sep, "/")
+        prefix = "" if relative == "." else relative + "/"
+        kept = []
+        for name in sorted(dirs):  # a foreign folder is named, not searched
+            link = os.path.islink(os.path.join(root, name))
+            if link or prefix + name not in folders:
+                foreign.append(prefix + name + "/")
+            else:
+                kept.append(name)
+        dirs[:] = kept
+        foreign += [prefix + name for name in sorted(files) if prefix + name not in owned]
+    if not foreign:
+        return None
+    shown = ", ".join(foreign[:4]) + (f" and {len(foreign) - 4} more" if len(foreign) > 4 else "")
+    return f"holds files that were not written there by an export ({shown})"
+
+
+def _replace(new: str, target: str, manifest_file: Optional[str]) -> None:
     if not os.path.lexists(target):
         os.rename(new, target)
         return
-    if not os.path.isdir(target) or os.path.islink(target):
-        raise FileExistsError(f"{target!r} exists and is not a directory")
+    problem = replacement_problem(target, manifest_file)  # anything added while writing
+    if problem:
+        raise FileExistsError(f"{target!r} {problem}: not replaced")
     old = _sibling(target, _OLD, os.getpid())
     with _signals_held():
         os.rename(target, old)
@@ -109,9 +163,18 @@ def _umask() -> int:
 
 
 @contextlib.contextmanager
-def written_aside(target: str) -> Iterator[str]:
+def written_aside(target: str, manifest_file: Optional[str] = None) -> Iterator[str]:
     """Yields a new empty directory to write ``target``'s new content into; when the block
-    ends without an exception it replaces ``target`` (see the module docstring)."""
+    ends without an exception it replaces ``target`` (see the module docstring).
+
+    Raises:
+      FileExistsError: ``target`` holds what may not be replaced (:func:`replacement_problem`:
+        anything but an empty directory or the files its ``manifest_file`` lists), before the
+        block runs or, if it appeared meanwhile, after (the new content is then deleted).
+    """
+    problem = replacement_problem(target, manifest_file)
+    if problem:
+        raise FileExistsError(f"{target!r} {problem}: not replaced")
     if "://" in target:
         os.makedirs(target, exist_ok=True)  # tf.io.gfile paths: no atomic rename
         yield target
@@ -124,7 +187,7 @@ def written_aside(target: str) -> Iterator[str]:
     os.chmod(new, 0o777 & ~_umask())  # mkdtemp's 0700, not what a plain mkdir gives
     try:
         yield new
-        _replace(new, target)
+        _replace(new, target, manifest_file)
     except BaseException:
         shutil.rmtree(new, ignore_errors=True)
         raise

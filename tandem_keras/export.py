@@ -75,8 +75,8 @@ def export_model(model: keras.Model, export_dir: str, mode: Optional[str] = None
 
     Args:
       model: a functional or Sequential tandem model with one image input.
-      export_dir: output directory (created; an existing one is replaced once the new
-        export is complete).
+      export_dir: output directory (created; an earlier export there is replaced once the
+        new export is complete; a directory holding anything else is refused).
       mode: if given, export ``tk.with_mode(model, mode)`` (e.g. ``"tandem"`` to run a
         model trained in ``"quantized"`` mode as the SNN, constrain-then-train).
       spike_trains: also add the ``serve_spikes`` endpoint.
@@ -93,6 +93,8 @@ def export_model(model: keras.Model, export_dir: str, mode: Optional[str] = None
     Raises:
       ValueError: ``model`` is not a one-input, one-output Keras model, or a weight is
         NaN or infinite (named in the message; nothing is written).
+      FileExistsError: ``export_dir`` holds files that are not an earlier export's (named
+        in the message; nothing is written or deleted).
 
     All endpoints run in inference mode (moving BN statistics, no dropout).
     """
@@ -131,7 +133,7 @@ def export_model(model: keras.Model, export_dir: str, mode: Optional[str] = None
     if spikes is not None:
         archive.add_endpoint(SERVE_SPIKES, lambda images: spikes(images, training=False), [spec])
     archive.add_variable_collection("variables", [_tf_variable(v) for v in model.variables])
-    with written_aside(export_dir) as new:
+    with written_aside(export_dir, manifest_file=f"assets/{METADATA_FILE}") as new:
         with _quiet_tensorflow_logger(not verbose):
             archive.write_out(new, verbose=verbose)
         if keras_file is not None:

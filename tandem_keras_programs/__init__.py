@@ -1,7 +1,7 @@
 """The programs of tandem_keras, as an installed wheel holds them, and their console scripts.
 
-In a checkout the programs are the top-level packages ``models``, ``train``, ``eval`` and
-``bench``, run as ``python -m train``, ``python -m eval``, ... from the project root. The
+In a checkout the programs are the top-level packages ``models``, ``common`` (what the
+others share), ``train``, ``eval`` and ``bench``, run as ``python -m train``, ``python -m eval``, ... from the project root. The
 wheel does not install them as top-level packages of site-packages, where they would
 overwrite or shadow other projects' ``models`` or ``train``: it installs them inside this
 package (``tandem_keras_programs/models``, ``.../train``, ...; ``setup.py``'s
@@ -25,7 +25,7 @@ Importing this package imports nothing else (no TensorFlow), and the library
 Example:
     >>> import os
     >>> sorted(p for p in PROGRAMS if os.path.isdir(os.path.join(programs_dir(), p)))
-    ['bench', 'eval', 'models', 'train']
+    ['bench', 'common', 'eval', 'models', 'train']
 """
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ import sys
 from typing import NoReturn, Optional, Sequence
 
 #: The program packages (top-level in a checkout, sub-packages of this one when installed).
-PROGRAMS = ("models", "train", "eval", "bench")
+PROGRAMS = ("models", "common", "train", "eval", "bench")
 USAGE = "usage: python -m tandem_keras_programs MODULE [ARGS...]  (MODULE: train, eval, eval.export_nir, bench.NAME)"
 
 

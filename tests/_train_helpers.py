@@ -44,3 +44,23 @@ def check_export(export_dir, images, model=None):
     activity = loaded.serve_activity(images)
     np.testing.assert_allclose(np.asarray(activity["logits"]), expected, rtol=1e-5, atol=1e-5)
     return keras_model, activity
+
+
+def read_only(folder, argv):
+    """``argv`` made to run with ``folder`` read-only: ``chmod 555`` for a user, and for root
+    (whom a mode does not stop) a read-only bind mount of it in a private mount namespace
+    (``unshare``); skips the test when neither can be made here."""
+    import shutil
+
+    import pytest
+
+    if os.geteuid() != 0:
+        os.chmod(folder, 0o555)
+        return list(argv)
+    mount = 'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" "$0" && '
+    probe = subprocess.run(["unshare", "-rm", "sh", "-c", mount + '! touch "$0/.probe" 2>/dev/null',
+                            str(folder)], capture_output=True, text=True) if shutil.which("unshare") else None
+    if probe is None or probe.returncode != 0:
+        pytest.skip("running as root without a way to make a folder read-only here (unshare -rm "
+                    f"and a read-only bind mount): {probe.stderr.strip() if probe else 'no unshare'}")
+    return ["unshare", "-rm", "sh", "-c", mount + 'exec "$@"', str(folder), *argv]

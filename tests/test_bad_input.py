@@ -12,6 +12,7 @@ stderr naming the culprit, and no traceback.
 """
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -24,7 +25,7 @@ import tensorflow as tf
 import train.__main__ as train_main
 from tests._train_helpers import ROOT
 from train import flags as train_flags
-from train.console import flags_parser
+from common.console import flags_parser
 
 DIGITS = ["--model=digits", "--dataset=digits", "--time_steps=2", "--batch_size=256"]
 PARALLEL = 4
@@ -164,13 +165,13 @@ def test_tf_config_that_is_not_json(monkeypatch, strategy, tmp_path):
 # digits run's model_dir, {export} its export, {nan} the NaN export, {file} a regular file.
 TABLE = {
     "train_unknown_flag": ("train", ["--nope=1", "--model_dir=/tmp/x"], None, ["'nope'"]),
-    # train.data's dataset names
+    # common.datasets' dataset names
     "unknown_dataset": ("train", ["--dataset=mnist", "--model_dir={tmp}/d"], None,
                         ["--dataset=mnist", "unknown dataset"]),
     # after the data is loaded
     "model_vs_dataset": ("train", ["--dataset=digits", "--epochs=1", "--model_dir={tmp}/m"], None,
                          ["--model=cifarnet", "--dataset=digits", "channels"]),
-    # image folders (train.data's checks)
+    # image folders (common.datasets' checks)
     "folder_one_class": ("train", [*DIGITS, "--dataset=folder:{one_class}", "--model_dir={tmp}/f1"],
                          None, ["--dataset=folder:", "1 class"]),
     "folder_corrupt_file": ("train", [*DIGITS, "--dataset=folder:{corrupt}", "--model_dir={tmp}/f2"],
@@ -209,6 +210,21 @@ TABLE = {
     "eval_folder_test_split": ("eval", ["--saved_model={export}", "--dataset=folder:{splits}/test",
                                         "--split=test"], None, ["a folder has no test split",
                                                                 "--split=all"]),
+    # files that are not ours; faults found before training rather than after it
+    "export_dir_holds_other_files": ("train", [*DIGITS, "--epochs=1", "--model_dir={tmp}/e",
+                                               "--export_dir={others}"], None,
+                                     ["--export_dir=", "not written there by an export",
+                                      "data/, notes.txt", "move them away"]),
+    "backup_folder_is_a_file": ("train", [*DIGITS, "--epochs=1", "--model_dir={backup_file}"], None,
+                                ["--model_dir=", "/backup exists and is not a directory",
+                                 "the backups of every epoch go there"]),
+    "config_without_time_steps": ("train", [*DIGITS[:-2], "--time_steps=6", "--batch_size=256",
+                                            "--epochs=2", "--validation_split=0.2",
+                                            "--model_dir={incomplete}"], None,
+                                  ["--model_dir=", "config.json is incomplete: it lacks --time_steps",
+                                   "--restart"]),
+    "eval_plain_model_of_other_classes": ("eval", ["--saved_model={plain7}", "--dataset=digits"],
+                                          None, ["the dataset has 10 classes", "outputs 7"]),
 }
 
 
@@ -241,12 +257,30 @@ def results(digits_run, nan_export, tmp_path_factory):
     hidden = keras.layers.Flatten()(flat)
     keras.Model(flat, [keras.layers.Dense(10)(hidden), keras.layers.Dense(3)(hidden)]).export(
         str(tmp / "multi"), verbose=False)
-    before = _backup_bytes(digits_run)
+    names.update(others=str(tmp / "others"), backup_file=str(tmp / "backup_file"),
+                 incomplete=str(tmp / "incomplete"), plain7=str(tmp / "plain7"))
+    os.makedirs(tmp / "others" / "data")
+    (tmp / "others" / "notes.txt").write_text("mine")
+    (tmp / "others" / "data" / "x.csv").write_text("1,2")
+    os.makedirs(tmp / "backup_file")
+    (tmp / "backup_file" / "backup").write_text("not a folder")
+    shutil.copytree(digits_run, tmp / "incomplete")
+    with open(tmp / "incomplete" / "config.json") as f:
+        config = json.load(f)
+    del config["time_steps"]
+    (tmp / "incomplete" / "config.json").write_text(json.dumps(config))
+    keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(7)]).export(
+        str(tmp / "plain7"), verbose=False)
+    before = _backup_bytes(digits_run), _backup_bytes(names["incomplete"])
     jobs = {key: (program, [a.format(**names) for a in args], env)
             for key, (program, args, env, _) in TABLE.items()}
     done = _run_all(jobs)
-    # The refused resume left the run as it was.
-    assert _backup_bytes(digits_run) == before
+    # The refused resumes left the runs as they were; nothing of the user's was touched.
+    assert (_backup_bytes(digits_run), _backup_bytes(names["incomplete"])) == before
+    assert (tmp / "others" / "notes.txt").read_text() == "mine"
+    assert (tmp / "others" / "data" / "x.csv").read_text() == "1,2"
+    assert not os.path.exists(tmp / "e" / "logs") and not os.path.exists(tmp / "backup_file" / "logs")
+    assert (tmp / "backup_file" / "backup").read_text() == "not a folder"
     return done
 
 
@@ -269,14 +303,14 @@ def test_bad_input_cli_is_one_line_exit_2(results, case):
 
 def test_eval_uses_the_recorded_validation_split(digits_run, tmp_path):
     """The export records --validation_split=0.2; eval's default (0.1) is not used."""
-    from train import data
+    from common import datasets
 
     with open(os.path.join(digits_run, "export", "assets", "tandem_keras.json")) as f:
         training = json.load(f)["training"]
-    expected = data.load("digits", validation_split=0.2).num_validation
+    expected = datasets.load("digits", validation_split=0.2).num_validation
     assert training["dataset"] == "digits" and training["validation_split"] == 0.2
     assert training["num_validation"] == expected
-    assert data.load("digits", validation_split=0.1).num_validation != expected
+    assert datasets.load("digits", validation_split=0.1).num_validation != expected
     out_json = str(tmp_path / "eval.json")
     proc = subprocess.run([sys.executable, "-m", "eval", f"--saved_model={digits_run}/export",
                            "--split=validation", f"--output_json={out_json}", "--noanalysis"],

@@ -4,7 +4,7 @@ whole tree that finds any other.
 ``tandem_keras/_keras_internals.py`` (checked in tests/tandem_keras/test_registry.py) and
 ``train/_keras_internals.py`` (here) hold every use of a private (``_name``) attribute of a
 Keras or TensorFlow object; a Keras release that renames one fails in one place. :func:`test_no_private_keras_attribute_outside_the_internals`
-reads every module of ``tandem_keras``, ``models``, ``train``, ``eval`` and ``bench``
+reads every module of ``tandem_keras``, ``models``, ``common``, ``train``, ``eval`` and ``bench``
 (``ast``) and fails on ``x._name`` (read, write, ``getattr(x, "_name")``) where ``x`` is not
 the module's own object: not ``self``/``cls`` (unless ``_name`` is an attribute Keras's own
 base classes have), not a name imported from the project's packages.
@@ -20,7 +20,7 @@ from tests.conftest import mirrored_strategy
 from train import _keras_internals as train_internals
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-PACKAGES = ("tandem_keras", "models", "train", "eval", "bench")
+PACKAGES = ("tandem_keras", "models", "common", "train", "eval", "bench")
 INTERNALS = {"tandem_keras/_keras_internals.py", "train/_keras_internals.py"}
 #: Known exceptions, each with its reason (none may be added without one).
 KNOWN: set = set()

@@ -2,7 +2,7 @@
 
 Builds the wheel from a copy of the checkout (``pip wheel --no-deps``, setuptools and wheel of
 this environment) and compares its contents with the source tree: the library at the top,
-the programs (``models``, ``train``, ``eval``, ``bench``) inside ``tandem_keras_programs``
+the programs (``models``, ``common``, ``train``, ``eval``, ``bench``) inside ``tandem_keras_programs``
 and nothing else at the top of site-packages. Installing it into a fresh environment beside
 another project's ``models`` package and running the console scripts is
 ``.ci/wheel_check.sh`` (CI, after make test).
@@ -20,7 +20,7 @@ import pytest
 
 from tests._train_helpers import ROOT
 
-PROGRAMS = ("models", "train", "eval", "bench")
+PROGRAMS = ("models", "common", "train", "eval", "bench")
 PACKAGES = ("tandem_keras", "tandem_keras_programs", *PROGRAMS)
 IGNORE = shutil.ignore_patterns(".git", ".venv", "build", "dist", "*.egg-info", "__pycache__",
                                 ".pytest_cache", "runs", "demo_out", "tests", "docs")
@@ -62,7 +62,7 @@ def test_every_module_and_program_is_in_the_wheel(wheel):
     # python -m train / eval, installed as tandem-train / tandem-eval
     assert {"tandem_keras_programs/train/__main__.py", "tandem_keras_programs/eval/__main__.py"} <= names
     modules = _source_files((".py",))
-    assert {"train/__main__.py", "train/data.py", "eval/__main__.py",
+    assert {"train/__main__.py", "common/datasets.py", "eval/__main__.py",
             "bench/reproduce_cifar10.py", "tandem_keras/layers/__init__.py",
             "tandem_keras_programs/__main__.py"} <= modules
     installed = {_installed_name(m) for m in modules}
@@ -128,4 +128,4 @@ def test_programs_runner_beside_another_models_package(tmp_path):
     result = _run_programs("os.path", cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip() == ("tandem_keras_programs: error: 'os.path' is not a module "
-                                     "of the programs (models, train, eval, bench)")
+                                     "of the programs (models, common, train, eval, bench)")

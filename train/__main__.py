@@ -11,8 +11,9 @@ Exit status: 0 done; 2 bad input (a flag, absl's own flag errors included, or a
 ``--model_dir`` in use by another run, holding another run or a backup that cannot be
 read), one line ``train: error: ...`` on stderr naming it; 1 the run failed (training
 diverged: ``train: error: training diverged ...``, the last good backup is kept and nothing
-is exported; or writing the export failed, e.g. a full disk: ``train: error: writing the
-export to ... failed (...)``, an earlier export is kept); 128 + the signal's number (130,
+is exported; or writing a backup or the export failed, e.g. a full disk: ``train: error:
+writing the backup of epoch ... failed (...)``, the backup before it is kept, ``train: error:
+writing the export to ... failed (...)``, an earlier export is kept); 128 + the signal's number (130,
 143) after SIGINT or SIGTERM, one line ``train: interrupted by SIGTERM: ...`` saying which
 backup is kept.
 """
@@ -22,7 +23,7 @@ import os
 import signal
 import sys
 
-from train.console import flags_parser, quiet_tensorflow_startup, usage_error
+from common.console import flags_parser, quiet_tensorflow_startup, usage_error
 
 with quiet_tensorflow_startup():
     from absl import app, flags
@@ -86,7 +87,7 @@ def main(argv: list[str]) -> None:
 
         try:
             run(train_flags.to_config(FLAGS), restart=FLAGS.restart)
-        except (TrainingDiverged, ExportError) as e:
+        except (TrainingDiverged, ExportError, backup.BackupWriteError) as e:
             print(f"{PROGRAM}: error: {e}", file=sys.stderr)
             sys.exit(1)
     except (train_flags.FlagError, RunDirError) as e:

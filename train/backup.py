@@ -6,13 +6,13 @@ weights and optimizer variables). The file's name is the one record of the epoch
 pipeline resumes at epoch ``N`` because the weights of epoch ``N`` were restored, never from
 a separate metadata file that could disagree. Each backup is written beside the others as
 ``incoming.weights.h5`` and then renamed, so a kill, a signal or a full disk never leaves a
-partial backup under an epoch's name; the newest two are kept. A newest backup that cannot
-be read (a disk error) falls back to the one before, with a warning naming it: the epoch
-comes from the file restored, so the data order stays that of the uninterrupted run. A
-backup directory with nothing readable is refused (:class:`BackupError`, naming the file).
-
-Backups written by ``keras.callbacks.BackupAndRestore`` (``latest.weights.h5`` and
-``training_metadata.json``, earlier versions of ``python -m train``) are read too.
+partial backup under an epoch's name; the newest two are kept. A backup that cannot be
+written (a full disk, a quota) stops the run with :class:`BackupWriteError`, the backups
+before it kept; a folder where backups cannot be written at all is found before training
+(:func:`write_problem`). A newest backup that cannot be read (a disk error) falls back to
+the one before, with a warning naming it: the epoch comes from the file restored, so the
+data order stays that of the uninterrupted run. A backup directory with nothing readable is
+refused (:class:`BackupError`, naming the file).
 
 Example:
   >>> import tempfile, keras
@@ -20,13 +20,14 @@ Example:
   >>> model.compile("adam", "mse")
   >>> model.optimizer.build(model.trainable_variables)  # as after a training step
   >>> directory = tempfile.mkdtemp()
+  >>> write_problem(directory) is None
+  True
   >>> save(model, directory, epochs_done=3)
   >>> restore(model, directory)[0]
   3
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 
@@ -37,13 +38,15 @@ from absl import logging
 INCOMING = "incoming.weights.h5"
 _NAME = re.compile(r"^epoch_(\d+)\.weights\.h5$")
 _KEEP = 2
-# keras.callbacks.BackupAndRestore's layout (read, and removed once a new backup is written)
-_LEGACY_WEIGHTS, _LEGACY_EPOCH = "latest.weights.h5", "training_metadata.json"
-_LEGACY = (_LEGACY_WEIGHTS, _LEGACY_EPOCH, _LEGACY_WEIGHTS + ".bkp", _LEGACY_EPOCH + ".bkp")
 
 
 class BackupError(ValueError):
     """No readable backup in a backup directory that holds one; ``str()`` names the file."""
+
+
+class BackupWriteError(RuntimeError):
+    """A backup could not be written (a full disk, a quota); ``str()`` is the one-line
+    message, saying which backup is kept."""
 
 
 def path_of(backup_dir: str, epochs_done: int) -> str:
@@ -53,24 +56,13 @@ def path_of(backup_dir: str, epochs_done: int) -> str:
 def _candidates(backup_dir: str) -> list[tuple[int, str]]:
     """``(epochs done, path)`` of every backup, newest first."""
     names = tf.io.gfile.listdir(backup_dir) if tf.io.gfile.isdir(backup_dir) else []
-    found = [(int(m.group(1)), path_of(backup_dir, int(m.group(1))))
-             for m in map(_NAME.match, names) if m]
-    if _LEGACY_WEIGHTS in names:
-        found.append((-1, os.path.join(backup_dir, _LEGACY_WEIGHTS)))  # epoch read on restore
-    return sorted(found, reverse=True)
-
-
-def _legacy_epoch(backup_dir: str) -> int:
-    path = os.path.join(backup_dir, _LEGACY_EPOCH)
-    try:
-        with tf.io.gfile.GFile(path) as f:
-            return int(json.load(f)["epoch"])
-    except (OSError, ValueError, KeyError, TypeError, tf.errors.OpError) as e:
-        raise BackupError(f"{path}: the epoch of {_LEGACY_WEIGHTS} cannot be read "
-                          f"({_problem(e)})") from None
+    return sorted(((int(m.group(1)), path_of(backup_dir, int(m.group(1))))
+                   for m in map(_NAME.match, names) if m), reverse=True)
 
 
 def _problem(error: Exception) -> str:
+    if isinstance(error, OSError) and error.errno:  # h5py's message spans several lines
+        return f"[Errno {error.errno}] {os.strerror(error.errno)}"
     text = str(error).strip().splitlines()
     return text[0] if text else type(error).__name__
 
@@ -78,10 +70,28 @@ def _problem(error: Exception) -> str:
 def epochs_done(backup_dir: str) -> int:
     """The epochs held by the newest backup (0: none); what :func:`restore` tries first."""
     candidates = _candidates(backup_dir)
-    if not candidates:
-        return 0
-    epochs, _ = candidates[0]
-    return epochs if epochs >= 0 else _legacy_epoch(backup_dir)
+    return candidates[0][0] if candidates else 0
+
+
+def write_problem(backup_dir: str) -> str | None:
+    """Why backups cannot be written to ``backup_dir`` (None: they can), found by writing a
+    file there before training rather than after its first epoch. A folder this creates is
+    removed again (a ``backup/`` folder is a run to resume)."""
+    if "://" in backup_dir:
+        return None
+    if os.path.lexists(backup_dir) and not os.path.isdir(backup_dir):
+        return f"{backup_dir} exists and is not a directory"
+    created, probe = not os.path.isdir(backup_dir), os.path.join(backup_dir, f".probe-{os.getpid()}")
+    try:
+        os.makedirs(backup_dir, exist_ok=True)
+        with open(probe, "wb") as f:
+            f.write(b"\0")
+        os.remove(probe)
+        if created:
+            os.rmdir(backup_dir)
+    except OSError as error:
+        return f"{backup_dir} cannot be written ({_problem(error)})"
+    return None
 
 
 def restore(model: keras.Model, backup_dir: str) -> tuple[int, str | None]:
@@ -101,8 +111,6 @@ def restore(model: keras.Model, backup_dir: str) -> tuple[int, str | None]:
     problems = []
     for epochs, path in candidates:
         try:
-            if epochs < 0:
-                epochs = _legacy_epoch(backup_dir)
             model.load_weights(path)
         except (OSError, ValueError, KeyError, tf.errors.OpError) as e:
             problems.append(f"{path} cannot be read ({_problem(e)})")
@@ -115,19 +123,30 @@ def restore(model: keras.Model, backup_dir: str) -> tuple[int, str | None]:
 
 def save(model: keras.Model, backup_dir: str, epochs_done: int) -> None:
     """Writes the backup of ``epochs_done`` epochs: beside the others, then renamed; keeps
-    the newest two and removes ``keras.callbacks.BackupAndRestore``'s files."""
-    tf.io.gfile.makedirs(backup_dir)
+    the newest two.
+
+    Raises:
+      BackupWriteError: it could not be written (nothing of it is left, the backups before
+        it are kept).
+    """
     incoming = os.path.join(backup_dir, INCOMING)
-    model.save_weights(incoming, overwrite=True)
-    if "://" not in incoming:  # on the disk before its name says it is there
-        with open(incoming, "rb") as f:
-            os.fsync(f.fileno())
-    tf.io.gfile.rename(incoming, path_of(backup_dir, epochs_done), overwrite=True)
+    try:
+        tf.io.gfile.makedirs(backup_dir)
+        model.save_weights(incoming, overwrite=True)
+        if "://" not in incoming:  # on the disk before its name says it is there
+            with open(incoming, "rb") as f:
+                os.fsync(f.fileno())
+        tf.io.gfile.rename(incoming, path_of(backup_dir, epochs_done), overwrite=True)
+    except (OSError, tf.errors.OpError) as error:
+        if tf.io.gfile.exists(incoming):
+            tf.io.gfile.remove(incoming)  # a partial file would only take space
+        candidates = _candidates(backup_dir)
+        kept = (f"the backup of epoch {candidates[0][0]} is kept; rerun the same command to "
+                "resume from it" if candidates else "no epoch is backed up")
+        raise BackupWriteError(f"writing the backup of epoch {epochs_done} to {backup_dir} "
+                               f"failed ({_problem(error)}); {kept}") from None
     for _, old in _candidates(backup_dir)[_KEEP:]:
         tf.io.gfile.remove(old)
-    for name in _LEGACY:
-        if tf.io.gfile.exists(os.path.join(backup_dir, name)):
-            tf.io.gfile.remove(os.path.join(backup_dir, name))
 
 
 class Backup(keras.callbacks.Callback):

@@ -67,8 +67,8 @@ class StopOnDivergence(keras.callbacks.Callback):
 
     Like ``keras.callbacks.TerminateOnNaN``, but it raises instead of letting the epoch
     end: put it *first* in the callback list and no later callback's ``on_epoch_end``
-    runs for the diverged epoch, so ``BackupAndRestore`` keeps the last good epoch's backup
-    and ``CSVLogger`` / ``TensorBoard`` record no NaN epoch. The loss is checked after
+    runs for the diverged epoch, so ``train.backup.Backup`` keeps the last good epoch's
+    backup and ``CSVLogger`` / ``TensorBoard`` record no NaN epoch. The loss is checked after
     every batch (it is a scalar Keras has already computed), the weights at every epoch
     end before anything is saved (one reduction per variable).
     """

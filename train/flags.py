@@ -31,7 +31,7 @@ import models
 import tandem_keras as tk
 from models._builder import DECODES
 from train.config import RECORDED, TrainConfig
-from train.console import output_problem
+from common.console import output_problem
 from train.distribute import STRATEGIES
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")

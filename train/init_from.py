@@ -14,7 +14,7 @@ from __future__ import annotations
 import keras
 
 import tandem_keras as tk
-from train import pipeline
+from common import pipeline
 from train.config import TrainConfig
 from train.flags import FlagError, _init_from_file
 

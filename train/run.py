@@ -17,7 +17,7 @@ In a multi-worker cluster only the chief writes these; the other workers keep th
 backup and logs under ``workers/<task>/``.
 
 ``fit`` runs :data:`EPOCHS_PER_FIT` epochs at a time, so that the input pipeline (one
-shuffled order per epoch, ``train.pipeline``) is built for those epochs only: a long run
+shuffled order per epoch, ``common.pipeline``) is built for those epochs only: a long run
 starts at once. A NaN or infinite loss or weight stops training with
 ``train.callbacks.TrainingDiverged`` before the diverged epoch is backed up or logged; nothing is
 exported.
@@ -34,20 +34,21 @@ import tensorflow as tf
 from absl import logging
 
 from tandem_keras import ActivityLogger
-from train import backup, data, pipeline, recipe, rundir
+from common import datasets, pipeline
+from common.console import progress_verbosity
+from train import backup, recipe, rundir
 from train import callbacks as train_callbacks
 from train._keras_internals import patch_for_multi_worker
 from train.config import TrainConfig
-from train.console import progress_verbosity
 from train.distribute import make_strategy, worker_role
-from train.export import export
+from train.export import export, export_dir_problem
 from train.flags import FlagError
 
 #: Epochs per ``fit`` call (and per input pipeline built at once).
 EPOCHS_PER_FIT = 50
 
 
-def compiled_model(config: TrainConfig, source: data.Source, steps_per_epoch: int) -> keras.Model:
+def compiled_model(config: TrainConfig, source: datasets.Source, steps_per_epoch: int) -> keras.Model:
     """The model of ``--model`` for ``source``, compiled with the recipe of ``train.recipe``
     (Adam with ``--lr_schedule``, cross-entropy, top-1/top-5; top-5 becomes top-k for fewer
     than 5 classes). Call inside ``strategy.scope()``.
@@ -66,7 +67,7 @@ def compiled_model(config: TrainConfig, source: data.Source, steps_per_epoch: in
     return recipe.compile_model(model, config, source.num_classes, steps_per_epoch)
 
 
-def _activity_callback(log_dir: str, source: data.Source, batch_size: int) -> ActivityLogger:
+def _activity_callback(log_dir: str, source: datasets.Source, batch_size: int) -> ActivityLogger:
     """Per-layer average spike counts and SynOps in TensorBoard, on one fixed batch."""
     split = "validation" if source.num_validation else "train"
     images, _ = next(iter(pipeline.eval_batches(source, split, batch_size=min(batch_size, 64))))
@@ -121,25 +122,35 @@ def _restored(model: keras.Model, backup_dir: str, config: TrainConfig, lr) -> i
 
 def _run(config: TrainConfig, restart: bool, strategy: tf.distribute.Strategy, is_chief: bool,
          task: str) -> keras.Model:
-    if is_chief:  # refuse a model_dir of another run before loading any data
+    export_dir = config.export_dir or os.path.join(config.model_dir, "export")
+    work_dir = config.model_dir if is_chief else os.path.join(config.model_dir, "workers", task)
+    backup_dir = os.path.join(work_dir, "backup")
+    if is_chief:  # refuse a model_dir of another run, or outputs that cannot be written, first
         rundir.prepare(config, restart=restart)
+        problem = export_dir_problem(export_dir)
+        if problem:
+            raise FlagError("export_dir", export_dir, f"{problem}; export into a new or empty "
+                                                      "directory, or move them away")
     elif restart:
-        rundir.clear(os.path.join(config.model_dir, "workers", task))
+        rundir.clear(work_dir)
+    problem = backup.write_problem(backup_dir)
+    if problem:
+        raise rundir.RunDirError(f"--model_dir={config.model_dir}: {problem}; the backups of "
+                                 "every epoch go there: make it writable, or use another --model_dir")
 
     try:
-        source = data.load(config.dataset, data_dir=config.data_dir,
-                           validation_split=config.validation_split, image_size=config.image_size,
-                           skip_bad_images=config.skip_bad_images)
-    except data.DatasetError as e:
-        raise FlagError("dataset", config.dataset, str(e)) from None
+        source = datasets.load(config.dataset, data_dir=config.data_dir,
+                               validation_split=config.validation_split, image_size=config.image_size,
+                               skip_bad_images=config.skip_bad_images)
+    except datasets.DatasetError as e:
+        value = getattr(config, e.flag) or "(TFDS's default)"
+        raise FlagError(e.flag, value, str(e)) from None
     if config.batch_size > source.num_train:
         raise FlagError("batch_size", config.batch_size,
                         f"larger than the {source.num_train} training examples")
     steps_per_epoch = source.num_train // config.batch_size
 
-    work_dir = config.model_dir if is_chief else os.path.join(config.model_dir, "workers", task)
     os.makedirs(work_dir, exist_ok=True)
-    backup_dir = os.path.join(work_dir, "backup")
     log_dir = os.path.join(work_dir, "logs")
     lr = recipe.learning_rate(config, steps_per_epoch)
 
@@ -185,9 +196,8 @@ def _run(config: TrainConfig, restart: bool, strategy: tf.distribute.Strategy, i
                       verbose=verbose)
 
     export_mode = config.export_mode if config.export_mode != config.mode else None
-    export_dir = config.export_dir or os.path.join(config.model_dir, "export")
     training = {"dataset": config.dataset, "validation_split": config.validation_split,
-                "split_seed": data.SPLIT_SEED, "image_size": config.image_size,
+                "split_seed": datasets.SPLIT_SEED, "image_size": config.image_size,
                 "num_train": source.num_train, "num_validation": source.num_validation,
                 "epochs": max(start_epoch, config.epochs), "seed": config.seed}
     if is_chief:

@@ -44,6 +44,7 @@ from absl import logging
 
 from train import backup
 from train.config import FIXED, TrainConfig
+from train.export import export_dir_problem
 
 CONFIG_FILE = "config.json"
 FLAGS_FILE = "flags.txt"
@@ -105,7 +106,7 @@ def locked(model_dir: str) -> Iterator[None]:
 
 def read_config(model_dir: str) -> dict | None:
     """The recorded configuration of ``model_dir`` as written (None: no ``config.json``);
-    :class:`RunDirError` naming the file if it cannot be read."""
+    :class:`RunDirError` naming the file if it cannot be read or lacks a field of ``FIXED``."""
     path = os.path.join(model_dir, CONFIG_FILE)
     if not os.path.isfile(path):
         return None
@@ -116,13 +117,18 @@ def read_config(model_dir: str) -> dict | None:
     except (OSError, ValueError, TypeError) as e:
         raise _refuse(model_dir, f"{path} cannot be read ({e}); --restart to start afresh, "
                                  "or another --model_dir") from None
+    missing = [name for name in FIXED if name not in recorded]
+    if missing:  # a resume could not be checked against them
+        raise _refuse(model_dir, f"{path} is incomplete: it lacks "
+                                 f"{', '.join('--' + name for name in missing)}, which a resumed "
+                                 "run must keep; --restart to start afresh, or another --model_dir")
     return recorded
 
 
 def differences(recorded: dict, config: TrainConfig) -> list[tuple[str, Any, Any]]:
     """``(field, recorded value, new value)`` for every field of ``FIXED`` that differs."""
     return [(name, recorded[name], getattr(config, name)) for name in FIXED
-            if name in recorded and recorded[name] != getattr(config, name)]
+            if recorded[name] != getattr(config, name)]
 
 
 def prepare(config: TrainConfig, restart: bool) -> None:
@@ -162,10 +168,15 @@ def record(config: TrainConfig) -> None:
 
 def clear(model_dir: str) -> None:
     """Deletes the run state of :data:`RUN_STATE` from ``model_dir`` (other files stay) and
-    logs what it deleted."""
+    logs what it deleted; refuses (:class:`RunDirError`, nothing deleted) an ``export``
+    folder that holds anything but an export."""
     present = [name for name in RUN_STATE if os.path.lexists(os.path.join(model_dir, name))]
     if not present:
         return
+    problem = "export" in present and export_dir_problem(os.path.join(model_dir, "export"))
+    if problem:
+        raise _refuse(model_dir, f"--restart would delete {os.path.join(model_dir, 'export')}, "
+                                 f"which {problem}; move them, nothing was deleted")
     epochs = backup.epochs_done(os.path.join(model_dir, "backup")) if "backup" in present else 0
     logging.warning("--restart: deleting %s from %s%s", ", ".join(present), model_dir,
                     f" (the backup of {epochs} epochs)" if epochs else "")

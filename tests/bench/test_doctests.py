@@ -5,8 +5,7 @@ import importlib
 
 import pytest
 
-MODULES = ("records", "tables", "tables_perf", "cifar10_budgets", "cifar10_runs", "cifar10_findings",
-           "spike_count_ceiling", "record_training", "tables_convert")
+MODULES = ("records", "tables", "cifar10", "record_model", "reproduce_cifar10")
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -2,13 +2,13 @@
 
 import pytest
 
-from bench import _common
+from bench import harness
 
 
 def test_layer_macs_and_bounds_hand_computed():
     # widths 2, 4, 8, 16, 8; dense 16
-    model = _common.build_network("cifarnet_w64", time_steps=2, mode="tandem")
-    rows = {r["layer"]: r for r in _common.layer_macs(model)}
+    model = harness.compiled_network("cifarnet_w64", time_steps=2, mode="tandem", compiled=False)
+    rows = {r["layer"]: r for r in harness.layer_macs(model)}
     expected = {
         "encoder_conv": 32 * 32 * 9 * 3 * 2,     # 32x32 out, 3x3x3 -> 2
         "tandem_conv1": 16 * 16 * 9 * 2 * 4,     # stride 2
@@ -23,19 +23,19 @@ def test_layer_macs_and_bounds_hand_computed():
         "tandem_conv1", "tandem_conv2", "tandem_conv3", "tandem_conv4", "tandem_dense1"]
     total, spiking = 247968, 192512
     backward = 2 * total - 55296
-    bounds = _common.compute_bounds(_common.layer_macs(model), 2)
+    bounds = harness.compute_bounds(harness.layer_macs(model), 2)
     assert bounds["macs_forward"] == total and bounds["macs_spiking"] == spiking
     assert bounds["bound_issue"] == pytest.approx((total + 2 * spiking + backward) / (total + backward))
     assert bounds["bound_shared"] == pytest.approx(881120 / 688608)
-    assert _common.compute_bounds(_common.layer_macs(model), 1)["bound_shared"] == pytest.approx(1.0)
+    assert harness.compute_bounds(harness.layer_macs(model), 1)["bound_shared"] == pytest.approx(1.0)
 
 
 def test_benchmark_networks_are_models_by_name_with_an_optional_width_divisor():
-    assert _common.is_network("cifarnet") and _common.is_network(["cifarnet_w4", "alexnet_cifar"])
+    assert harness.is_network("cifarnet") and harness.is_network(["cifarnet_w4", "alexnet_cifar"])
     for bad in ("resnet99", "cifarnet_w0", "cifarnet_w", "cifarnet_wide", ""):
-        assert not _common.is_network(bad), bad
+        assert not harness.is_network(bad), bad
     with pytest.raises(ValueError, match="unknown network 'cifarnet_w0'"):
-        _common.build_network("cifarnet_w0", time_steps=2, mode="tandem")
-    model = _common.compiled_network("cifarnet_w64", time_steps=2, mode="ann")
+        harness.compiled_network("cifarnet_w0", time_steps=2, mode="tandem", compiled=False)
+    model = harness.compiled_network("cifarnet_w64", time_steps=2, mode="ann")
     assert model.name == "cifarnet_w64" and model.get_layer("tandem_conv1").filters == 256 // 64
     assert float(model.optimizer.learning_rate) == pytest.approx(1e-3)  # constant: no schedule

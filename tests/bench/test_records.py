@@ -1,4 +1,4 @@
-"""bench.records (the results records) and bench.tables (the docs' tables made from them)."""
+"""bench.records (the results records, read with pandas) and bench.tables (the docs' tables made from them)."""
 import json
 import os
 import platform
@@ -29,6 +29,7 @@ def test_a_written_record_has_every_field_and_says_how_it_was_made(tmp_path):
     with open(path) as f:
         lines = f.read().splitlines()
     assert len(lines) == 2 and json.loads(lines[0]) == first  # appended, one object a line
+    assert records.of(records.read(path), "unit")[0] == first  # read back by pandas, as written
     assert set(first) == FIELDS
     assert first["schema"] == "tandem_keras.record/1" and first["kind"] == "unit"
     assert first["config"] == {"T": 4} and first["figures"] == {"error": 0.25, "nan": None}
@@ -49,7 +50,8 @@ def test_a_written_record_has_every_field_and_says_how_it_was_made(tmp_path):
                                  "tandem_keras": tandem_keras.__version__}
     assert first["machine"]["cores"] == os.cpu_count()
     assert first["command"].startswith("python -m ")
-    assert [r["config"]["T"] for r in records.select(records.read(path), "unit")] == [4, 8]
+    assert [r["config"]["T"] for r in records.of(records.read(path), "unit")] == [4, 8]
+    assert records.of(records.read(path), "unit", T=8)[0]["figures"] == {"error": 0.5}
 
 
 def test_a_record_says_which_tensorflow_variables_were_set(monkeypatch):
@@ -58,30 +60,30 @@ def test_a_record_says_which_tensorflow_variables_were_set(monkeypatch):
     monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "1")
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
     monkeypatch.setenv("SOME_OTHER_VARIABLE", "x")
-    assert records.make("unit", {})["machine"]["environment"] == {"TF_ENABLE_ONEDNN_OPTS": "1", "OMP_NUM_THREADS": "2"}
+    assert records.write("unit", {}, path=None)["machine"]["environment"] == {
+        "TF_ENABLE_ONEDNN_OPTS": "1", "OMP_NUM_THREADS": "2"}
     monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS")
     monkeypatch.delenv("OMP_NUM_THREADS")
-    assert records.make("unit", {})["machine"]["environment"] == {}
+    assert records.write("unit", {}, path=None)["machine"]["environment"] == {}
 
 
 def test_bad_records_are_refused(tmp_path):
     with pytest.raises(ValueError, match="kind"):
-        records.make("", {})
+        records.write("", {}, path=str(tmp_path / "r.jsonl"))
     with pytest.raises(ValueError, match="unknown record fields: colour"):
-        records.make("unit", {}, colour="red")
-    record = records.make("unit", {})
-    del record["machine"]
-    with pytest.raises(ValueError, match="lacks machine"):
-        records.append(record, str(tmp_path / "r.jsonl"))
+        records.write("unit", {}, path=str(tmp_path / "r.jsonl"), colour="red")
     assert not os.path.exists(tmp_path / "r.jsonl")
 
 
 def test_committed_records_follow_the_schema():
-    committed = records.read()
+    with open(records.RECORDS, encoding="utf-8") as f:
+        committed = [json.loads(line) for line in f if line.strip()]
     assert committed, "bench/results/records.jsonl is empty"
+    assert sum(len(records.of(records.read(), kind)) for kind in {r["kind"] for r in committed}) == len(committed)
     for record in committed:
-        records.check(record)
-        assert set(record) - FIELDS <= {"converted_from", "note"}
+        assert FIELDS <= set(record) and set(record) - FIELDS <= {"converted_from", "note"}, record["kind"]
+        assert record["schema"] == "tandem_keras.record/1"
+        assert all(isinstance(record[k], dict) for k in ("config", "versions", "machine", "figures"))
         if record["commit"] is None:  # provenance unknown: never guessed, always said
             assert record["converted_from"].startswith("bench/results/")
 
@@ -91,22 +93,22 @@ def test_the_docs_tables_are_generated_from_the_records():
     (run `python -m bench.tables` after adding a record)."""
     committed = records.read()
     used = set()
-    for doc in tables.DOCS:
+    for doc in records.DOCS:
         with open(os.path.join(records.ROOT, doc), encoding="utf-8") as f:
             text = f.read()
-        used |= {m.group(2) for m in tables.MARKER.finditer(text)}
-        assert tables.render(text, tables.TABLES, committed) == text, f"{doc}: python -m bench.tables"
+        used |= {m.group(2) for m in records.MARKER.finditer(text)}
+        assert records.render(text, tables.TABLES, committed) == text, f"{doc}: python -m bench.tables"
     assert used == set(tables.TABLES)
 
 
 def test_render_cites_the_record_and_keeps_the_text_around():
-    record = records.make("unit", {"x": 1})
+    record = records.write("unit", {"x": 1}, path=None)
     text = "intro\n<!-- table:t -->\nstale\n<!-- /table -->\nafter\n"
-    out = tables.render(text, {"t": lambda rs: ("| x |\n|---|\n| 1 |", rs)}, [record])
+    out = records.render(text, {"t": lambda rs: ("| x |\n|---|\n| 1 |", rs)}, [record])
     assert out.startswith("intro\n<!-- table:t -->\n| x |") and out.endswith("<!-- /table -->\nafter\n")
     assert f"Record: `unit`, {record['date_utc']}" in out
     with pytest.raises(KeyError, match="unknown table 'u'"):
-        tables.render("<!-- table:u -->\n<!-- /table -->", {}, [])
+        records.render("<!-- table:u -->\n<!-- /table -->", {}, [])
 
 
 def _spike_count_record(budget, epochs, t, variant, date, error):
@@ -138,38 +140,36 @@ def test_the_spike_count_table_has_the_latest_run_of_each_budget_epochs_t_and_va
     assert rows[1][4:] == ["70.00%", "55.00%", "50.00%", "1.00%", "10"]  # st's own rule: ties by V
 
 
-def test_the_spike_count_table_knows_every_variant_of_the_benchmark():
-    from bench import spike_count_decoding as scd
-
-    assert list(tables.SPIKE_COUNT_LABELS) == [*scd.MEMBRANE, *scd.VARIANTS]
-
-
 def test_a_training_run_becomes_a_trained_model_record_and_a_table_row(tmp_path):
-    from bench import record_training, tables
+    from bench import record_model
 
-    run = tmp_path / "run"
-    (run / "export" / "variables").mkdir(parents=True)
-    (run / "export" / "variables" / "variables.data").write_bytes(b"\0" * 2048)
+    run, export = tmp_path / "run", tmp_path / "bench" / "models" / "w4"
+    (export / "variables").mkdir(parents=True)
+    (export / "variables" / "variables.data").write_bytes(b"\0" * 2048)
+    (export / "model.keras").write_bytes(b"\0" * 100)
+    run.mkdir()
     (run / "config.json").write_text(json.dumps({
         "model": "cifarnet", "width_divisor": 4, "mode": "tandem", "time_steps": 4,
         "mixed_precision": "mixed_bfloat16", "epochs": 2}))
     (run / "history.csv").write_text("epoch,loss,val_top1\n0,1.5,0.5\n1,1.2,0.625\n")
-    report = {"saved_model": str(run / "export"), "examples": 5000, "top1_error": 37.5,
-              "top5_error": 4.25, "synops_ratio": 0.153, "split": "validation", "layers": []}
-    record = record_training.make_record(
-        "w4", str(run), "python -m train --epochs=2", report, str(run / "export"),
-        started="2026-11-29T13:00:00Z", finished="2026-11-29T13:30:00Z", commit="a" * 40, dirty=False)
-    records.check(record)
+    (tmp_path / "eval.json").write_text(json.dumps({
+        "saved_model": str(export), "examples": 5000, "top1_error": 37.5, "top5_error": 4.25,
+        "synops_ratio": 0.153, "split": "validation", "layers": []}))
+    out = str(tmp_path / "records.jsonl")
+    record = record_model.record("w4", str(export), str(tmp_path / "eval.json"), str(run), "python -m train --epochs=2",
+                                 "2026-11-29T13:00:00Z", "2026-11-29T13:30:00Z", "a" * 40, out=out)
+    assert records.of(records.read(out), "trained_model") == [record]
     assert record["command"] == "python -m train --epochs=2" and record["commit"] == "a" * 40
     assert record["config"]["name"] == "w4" and "layers" not in record["figures"]
     figures = record["figures"]
     assert figures["train_wall_seconds"] == 1800.0 and figures["saved_model_bytes"] == 2048
+    assert figures["keras_file_bytes"] == 100
     assert [e["val_top1"] for e in figures["per_epoch"]] == [0.5, 0.625]
     older = dict(record, figures=dict(figures, top1_error=99.0))
     text, used = tables.trained_models([older, record])  # the latest record of a name wins
     assert used == [record]
     [row] = cells(text)
-    assert row[6:10] == ["**37.50%** (validation, 5000 images)", "4.25%", "0.153", "30 min"]
+    assert row[6:] == ["**37.50%** (validation, 5000 images)", "4.25%", "0.153", "30 min", "not committed"]
 
 
 def test_dirty_means_code_differs_not_results(tmp_path, monkeypatch):
@@ -191,8 +191,6 @@ def test_dirty_means_code_differs_not_results(tmp_path, monkeypatch):
 
 
 def test_a_train_step_table_shows_the_library_bound_per_mode_and_a_failed_mode():
-    from bench import tables_perf
-
     common = {"network": "cifarnet_w4", "policy": "float32", "jit": True, "T": 4, "batch": 32,
               "bound_shared": 1.9876, "bound_bptt": 3.9612, "bound_issue": 2.5}
     rows = [dict(common, mode="tandem", images_per_s=94.94, median_s=0.337, median_cpu_s=0.2251,
@@ -200,25 +198,23 @@ def test_a_train_step_table_shows_the_library_bound_per_mode_and_a_failed_mode()
             dict(common, mode="ann", images_per_s=169.2, median_s=0.189, median_cpu_s=0.1186,
                  ratio_to_ann=1.0, cpu_ratio_to_ann=1.0),
             dict(common, mode="bptt", error="XlaRuntimeError: unsupported op")]
-    table = tables_perf.train_step_table({"figures": {"rows": rows}})
+    table = tables.train_step_table({"figures": {"rows": rows}})
     assert [c.strip() for c in table.splitlines()[0].strip("|").split("|")][-2:] == ["bound (library)", "error"]
     assert cells(table) == [
         ["cifarnet_w4", "float32", "1", "4", "tandem", "94.9", "0.34", "0.23", "1.78", "1.90", "1.99", ""],
         ["cifarnet_w4", "float32", "1", "4", "ann", "169.2", "0.19", "0.12", "1.00", "1.00", "", ""],
         ["cifarnet_w4", "float32", "1", "4", "bptt", "", "", "", "", "", "3.96", "XlaRuntimeError: unsupported op"]]
-    without_error = tables_perf.train_step_table({"figures": {"rows": rows[:2]}})
+    without_error = tables.train_step_table({"figures": {"rows": rows[:2]}})
     assert "error" not in without_error and len(cells(without_error)[0]) == 11
 
 
 def test_the_input_checks_table_has_the_quartiles_of_both_checked_variants():
-    from bench import tables_perf
-
     row = {"T": 10, "assert_ops": {"shipped": 2, "every_layer": 6, "unchecked": 0},
            "shipped_over_unchecked_wall_q25_q50_q75": [0.99, 1.004, 1.0261],
            "shipped_over_unchecked_cpu_q25_q50_q75": [0.98, 1.0, 1.01],
            "every_layer_over_unchecked_wall_q25_q50_q75": [1.05, 1.08, 1.1],
            "every_layer_over_unchecked_cpu_q25_q50_q75": [1.04, 1.07, 1.09]}
-    assert cells(tables_perf.input_checks_table({"figures": {"rows": [row]}})) == [
+    assert cells(tables.input_checks_table({"figures": {"rows": [row]}})) == [
         ["10", "shipped", "2", "0.990 / 1.004 / 1.026", "0.980 / 1.000 / 1.010"],
         ["10", "every_layer", "6", "1.050 / 1.080 / 1.100", "1.040 / 1.070 / 1.090"]]
 
@@ -230,27 +226,38 @@ def test_check_fails_on_a_stale_table_and_a_run_without_it_rewrites_it(tmp_path,
     doc.write_text("text\n<!-- table:t -->\nstale\n<!-- /table -->\n")
     monkeypatch.setattr(records, "ROOT", str(tmp_path))
     monkeypatch.setattr(records, "RECORDS", str(tmp_path / "bench" / "results" / "records.jsonl"))
-    monkeypatch.setattr(tables, "DOCS", ("doc.md",))
-    monkeypatch.setattr(tables, "TABLES", {"t": lambda rs: (f"| x |\n|---|\n| {rs[0]['figures']['x']} |", rs)})
-    assert tables.main(["tables", "--check"]) == 1 and "out of date: doc.md" in capsys.readouterr().out
+    monkeypatch.setattr(records, "DOCS", ("doc.md",))
+    made = {"t": lambda rs: (f"| x |\n|---|\n| {records.of(rs, 'unit')[0]['figures']['x']} |", records.of(rs, "unit"))}
+    assert records.regenerate(made, check_only=True) == 1 and "out of date: doc.md" in capsys.readouterr().out
     assert "stale" in doc.read_text()  # --check writes nothing
-    assert tables.main(["tables"]) == 0
+    assert records.regenerate(made, check_only=False) == 0
     assert doc.read_text() == (f"text\n<!-- table:t -->\n| x |\n|---|\n| 1 |\n\nRecord: {records.cite(record)}\n"
                                "<!-- /table -->\n")
-    assert tables.main(["tables", "--check"]) == 0
+    assert records.regenerate(made, check_only=True) == 0
+
+
+def test_the_onednn_table_has_each_settings_median_and_the_range_of_the_rounds():
+    row = {"mode": "tandem", "network": "cifarnet_w4", "T": 4, "median_s_0": 1.4, "median_s_1": 0.6,
+           "off_over_on": 1.4 / 0.6, "cpu_off_over_on": 2.8, "logits_max_abs_diff": 3e-6, "argmax_agreement": 1.0}
+    runs = [{"round": i, "setting": s, "median_s": {"tandem": t}} for i, pairs in enumerate(
+        [(("0", 1.0), ("1", 0.5)), (("1", 0.7), ("0", 3.0)), (("0", 1.4), ("1", 0.6))]) for s, t in pairs]
+    table = cells(tables.onednn_table({"figures": {"rows": [row], "runs": runs}, "date_utc": "2026-12-04T06:30:00Z"}))
+    # rounds: (1.0 off, 0.5 on), (0.7 on, 3.0 off), (1.4 off, 0.6 on): ratios 2.0, 4.29, 2.33
+    assert table == [["2026-12-04 06:30", "3", "cifarnet_w4", "4", "tandem", "1.400", "0.600", "**2.33**",
+                      "2.00-4.29", "2.80", "3.0e-06", "100.0%"]]
 
 
 @pytest.mark.slow
-def test_a_committed_export_copy_has_an_uncompiled_keras_file_and_no_machine_path(tmp_path):
-    """bench._common.export_copy (record_training --copy_export_to, record_converted --step=copy):
-    the copy evaluates as the source does, its model.keras holds no optimizer state, and a
-    folder dataset recorded by its absolute path is named by its folder's identity."""
+def test_a_committed_export_copy_has_an_uncompiled_keras_file_and_its_metadata(tmp_path):
+    """bench.record_model --step=copy: the copy evaluates as the source does, its model.keras
+    holds no optimizer state, and it keeps what the export recorded of its training folder."""
     import keras
     import numpy as np
     import tensorflow as tf
 
-    from bench import _common
     import models
+    from bench import record_model
+    from common import datasets
     from tandem_keras.saved_model import load_metadata
     from train.export import export
 
@@ -264,15 +271,16 @@ def test_a_committed_export_copy_has_an_uncompiled_keras_file_and_no_machine_pat
     images = np.random.default_rng(0).uniform(0, 255, (4, 8, 8, 1)).astype("float32")
     model.fit(images, np.arange(4) % 10, epochs=1, verbose=0)   # optimizer state exists
     source, copy = str(tmp_path / "run" / "export"), str(tmp_path / "committed")
-    export(model, source, training={"dataset": f"folder:{folder}", "validation_split": 0.1})
-    _common.export_copy(source, copy)
+    export(model, source, training={"validation_split": 0.1},
+           source=datasets.load(f"folder:{folder}", image_size=8, validation_split=0.0))
+    record_model.copy(source, copy)
     assert getattr(keras.models.load_model(os.path.join(source, "model.keras")), "optimizer", None) is not None
     assert getattr(keras.models.load_model(os.path.join(copy, "model.keras")), "optimizer", None) is None
     served = tf.saved_model.load(copy)   # kept alive while serving (its variables)
     np.testing.assert_allclose(np.asarray(served.serve(images)),
                                np.asarray(model(images, training=False)), rtol=1e-5, atol=1e-5)
     training = load_metadata(copy)["training"]
-    assert training["dataset"] == "folder:my_images" and str(tmp_path) not in json.dumps(training)
-    assert training["folder_files"] == 4 and training["classes"] == ["a", "b"]
-    assert 0 < _common.export_bytes(copy) < sum(
+    assert training == load_metadata(source)["training"] and str(tmp_path) not in json.dumps(training)
+    assert training["dataset"] == "folder:my_images" and training["folder_files"] == 4
+    assert 0 < record_model.export_bytes(copy) < sum(
         os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(copy) for f in fs)

@@ -44,7 +44,7 @@ def test_tiny_run_writes_consistent_results(tmp_path):
     record_file = str(tmp_path / "records.jsonl")
     results = rep.run(config, record_file=record_file)
 
-    # 60 images, train.data holds out round(0.1 * 60) = 6; the budget takes 48 of the other 54.
+    # 60 images, common.datasets holds out round(0.1 * 60) = 6; the budget takes 48 of the other 54.
     assert results["data"]["train"] == 48 and results["data"]["validation"] == 6
     assert results["data"]["test"] == 16  # --test_dir: all 60 images, the budget takes 16
     assert set(results["runs"]) == {"ann", "quantized_T2", "tandem_T2", "tandem_spike_T2"}
@@ -84,9 +84,8 @@ def test_tiny_run_writes_consistent_results(tmp_path):
     assert [f["finding"][:2] for f in results["findings"]] == ["1.", "2.", "3.", "4.", "5."]
     with open(tmp_path / "out" / "results.json") as f:
         assert json.load(f)["findings"] == results["findings"]
-    [record] = records.read(record_file)
-    records.check(record)
-    assert record["kind"] == "reproduce_cifar10" and record["config"]["budget"] == "tiny"
+    [record] = records.of(records.read(record_file), "reproduce_cifar10")
+    assert record["config"]["budget"] == "tiny" and record["commit"] == records.commit()[0]
     assert record["figures"]["runs"] == results["runs"]
     assert record["figures"]["findings"] == results["findings"]
     for path in results["figures"].values():
@@ -96,10 +95,9 @@ def test_tiny_run_writes_consistent_results(tmp_path):
 
 
 def test_one_run_is_trained_by_the_recipe_and_measured_on_its_validation_split(tmp_path):
-    """The fast path of the reproduction: one run of cifar10_runs.train_one (the tiny run above
+    """The fast path of the reproduction: one run of cifar10.train_one (the tiny run above
     trains ten), its errors against the model's own predictions."""
-    from bench.cifar10_budgets import load_data
-    from bench.cifar10_runs import train_one
+    from bench.cifar10 import load_data, train_one
 
     train_dir = _image_folder(tmp_path / "images")
     config = rep.make_config("tiny", train_dir, test_dir=train_dir)

@@ -1,12 +1,11 @@
-"""bench.tables_convert: the conversion tables pick the right records and cells."""
-from bench import records, tables_convert
+"""bench.tables' conversion tables pick the right records and cells."""
+from bench import records, tables
 
 
 def _record(step, date, figures, **config):
     base = {"name": "net", "time_steps": 4, "step": step, "percentile": 99.9, "initial_potential": 0.5,
             "schedule": "all", "epochs": 2, "quantized_epochs": 0}
-    return records.make("conversion", figures, dict(base, **config), command="test",
-                        date_utc=date)
+    return records.write("conversion", figures, dict(base, **config), path=None, command="test", date_utc=date)
 
 
 def _zero_shot(date="2026-01-01T00:00:00Z", ann=10.0):
@@ -28,16 +27,16 @@ def _finetune(schedule, error, date="2026-01-02T00:00:00Z", **config):
 def test_summary_row_takes_the_fine_tuning_calibration_and_latest_records():
     rs = [_zero_shot("2025-01-01T00:00:00Z", ann=99.0), _zero_shot(), _finetune("all", 12.5),
           _finetune("progressive", 11.25), _finetune("all", 11.0, quantized_epochs=1)]
-    text, used = tables_convert.conversion(rs)
+    text, used = tables.conversion(rs)
     row = text.splitlines()[2]
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[:6] == ["net", "4", "10.00%", "80.00%", "51.50%", "21.50%"]
     assert cells[6].startswith("**12.50%** (1.0 epochs, 10.0 min)")
     assert cells[7].startswith("**11.25%**")
     assert len(used) == 3 and used[0]["figures"]["ann_error"] == 10.0   # the latest zero-shot record
-    finetune, used = tables_convert.conversion_finetune(rs)
+    finetune, used = tables.conversion_finetune(rs)
     assert len(used) == 3 and "quantized mode 1 epoch, then tandem" in finetune
-    zero, _ = tables_convert.conversion_zero_shot(rs)
+    zero, _ = tables.conversion_zero_shot(rs)
     assert zero.count("| net ") == 2 and "| p99.9 " in zero.splitlines()[0] + " "
 
 
@@ -45,8 +44,8 @@ def test_finetune_table_keeps_one_row_per_budget_and_the_summary_the_latest():
     rs = [_zero_shot(), _finetune("all", 12.5, epochs=2),
           _finetune("all", 11.0, date="2026-01-03T00:00:00Z", epochs=8),
           _finetune("all", 13.0, date="2026-01-01T12:00:00Z", epochs=2)]   # older, same budget
-    finetune, used = tables_convert.conversion_finetune(rs)
+    finetune, used = tables.conversion_finetune(rs)
     assert sorted(r["figures"]["val_error"] for r in used) == [11.0, 12.5]
     assert "**11.00%**" in finetune and "**12.50%**" in finetune and "13.00%" not in finetune
-    text, _ = tables_convert.conversion(rs)
+    text, _ = tables.conversion(rs)
     assert "**11.00%**" in text.splitlines()[2] and "12.50%" not in text

@@ -12,7 +12,7 @@ import tandem_keras as tk
 from tandem_keras import export, synops
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-data = pytest.importorskip("train.data", reason="train/data.py (dataset loaders) is not available")
+from common import datasets
 report_lib = pytest.importorskip("eval.report")
 
 
@@ -30,7 +30,7 @@ def _digits_model(time_steps=3, input_shape=(8, 8, 1), seed=0):
 
 
 def _test_images(n):
-    source = data.load("digits")
+    source = datasets.load("digits")
     ds, _ = source.split("test")
     images, labels = zip(*[(np.asarray(a), int(b)) for a, b in ds.take(n)])
     return np.stack(images), np.array(labels)

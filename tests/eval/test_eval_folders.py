@@ -1,9 +1,9 @@
 """python -m eval on image folders: the training split wherever the images lie, test folders
-with --split=all, other folders refused, and exports made before folders had fingerprints.
+with --split=all, other folders refused.
 
 Digits written as PNG files into class folders. References: the Keras model's own logits
 on the images read back with NumPy's permutation of the sorted file list (the partition
-train.data documents), not through eval.
+common.datasets documents), not through eval.
 """
 import json
 import os
@@ -18,7 +18,7 @@ import tensorflow as tf
 
 import models
 from tests._train_helpers import ROOT
-from train import data
+from common import datasets
 from train import export as train_export
 
 report_lib = pytest.importorskip("eval.report")
@@ -60,7 +60,7 @@ def folder_export(tmp_path_factory):
     root = tmp_path_factory.mktemp("folders")
     train_dir = _digits_folder(root / "machine" / "train", range(0, 300))
     test_dir = _digits_folder(root / "test", range(300, 400))
-    source = data.load(f"folder:{train_dir}", validation_split=0.2)
+    source = datasets.load(f"folder:{train_dir}", validation_split=0.2)
     keras.utils.set_random_seed(1)
     model = models.digits(input_shape=(8, 8, 3), time_steps=3)
     export_dir = str(root / "export")
@@ -125,38 +125,6 @@ def test_refused_in_one_line(folder_export, tmp_path, case, message):
     with pytest.raises(report_lib.EvalError, match=message) as error:
         _evaluate(folder_export["export"], **kwargs)
     assert "\n" not in str(error.value)
-
-
-def _as_older_export(export_dir, dataset):
-    """The metadata an export made before fingerprints has: the folder's absolute path."""
-    path = os.path.join(export_dir, "assets", "tandem_keras.json")
-    with open(path) as f:
-        metadata = json.load(f)
-    training = metadata["training"]
-    for key in ("folder_fingerprint", "folder_files", "classes", "skip_bad_images"):
-        del training[key]
-    training["dataset"] = dataset
-    for key in ("mode", "trained_mode", "decoding", "neuron", "files", "keras_file"):
-        del metadata[key]
-    with open(path, "w") as f:
-        json.dump(metadata, f)
-
-
-def test_older_exports_evaluate_as_before(folder_export, tmp_path, capsys):
-    old = shutil.copytree(folder_export["export"], tmp_path / "old_export")
-    _as_older_export(str(old), f"folder:{folder_export['train']}")
-    expected = _error(folder_export["model"], *_read_folder(folder_export["train"], 0.2))
-    capsys.readouterr()
-    report = _evaluate(str(old), split="validation")  # the recorded path, as before
-    assert report["top1_error"] == pytest.approx(expected) and report["examples"] == 60
-    assert capsys.readouterr().err == ""
-    copy = shutil.copytree(folder_export["train"], tmp_path / "copy" / "train")
-    report = _evaluate(str(old), dataset=f"folder:{copy}", split="validation")
-    assert report["top1_error"] == pytest.approx(expected)
-    err = capsys.readouterr().err
-    assert "records the path of its training folder" in err and "taken as a copy" in err
-    with pytest.raises(report_lib.EvalError, match="not the images the model"):
-        _evaluate(str(old), dataset=f"folder:{folder_export['test']}", split="validation")
 
 
 def _run(module, *args):

@@ -79,18 +79,19 @@ def test_an_snn_is_reported_with_its_spikes_and_synops(exports, capsys, name, wo
         assert word in printed, printed
 
 
-def test_an_export_made_before_modes_were_recorded_says_so(exports, tmp_path, capsys):
-    import shutil
+def test_a_plain_savedmodel_is_evaluated_for_accuracy_only(tmp_path, capsys):
+    import numpy as np
 
-    old = shutil.copytree(exports["tandem"], tmp_path / "old")
-    meta_path = old / "assets" / "tandem_keras.json"
-    metadata = json.loads(meta_path.read_text())
-    for key in ("mode", "trained_mode", "decoding", "neuron", "files"):
-        del metadata[key]
-    meta_path.write_text(json.dumps(metadata))
-    report, printed = _evaluate(str(old), capsys)
-    assert report["network"] == "snn"
-    assert "model: an SNN as far as its export says (made before exports recorded the mode)" in printed
+    from common import datasets
+
+    model = _model("tandem")
+    model.export(str(tmp_path / "plain"), verbose=False)  # Keras' own: no tandem_keras metadata
+    report, printed = _evaluate(str(tmp_path / "plain"), capsys)
+    assert report["synops_available"] is False and "network" not in report
+    assert "model: a SavedModel without tandem_keras metadata (accuracy only)" in printed
+    images, labels = next(iter(datasets.load("digits").split("test")[0].batch(64)))
+    wrong = np.asarray(model(images, training=False)).argmax(-1) != labels.numpy()
+    assert report["examples"] == 64 and report["top1_error"] == pytest.approx(100 * wrong.mean())
 
 
 @pytest.mark.parametrize("decode", ["membrane", "spike_count", "spike_count_tie", "spike_count_st"])

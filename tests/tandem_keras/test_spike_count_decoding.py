@@ -257,27 +257,6 @@ def test_paper_model_gets_the_tie_rule_with_the_same_counts():
         decoding.with_membrane_tie_break(models.cifarnet(time_steps=2, width_divisor=32))
 
 
-def test_count_ceiling_bounds_every_tie_rule():
-    # bench.spike_count_ceiling: on the same counts, the ceiling (ties to the true class) is
-    # at most the error of either real rule, and all three agree where nothing is tied.
-    from bench import spike_count_ceiling as ceiling
-    from bench import spike_count_decoding as scd
-    from bench.cifar10_budgets import make_config
-
-    config = make_config("tiny", "/unused", width_divisor=32)
-    x = np.random.default_rng(0).uniform(0, 1, (64, 16, 16, 3)).astype("float32")
-    y = np.random.default_rng(1).integers(0, 3, 64)
-    for variant in ("paper", "st"):
-        model = scd.build_variant(config, (16, 16, 3), 3, 4, variant)
-        found = ceiling.rules(model, x, y, batch_size=32)
-        counts = np.floor(scd.membrane_rule_logits(model, x, 32) + 1e-4)
-        assert found["error_index_rule"] == np.mean(np.argmax(counts, 1) != y)
-        assert found["error_ceiling"] <= min(found["error_index_rule"], found["error_membrane_rule"])
-        assert found["error_ceiling"] == np.mean([c.max() > c[t] for c, t in zip(counts, y)])
-        if found["tie_fraction"] == 0:
-            assert found["error_index_rule"] == found["error_membrane_rule"] == found["error_ceiling"]
-
-
 class SpikeCountOutputLayerTest(__import__("keras.src.testing", fromlist=["TestCase"]).TestCase):
     def test_run_layer_test_mixed_precision_reports_float32_logits(self):
         """Keras's layer test (its mixed_float16 check compares the symbolic output dtype with

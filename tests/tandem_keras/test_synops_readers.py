@@ -51,7 +51,7 @@ def test_exported_graph_evaluates_like_the_keras_model(build, tmp_path):
 def test_issues_sequential_through_python_m_eval(tmp_path):
     """Issue 17's Sequential (TimeDistributed(MaxPooling2D) between the tandem conv and the
     readout) exports and evaluates on digits, max pooling a spiking row without synapses."""
-    pytest.importorskip("train.data")
+    pytest.importorskip("common.datasets")
     keras.utils.set_random_seed(0)
     model, _ = graphs.issue_sequential()
     path = str(tmp_path / "export")

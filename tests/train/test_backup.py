@@ -90,22 +90,6 @@ def test_nothing_readable_is_refused_naming_the_file(tmp_path):
     assert backup.restore(_model(), str(tmp_path / "none")) == (0, None)
 
 
-def test_keras_backup_and_restore_layout_is_read_then_replaced(tmp_path):
-    """The files of keras.callbacks.BackupAndRestore (earlier versions of python -m train)."""
-    states = _saved_twice(tmp_path)
-    os.replace(tmp_path / "epoch_2.weights.h5", tmp_path / "latest.weights.h5")
-    (tmp_path / "epoch_1.weights.h5").unlink()
-    with pytest.raises(backup.BackupError, match="training_metadata.json: the epoch"):
-        backup.restore(_model(), str(tmp_path))
-    (tmp_path / "training_metadata.json").write_text(json.dumps({"epoch": 2, "batch": 0}))
-    model = _model(seed=1)
-    assert backup.restore(model, str(tmp_path))[0] == 2
-    for got, want in zip(_state(model), states[2]):
-        np.testing.assert_array_equal(got, want)
-    backup.save(model, str(tmp_path), 3)
-    assert os.listdir(tmp_path) == ["epoch_3.weights.h5"]
-
-
 HEADER = "epoch,loss\r\n"
 
 
@@ -154,6 +138,53 @@ def test_config_round_trip_and_damaged_config(tmp_path):
     path.write_text(json.dumps({"model": "digits", "color": "red"}))
     with pytest.raises(rundir.RunDirError, match="unknown fields color"):
         rundir.read_config(str(tmp_path))
+    incomplete = config.to_dict()
+    del incomplete["time_steps"], incomplete["seed"]
+    path.write_text(json.dumps(incomplete))
+    with pytest.raises(rundir.RunDirError, match=f"{path} is incomplete: it lacks --time_steps, "
+                                                 "--seed, which a resumed run must keep; --restart"):
+        rundir.read_config(str(tmp_path))
+
+
+def test_restart_never_deletes_files_of_the_users_in_the_export_folder(tmp_path):
+    (tmp_path / "history.csv").write_text(HEADER)
+    (tmp_path / "export").mkdir()
+    (tmp_path / "export" / "notes.txt").write_text("mine")
+    with pytest.raises(rundir.RunDirError, match="--restart would delete .*export, which holds "
+                                                 "files that were not written there by an export "
+                                                 "\\(notes.txt\\); move them, nothing was deleted"):
+        rundir.clear(str(tmp_path))
+    assert sorted(os.listdir(tmp_path)) == ["export", "history.csv"]
+
+
+def test_a_backup_that_cannot_be_written_keeps_the_ones_before(tmp_path, monkeypatch):
+    model = _model()
+    backup.save(model, str(tmp_path), 1)
+    before = (tmp_path / "epoch_1.weights.h5").read_bytes()
+
+    def full(self, path, **kwargs):
+        open(path, "wb").write(b"partial")
+        raise OSError(122, "Disk quota exceeded (h5py's long message\non several lines)")
+
+    monkeypatch.setattr(type(model), "save_weights", full)
+    with pytest.raises(backup.BackupWriteError) as error:
+        backup.save(model, str(tmp_path), 2)
+    assert str(error.value) == (f"writing the backup of epoch 2 to {tmp_path} failed ([Errno 122] "
+                                "Disk quota exceeded); the backup of epoch 1 is kept; rerun the "
+                                "same command to resume from it")
+    assert os.listdir(tmp_path) == ["epoch_1.weights.h5"]
+    assert (tmp_path / "epoch_1.weights.h5").read_bytes() == before
+    with pytest.raises(backup.BackupWriteError, match="; no epoch is backed up$"):
+        backup.save(model, str(tmp_path / "new"), 1)
+
+
+def test_where_backups_cannot_go_is_found_by_writing_there(tmp_path):
+    assert backup.write_problem(str(tmp_path / "a" / "backup")) is None
+    assert not (tmp_path / "a" / "backup").exists()  # a backup folder means a run to resume
+    (tmp_path / "file").write_text("x")
+    assert backup.write_problem(str(tmp_path / "file")) == f"{tmp_path}/file exists and is not a directory"
+    assert backup.write_problem(str(tmp_path / "file" / "backup")).startswith(
+        f"{tmp_path}/file/backup cannot be written ([Errno 20] Not a directory")
 
 
 def test_restart_says_what_it_deletes(tmp_path, caplog):

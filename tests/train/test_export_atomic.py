@@ -45,20 +45,83 @@ def _model(seed):
                              keras.layers.Dense(3, name="logits")])
 
 
+def _write(new, **files):
+    """Writes ``files`` into ``new`` and a manifest of them (``manifest.json``)."""
+    for name, text in files.items():
+        open(os.path.join(new, name), "w").write(text)
+    with open(os.path.join(new, "manifest.json"), "w") as f:
+        json.dump({"files": {name: len(text) for name, text in files.items()}}, f)
+
+
 def test_written_aside_replaces_or_keeps_whole(tmp_path):
     target = str(tmp_path / "export")
-    with _atomic.written_aside(target) as new:
-        open(os.path.join(new, "a"), "w").write("first")
-    assert _snapshot(target) == {"a": b"first"}
+    with _atomic.written_aside(target, "manifest.json") as new:
+        _write(new, a="first")
+    first = _snapshot(target)
     with pytest.raises(OSError, match="disk full"):
-        with _atomic.written_aside(target) as new:
+        with _atomic.written_aside(target, "manifest.json") as new:
             open(os.path.join(new, "a"), "w").write("second, half")
             raise OSError("disk full")
-    assert _snapshot(target) == {"a": b"first"} and _leftovers(tmp_path) == []
-    with _atomic.written_aside(target) as new:
-        open(os.path.join(new, "b"), "w").write("second")
-    assert _snapshot(target) == {"b": b"second"} and _leftovers(tmp_path) == []
+    assert _snapshot(target) == first and _leftovers(tmp_path) == []
+    with _atomic.written_aside(target, "manifest.json") as new:
+        _write(new, b="second")
+    assert set(_snapshot(target)) == {"b", "manifest.json"} and _leftovers(tmp_path) == []
     assert oct(os.stat(target).st_mode & 0o777) == oct(0o777 & ~_atomic._umask())
+
+
+@pytest.mark.parametrize("theirs, shown", [("notes.txt", "notes.txt"), ("data/x.csv", "data/"),
+                                           ("variables/notes.txt", "variables/notes.txt"),
+                                           ("empty_folder/", "empty_folder/")])
+def test_written_aside_never_replaces_what_it_did_not_write(tmp_path, theirs, shown):
+    """Beside an earlier output (its manifest lists its files) or in a directory of the
+    user's, one file or folder not written here refuses the replacement, before and after
+    the block; an empty directory is replaced."""
+    target = tmp_path / "export"
+    with _atomic.written_aside(str(target), "manifest.json") as new:
+        os.mkdir(os.path.join(new, "variables"))
+        _write(new, **{"a": "ours", "variables/v": "ours"})
+    path = target / theirs
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.mkdir() if theirs.endswith("/") else path.write_text("mine")
+    before = _snapshot(target)
+    with pytest.raises(FileExistsError, match=f"not written there by an export \\({shown}\\): not replaced"):
+        with _atomic.written_aside(str(target), "manifest.json") as new:
+            raise AssertionError("nothing may be written")
+    assert _snapshot(target) == before
+    with pytest.raises(FileExistsError, match="not written there by an export"):
+        with _atomic.written_aside(str(tmp_path / "other"), "manifest.json") as new:
+            _write(new, a="new")
+            (tmp_path / "other").mkdir()  # the user's folder appears meanwhile, with a file
+            (tmp_path / "other" / "mine.txt").write_text("mine")
+    assert _snapshot(tmp_path / "other") == {"mine.txt": b"mine"} and _leftovers(tmp_path) == []
+    (tmp_path / "empty").mkdir()
+    with _atomic.written_aside(str(tmp_path / "empty"), "manifest.json") as new:
+        _write(new, a="new")
+    assert set(_snapshot(tmp_path / "empty")) == {"a", "manifest.json"}
+
+
+def test_export_model_keeps_the_users_files(tmp_path):
+    """tk.export_model into a folder of the user's (a notes.txt, a data/ folder) is refused
+    naming them; over its own earlier export it replaces it; over an earlier export with a
+    file of the user's added, it is refused again. Nothing of the user's is lost."""
+    folder = tmp_path / "mine"
+    (folder / "data").mkdir(parents=True)
+    (folder / "notes.txt").write_text("notes")
+    (folder / "data" / "x.csv").write_text("1,2")
+    with pytest.raises(FileExistsError) as error:
+        tk.export_model(_model(0), str(folder))
+    assert str(error.value) == (f"'{folder}' holds files that were not written there by an "
+                                "export (data/, notes.txt): not replaced")
+    assert _snapshot(folder) == {"notes.txt": b"notes", "data/x.csv": b"1,2"}
+    target = tmp_path / "export"
+    tk.export_model(_model(0), str(target))
+    tk.export_model(_model(1), str(target))  # an earlier export of ours is replaced
+    assert np.asarray(export.LoadedModel(str(target)).logits(np.ones((1, 8, 8, 1), "float32"))).shape == (1, 3)
+    (target / "assets" / "notes.txt").write_text("mine")
+    before = _snapshot(target)
+    with pytest.raises(FileExistsError, match=r"\(assets/notes.txt\): not replaced"):
+        tk.export_model(_model(2), str(target))
+    assert _snapshot(target) == before and _leftovers(tmp_path) == []
 
 
 def test_what_a_killed_writer_left_is_recovered(tmp_path):

@@ -10,7 +10,7 @@ import models
 import tandem_keras as tk
 from tests._train_helpers import check_export
 from tests.train.test_train import parse
-from train import data
+from common import datasets
 from train import flags as train_flags
 from train.run import compiled_model, run
 
@@ -35,7 +35,7 @@ def test_init_from_converts_the_ann(tmp_path, export_dir):
     ann, path = _ann(tmp_path, export_dir=export_dir)
     config = parse(tmp_path, init_from=path, time_steps=3)
     assert config.init_from == path
-    source = data.load("digits")
+    source = datasets.load("digits")
     model = compiled_model(config, source, steps_per_epoch=2)
     assert model.optimizer is not None
     encoder = model.get_layer("encoder")
@@ -49,7 +49,7 @@ def test_init_from_converts_the_ann(tmp_path, export_dir):
 
 def test_init_from_in_quantized_mode(tmp_path):
     _, path = _ann(tmp_path)
-    model = compiled_model(parse(tmp_path, init_from=path, mode="quantized"), data.load("digits"), 2)
+    model = compiled_model(parse(tmp_path, init_from=path, mode="quantized"), datasets.load("digits"), 2)
     assert {layer.mode for layer in model.layers if hasattr(layer, "mode")} == {"quantized"}
 
 
@@ -87,7 +87,7 @@ def test_init_from_trains_and_exports(tmp_path):
     config = parse(tmp_path, init_from=path, time_steps=3, epochs=1, batch_size=64)
     model = run(config)
     export_dir = os.path.join(config.model_dir, "export")
-    images = next(iter(data.load("digits").split("validation")[0].batch(8)))[0].numpy()
+    images = next(iter(datasets.load("digits").split("validation")[0].batch(8)))[0].numpy()
     check_export(export_dir, images, model)
     assert isinstance(keras.models.load_model(os.path.join(export_dir, "model.keras")).get_layer(
         "tandem_conv1"), tk.TandemConv2D)

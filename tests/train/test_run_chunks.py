@@ -1,7 +1,7 @@
 """``train.run`` fits a few epochs at a time (``EPOCHS_PER_FIT``) so that a long run starts
 at once: the batches and the run's records are those of one ``fit`` over all epochs.
 
-Reference for the data: ``train.pipeline.train_batches`` over all epochs at once (every
+Reference for the data: ``common.pipeline.train_batches`` over all epochs at once (every
 epoch's order is a function of the seed and the epoch only).
 """
 import csv
@@ -12,12 +12,13 @@ import numpy as np
 import pytest
 from absl import logging as absl_logging
 
-from train import data, pipeline, run
+from common import datasets, pipeline
+from train import run
 from train.config import TrainConfig
 
 
 def test_epochs_built_in_pieces_are_the_batches_of_all_epochs():
-    source = data.load("digits")
+    source = datasets.load("digits")
     kwargs = dict(batch_size=256, seed=5, augment="cifar")
     whole = list(pipeline.train_batches(source, start_epoch=0, epochs=3, **kwargs))
     pieces = [*pipeline.train_batches(source, start_epoch=0, epochs=2, **kwargs),

@@ -107,7 +107,7 @@ def test_folder_without_images(tmp_path):
 
 @pytest.mark.parametrize("dataset", ["mnist", "folder:"])
 def test_unknown_dataset_is_refused_before_training(tmp_path, dataset):
-    """train.data defines the dataset names: its refusal names the flag, nothing is written."""
+    """common.datasets defines the dataset names: its refusal names the flag, nothing is written."""
     with pytest.raises(train_flags.FlagError, match=f"^--dataset={dataset}: "):
         run(parse(tmp_path, dataset=dataset))
     assert not os.path.exists(tmp_path / "model" / "config.json")
@@ -180,12 +180,12 @@ def test_constrain_then_train_exports_the_snn(tmp_path):
 
     import tandem_keras as tk
 
-    from train import data
+    from common import datasets
 
     model = run(parse(tmp_path, mode="quantized", export_mode="tandem", batch_size=64, epochs=2,
                       time_steps=4))
     export_dir = str(tmp_path / "model" / "export")
-    images = next(iter(data.load("digits").split("test")[0].batch(64)))[0].numpy()
+    images = next(iter(datasets.load("digits").split("test")[0].batch(64)))[0].numpy()
     snn = tk.with_mode(model, "tandem")
     # The two modes differ on these images, so the comparison below tells them apart.
     assert not np.allclose(np.asarray(model(images, training=False)),

@@ -1,4 +1,5 @@
-"""The classes and image files of a ``folder:PATH`` dataset, and its identity wherever it lies.
+"""The classes and image files of a ``folder:PATH`` dataset, its identity wherever it lies, and
+which of its files cannot be decoded.
 
 :func:`list_folder` finds the classes (the sub-folders of ``PATH``, sorted by name) and their
 PNG/JPEG files (searched recursively, sorted), refusing in one line (:class:`FolderError`)
@@ -8,7 +9,7 @@ what would otherwise train a wrong model without a word:
   ``P/test/<class>``): ``P`` is the parent of dataset splits, not a dataset, and would
   train a "train vs test" classifier;
 - a class folder without images (it would be dropped and every later label shifted);
-- fewer than 2 classes is :mod:`train.data`'s check (after unreadable files are left out).
+- fewer than 2 classes is :mod:`common.datasets`' check (after unreadable files are left out).
 
 Hidden files and folders (``.ipynb_checkpoints``, ``.DS_Store``, ...) are neither classes
 nor images. A folder reached twice through symbolic links (a link loop, or two links to one
@@ -16,10 +17,19 @@ folder) is listed once, with a warning naming the link, so that no image counts 
 
 :func:`fingerprint` identifies the examples of a dataset independently of where it lies: a
 hash of the class names and of every file's path relative to ``PATH`` with its class, in
-the order training uses. The train/validation partition of :mod:`train.data` is a function
+the order training uses. The train/validation partition of :mod:`common.datasets` is a function
 of that order alone, so the same images in another place give the same fingerprint and
 the same split; another folder of the same name gives another fingerprint. (File contents
 are not hashed: that would read every image again.)
+
+:func:`unreadable_images` decodes every file once with the decoder training uses
+(``tf.io.decode_image``, 3 channels) in a parallel ``tf.data`` pipeline that drops the
+failing elements (``Dataset.ignore_errors``); the files missing from its output are the
+unreadable ones: zero-byte, truncated or corrupt PNG/JPEG, files that are not images, files
+that cannot be read. A file it passes decodes in training too. Measured on the 50,000 32x32
+CIFAR-10 JPEGs (2 CPU cores shared with other jobs): 3-5 s of CPU, 5-12 s wall with the files
+in the page cache, about 40 s from a cold cache (mostly reading the files, which the first
+epoch then finds cached); listing the folder takes 0.4 s.
 
 Example:
   >>> import os, tempfile
@@ -32,6 +42,8 @@ Example:
   (['cat/1.png', 'cat/2.png', 'dog/1.jpg'], [0, 0, 1], ['cat', 'dog'])
   >>> len(fingerprint(root, files, labels, classes))
   16
+  >>> describe(unreadable_images(files), root)   # empty files are not images
+  'cat/1.png, cat/2.png, dog/1.jpg'
 """
 from __future__ import annotations
 
@@ -40,6 +52,8 @@ import json
 import os
 from typing import Sequence
 
+import numpy as np
+import tensorflow as tf
 from absl import logging
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
@@ -144,3 +158,31 @@ def fingerprint(path: str, files: Sequence[str], labels: Sequence[int],
     blob = json.dumps({"classes": list(classes), "files": list(zip(relative, map(int, labels)))},
                       separators=(",", ":"))
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+
+
+def unreadable_images(files: Sequence[str]) -> list[str]:
+    """The files of ``files`` that ``tf.io.decode_image`` cannot decode, in their order."""
+    if not files:
+        return []
+    names = tf.constant(list(files))
+
+    def probe(index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        image = tf.io.decode_image(tf.io.read_file(names[index]), channels=3,
+                                   expand_animations=False)
+        return index, tf.shape(image)[0]  # the shape needs the decoded image
+
+    decoded = (tf.data.Dataset.range(len(files))
+               .map(probe, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
+               .ignore_errors()
+               .batch(4096))
+    ok = np.zeros(len(files), dtype=bool)
+    for indices, _ in decoded.as_numpy_iterator():
+        ok[indices] = True
+    return [f for f, good in zip(files, ok) if not good]
+
+
+def describe(files: Sequence[str], root: str, limit: int = 5) -> str:
+    """``a/1.jpg, b/2.png and 3 more``: the first ``limit`` files relative to ``root``."""
+    names = [os.path.relpath(f, root) for f in files]
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import tempfile
 from typing import Any
 
 from absl import logging
@@ -48,14 +49,29 @@ def manual_download_message(name: str, directory: str) -> str | None:
             f"{' and '.join(files)} ({source}) in {directory}/ (missing: {', '.join(missing)})")
 
 
+def _check_writable(directory: str) -> None:
+    """Raises the ``OSError`` (naming ``directory``) that TFDS would meet preparing a dataset
+    there, before it says it starts."""
+    if "://" in directory:
+        return
+    try:
+        os.makedirs(directory, exist_ok=True)
+        tempfile.TemporaryFile(dir=directory).close()
+    except OSError as error:
+        raise OSError(error.errno, error.strerror, directory) from None
+
+
 def prepare(builder: Any, name: str) -> str | None:
     """``builder.download_and_prepare()``; returns the one-line problem when a manual download
-    is missing and preparation fails, None when the dataset is ready. Other errors propagate.
+    is missing and preparation fails, None when the dataset is ready. Other errors propagate
+    (an ``OSError`` naming the directory, before TFDS starts, when it cannot write there).
 
     With the manual files missing TFDS cannot prepare the dataset unless it already is (or
     is mocked, ``tfds.testing.mock_data``), so that attempt runs without TFDS's start-up
     messages; with them present it runs as usual.
     """
+    if not os.path.isfile(os.path.join(str(builder.data_dir), "dataset_info.json")):  # not prepared
+        _check_writable(str(builder.data_dir_root))
     directory = manual_dir(builder)
     if not missing_manual_files(name, directory):
         builder.download_and_prepare()

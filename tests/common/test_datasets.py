@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from train import data, pipeline
+from common import datasets, pipeline
 
 
 def _arrays(ds):
@@ -21,7 +21,7 @@ def _rows(images):
 def test_digits_splits_partition_sklearn_digits():
     from sklearn.datasets import load_digits
 
-    source = data.load("digits", validation_split=0.1)
+    source = datasets.load("digits", validation_split=0.1)
     # 1797 images: 20% test (360, stratified), 10% of the remaining 1437 held out (144).
     counts = {name: count for name, (_, count) in source.splits.items()}
     assert counts == {"train": 1293, "validation": 144, "test": 360}
@@ -54,7 +54,7 @@ def _write_folder(root, sizes=(6, 4, 5), shape=(6, 5, 3)):
 
 def test_folder_images_and_labels(tmp_path):
     expected = _write_folder(str(tmp_path))
-    source = data.load(f"folder:{tmp_path}", validation_split=0.2)
+    source = datasets.load(f"folder:{tmp_path}", validation_split=0.2)
     assert source.num_classes == 3 and source.image_shape == (6, 5, 3)
     assert source.num_train + source.num_validation == 15 and source.num_validation == 3
     seen = {}
@@ -63,14 +63,14 @@ def test_folder_images_and_labels(tmp_path):
         for image, label in zip(images, labels):  # PNG is lossless: exact pixels back
             seen[image.astype(np.uint8).tobytes()] = label
     assert seen == expected
-    with pytest.raises(data.DatasetError, match="no split 'test'"):
+    with pytest.raises(datasets.DatasetError, match="no split 'test'"):
         source.split("test")
     assert source.split("all")[1] == 15
 
 
 def test_folder_resized_to_image_size(tmp_path):
     _write_folder(str(tmp_path))
-    source = data.load(f"folder:{tmp_path}", image_size=4)
+    source = datasets.load(f"folder:{tmp_path}", image_size=4)
     images, _ = _arrays(source.split("train")[0])
     assert images.shape[1:] == (4, 4, 3)
 
@@ -81,22 +81,22 @@ def test_folder_resized_to_image_size(tmp_path):
 ])
 def test_folder_without_images(tmp_path, make, message):
     make(str(tmp_path))
-    with pytest.raises(data.DatasetError, match=message):
-        data.load(f"folder:{tmp_path}")
+    with pytest.raises(datasets.DatasetError, match=message):
+        datasets.load(f"folder:{tmp_path}")
 
 
 def test_missing_folder_and_unknown_dataset(tmp_path):
-    with pytest.raises(data.DatasetError, match="does not exist"):
-        data.load(f"folder:{tmp_path}/nothing")
-    with pytest.raises(data.DatasetError, match="unknown dataset 'mnist'"):
-        data.load("mnist")
+    with pytest.raises(datasets.DatasetError, match="does not exist"):
+        datasets.load(f"folder:{tmp_path}/nothing")
+    with pytest.raises(datasets.DatasetError, match="unknown dataset 'mnist'"):
+        datasets.load("mnist")
 
 
 @pytest.mark.parametrize("name, shape, classes", [("cifar10", (32, 32, 3), 10),
                                                    ("imagenet2012", (24, 24, 3), 1000)])
 def test_tfds_mock(name, shape, classes):
     with tfds.testing.mock_data(num_examples=6):
-        source = data.load(name, validation_split=0.5, image_size=24)
+        source = datasets.load(name, validation_split=0.5, image_size=24)
         batches = pipeline.train_batches(source, batch_size=3, seed=0, start_epoch=0, epochs=1)
         images, labels = next(iter(batches))
         test_images, _ = next(iter(pipeline.eval_batches(source, "test", batch_size=6)))
@@ -145,7 +145,7 @@ def test_imagenet_crops():
 
 
 def test_epochs_are_permutations_and_resume_reproduces_them():
-    source = data.load("digits")
+    source = datasets.load("digits")
     train_images, train_labels = _arrays(source.split("train")[0])
     full = list(_batches_np(source, 431, 0, 0, 3))  # 1293 = 3 x 431: every example once an epoch
     assert len(full) == 9
@@ -172,5 +172,5 @@ def _batches_np(source, batch_size, seed, start, epochs):
 
 def test_batch_larger_than_dataset():
     with pytest.raises(ValueError, match="larger than the 1293 training examples"):
-        pipeline.train_batches(data.load("digits"), batch_size=2000, seed=0, start_epoch=0,
+        pipeline.train_batches(datasets.load("digits"), batch_size=2000, seed=0, start_epoch=0,
                                epochs=1)

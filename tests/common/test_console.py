@@ -1,11 +1,11 @@
-"""train.console: which TensorFlow start-up lines are held back, usage errors, absl's flag errors."""
+"""common.console: which TensorFlow start-up lines are held back, usage errors, absl's flag errors."""
 import os
 import sys
 
 import pytest
 from absl import flags
 
-from train import console
+from common import console
 
 PRE_INIT = "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
 ONEDNN = ("I0000 00:00:1795951463.438878    6806 port.cc:153] oneDNN custom operations are on. "

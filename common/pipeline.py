@@ -17,8 +17,8 @@ Augmentation (method §8):
 - ``"none"``: images as they are.
 
 Example:
-  >>> from train import data, pipeline
-  >>> source = data.load("digits")
+  >>> from common import datasets, pipeline
+  >>> source = datasets.load("digits")
   >>> batches = pipeline.train_batches(source, batch_size=32, seed=0, start_epoch=0, epochs=1)
   >>> images, labels = next(iter(batches))
   >>> images.shape
@@ -30,7 +30,7 @@ import functools
 
 import tensorflow as tf
 
-from train.data import Source
+from common.datasets import Source
 
 AUGMENTATIONS = ("cifar", "imagenet", "none")
 
@@ -118,7 +118,7 @@ def train_batches(
     ``model.fit(..., steps_per_epoch=num_train // batch_size, initial_epoch=start_epoch)``.
 
     Args:
-      source: the dataset (:func:`train.data.load`).
+      source: the dataset (:func:`common.datasets.load`).
       batch_size: global batch size.
       seed: shuffling and augmentation seed.
       start_epoch: first epoch to produce (a resumed run starts after its last backup).

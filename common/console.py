@@ -1,4 +1,4 @@
-"""What ``python -m train`` and ``python -m eval`` print: usage errors, TensorFlow start-up, progress.
+"""What the programs print: usage errors, TensorFlow start-up, progress.
 
 - :func:`usage_error` / :func:`flags_parser`: one convention for bad input, one line
   ``PROGRAM: error: MESSAGE`` on stderr and exit status 2, also for absl's own flag errors

@@ -13,13 +13,13 @@ Dataset names (``--dataset``):
 - ``imagenet2012``: TFDS ``imagenet2012`` (place the archives in TFDS's manual download
   directory, ``<data_dir>/downloads/manual``); ``test`` is the TFDS validation split.
 - ``folder:PATH``: a directory with one sub-folder of PNG/JPEG images per class
-  (``train.folders``: what is a class, what is refused); images are resized to the first
+  (``common.folders``: what is a class, what is refused); images are resized to the first
   image's size (or ``image_size``). No ``test`` split: a separate folder of test images is
   evaluated with the split ``all``. Every file is decoded once up front
-  (``train.folder_check``): files that cannot be decoded refuse the folder, naming them (or
-  are left out and logged, ``skip_bad_images``); at least 2 classes. The dataset's identity
-  (:attr:`Source.identity`, which an export records) is the folder's name and the
-  fingerprint of its files (``train.folders.fingerprint``), not its path.
+  (``common.folders.unreadable_images``): files that cannot be decoded refuse the folder,
+  naming them (or are left out and logged, ``skip_bad_images``); at least 2 classes. The
+  dataset's identity (:attr:`Source.identity`, which an export records) is the folder's name
+  and the fingerprint of its files (``common.folders.fingerprint``), not its path.
 - ``digits``: scikit-learn's bundled 8x8 digits (no download); a fixed stratified 80/20
   train/test split, the validation part held out of the 80%.
 
@@ -27,9 +27,17 @@ The train/validation partition is fixed (it does not depend on the training seed
 where a folder lies), so ``python -m eval --split=validation`` sees exactly the held-out
 examples. The split ``all`` is every example of the dataset (every split).
 
+Folders are not read by ``keras.utils.image_dataset_from_directory``: its train/validation
+split is another partition than the one exports record (it would change which images a
+trained model held out), it counts the images of hidden folders inside a class folder, and
+twice those of a folder reached twice through links, and an undecodable file fails in the
+middle of an epoch instead of being named before training. Its decoder is the one used here
+(``tf.io.decode_image`` and a bilinear ``tf.image.resize``). TFDS builds and reads the TFDS
+datasets.
+
 Example:
-  >>> from train import data
-  >>> source = data.load("digits", validation_split=0.1)
+  >>> from common import datasets
+  >>> source = datasets.load("digits", validation_split=0.1)
   >>> source.num_train, source.num_validation, source.image_shape
   (1293, 144, (8, 8, 1))
 """
@@ -44,22 +52,25 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from train import folder_check, folders, tfds_prepare
+from common import folders, tfds_prepare
 
-SPLITS = ("train", "validation", "test", "all")
-IMAGE_EXTENSIONS = folders.IMAGE_EXTENSIONS
 SPLIT_SEED = 0  # fixed partition seed, independent of --seed
 #: Largest image side used as the model's input size without ``image_size``.
 MAX_SIDE = 512
 
 
 class DatasetError(ValueError):
-    """A dataset that cannot be used; the message says why."""
+    """A dataset that cannot be used; the message says why, ``flag`` names the flag at fault
+    (``"dataset"``, or ``"data_dir"`` where TFDS cannot write)."""
+
+    def __init__(self, message: str, flag: str = "dataset"):
+        super().__init__(message)
+        self.flag = flag
 
 
 @dataclasses.dataclass
 class Source:
-    """A dataset ready for :mod:`train.pipeline`.
+    """A dataset ready for :mod:`common.pipeline`.
 
     Attributes:
       name: the dataset name as given.
@@ -70,7 +81,7 @@ class Source:
       cache: whether decoded examples fit in memory (``Dataset.cache()``).
       identity: what identifies the dataset wherever it lies, for an export's metadata:
         ``{"dataset": name}``; for folders ``"folder:<folder name>"`` and the
-        ``folder_fingerprint``, ``folder_files`` and ``classes`` (:mod:`train.folders`).
+        ``folder_fingerprint``, ``folder_files`` and ``classes`` (:mod:`common.folders`).
     """
 
     name: str
@@ -130,7 +141,7 @@ def load(
         folder's own, at least 2.
 
     Raises:
-      DatasetError: unknown dataset, a folder that is not a dataset (``train.folders``), with
+      DatasetError: unknown dataset, a folder that is not a dataset (``common.folders``), with
         files that cannot be decoded (unless ``skip_bad_images``), fewer than 2 classes or
         classes outside ``classes``, a first image above :data:`MAX_SIDE` pixels without
         ``image_size``, a split fraction that leaves no training examples, a TFDS dataset
@@ -189,18 +200,18 @@ def _readable(path: str, files: list[str], labels: list[int], classes: list[str]
     """Refuses (or, with ``skip_bad_images``, leaves out) the files that cannot be decoded;
     returns files, labels and classes kept (a class left without images is dropped, and
     named in the warning)."""
-    bad = set(folder_check.unreadable_images(files))
+    bad = set(folders.unreadable_images(files))
     if bad and not skip_bad_images:
         raise DatasetError(
             f"folder {path!r}: {len(bad)} of {len(files)} image files cannot be decoded: "
-            f"{folder_check.describe(sorted(bad), path)} (remove them, or pass "
+            f"{folders.describe(sorted(bad), path)} (remove them, or pass "
             "--skip_bad_images to leave them out)")
     if bad:
         kept = [(f, label) for f, label in zip(files, labels) if f not in bad]
         used = sorted({label for _, label in kept})  # classes that still have images
         dropped = [c for i, c in enumerate(classes) if i not in used]
         logging.warning("folder %r: leaving out %d of %d image files that cannot be decoded: %s%s",
-                        path, len(bad), len(files), folder_check.describe(sorted(bad), path, len(bad)),
+                        path, len(bad), len(files), folders.describe(sorted(bad), path, len(bad)),
                         f"; class{'es' if len(dropped) > 1 else ''} {', '.join(dropped)} "
                         "left without images" if dropped else "")
         files = [f for f, _ in kept]
@@ -285,8 +296,14 @@ def _tfds(name: str, data_dir: str | None, validation_split: float,
           image_size: int | None) -> Source:
     import tensorflow_datasets as tfds
 
-    builder = tfds.builder(name, data_dir=data_dir)
-    problem = tfds_prepare.prepare(builder, name)
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+        problem = tfds_prepare.prepare(builder, name)
+    except (OSError, tf.errors.OpError) as error:  # e.g. a read-only --data_dir
+        text = str(error).strip().splitlines()
+        raise DatasetError(f"TFDS cannot prepare {name!r} there ({text[0] if text else type(error).__name__}); "
+                           f"use a --data_dir it can write to, or one where {name} is prepared",
+                           flag="data_dir") from None
     if problem:
         raise DatasetError(problem)
     info = builder.info

@@ -11,8 +11,8 @@ import pytest
 import tensorflow as tf
 
 from tests._train_helpers import ROOT
-from train import data, folder_check
-from train.console import output_problem
+from common import datasets, folders
+from common.console import output_problem
 
 
 def _image(seed, shape=(6, 5, 3)):
@@ -66,8 +66,8 @@ def test_unreadable_images_are_exactly_the_files_that_do_not_decode(tmp_path):
     files += bad[2:]
     reference = [f for f in files if not _decodes(f)]
     assert sorted(reference) == sorted(bad)  # the fixtures are what they claim to be
-    assert folder_check.unreadable_images(files) == reference  # in the given order
-    assert folder_check.unreadable_images(files[:2]) == [] == folder_check.unreadable_images([])
+    assert folders.unreadable_images(files) == reference  # in the given order
+    assert folders.unreadable_images(files[:2]) == [] == folders.unreadable_images([])
 
 
 def _folder(root, bad=(), sizes=(4, 3, 3)):
@@ -85,8 +85,8 @@ def _folder(root, bad=(), sizes=(4, 3, 3)):
 
 def test_unreadable_files_refuse_the_folder_naming_them(tmp_path):
     _folder(str(tmp_path), bad=[(1, "empty.png"), (2, "truncated.jpg")])
-    with pytest.raises(data.DatasetError) as error:
-        data.load(f"folder:{tmp_path}")
+    with pytest.raises(datasets.DatasetError) as error:
+        datasets.load(f"folder:{tmp_path}")
     message = str(error.value)
     assert "\n" not in message
     assert "2 of 12 image files cannot be decoded: class_1/empty.png, class_2/truncated.jpg" in message
@@ -97,8 +97,8 @@ def test_many_unreadable_files_named_first_five_and_counted(tmp_path):
     _folder(str(tmp_path))
     for i in range(7):
         _write(str(tmp_path / "class_0" / f"{i}_empty.png"), b"")
-    with pytest.raises(data.DatasetError) as error:
-        data.load(f"folder:{tmp_path}")
+    with pytest.raises(datasets.DatasetError) as error:
+        datasets.load(f"folder:{tmp_path}")
     assert ("7 of 17 image files cannot be decoded: class_0/0_empty.png, class_0/1_empty.png, "
             "class_0/2_empty.png, class_0/3_empty.png, class_0/4_empty.png and 2 more") in str(error.value)
 
@@ -114,7 +114,7 @@ def _read_all(source):
 def test_skip_bad_images_leaves_them_out_and_logs_them(tmp_path, caplog):
     good = _folder(str(tmp_path), bad=[(0, "noise.jpeg"), (2, "empty.png")])
     with caplog.at_level("WARNING"):
-        source = data.load(f"folder:{tmp_path}", validation_split=0.2, skip_bad_images=True)
+        source = datasets.load(f"folder:{tmp_path}", validation_split=0.2, skip_bad_images=True)
     assert source.num_train + source.num_validation == len(good) == 10
     assert source.num_classes == 3
     assert _read_all(source) == good  # exactly the good images, with their labels
@@ -125,7 +125,7 @@ def test_skip_bad_images_leaves_them_out_and_logs_them(tmp_path, caplog):
 
 def test_skipping_that_empties_a_class_relabels_the_rest(tmp_path):
     good = _folder(str(tmp_path), sizes=(3, 0, 2), bad=[(1, "empty.png")])
-    source = data.load(f"folder:{tmp_path}", validation_split=0.0, skip_bad_images=True)
+    source = datasets.load(f"folder:{tmp_path}", validation_split=0.0, skip_bad_images=True)
     assert source.num_classes == 2
     assert _read_all(source) == {k: (0 if c == 0 else 1) for k, c in good.items()}
 
@@ -134,9 +134,9 @@ def test_skipping_that_empties_a_class_relabels_the_rest(tmp_path):
                                                ((3, 0), [(1, "empty.png")], "(class_0)")])
 def test_fewer_than_two_classes_refused(tmp_path, sizes, bad, names):
     _folder(str(tmp_path), sizes=sizes, bad=bad)
-    with pytest.raises(data.DatasetError, match=r"has 1 class with images \(class_0\); a "
+    with pytest.raises(datasets.DatasetError, match=r"has 1 class with images \(class_0\); a "
                                                 r"classifier needs at least 2"):
-        data.load(f"folder:{tmp_path}", skip_bad_images=True)
+        datasets.load(f"folder:{tmp_path}", skip_bad_images=True)
 
 
 def test_output_dir_that_is_a_file_or_under_a_file_refused(tmp_path):

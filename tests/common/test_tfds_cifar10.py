@@ -16,7 +16,7 @@ import tarfile
 import numpy as np
 import pytest
 
-from tests._train_helpers import ROOT
+from tests._train_helpers import ROOT, read_only
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -62,10 +62,30 @@ def _write_cifar10_binary(path, seed=0):
     return contents
 
 
-def _run(args, cwd=ROOT):
+def _run(args, cwd=ROOT, read_only_folder=None):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT)
-    return subprocess.run([sys.executable, *args], cwd=cwd, env=env, text=True,
-                          capture_output=True, timeout=600)
+    argv = [sys.executable, *args]
+    if read_only_folder is not None:
+        argv = read_only(read_only_folder, argv)
+    return subprocess.run(argv, cwd=cwd, env=env, text=True, capture_output=True, timeout=600)
+
+
+def test_a_read_only_data_dir_is_one_line_before_tfds_starts(tmp_path):
+    """TFDS cannot prepare cifar10 in a read-only folder: one line naming it, exit 2, before
+    TFDS says it starts downloading (and nothing written anywhere)."""
+    archive = tmp_path / "cifar-10-binary.tar.gz"
+    _write_cifar10_binary(str(archive))
+    data_dir, model_dir = tmp_path / "tfds", tmp_path / "model"
+    data_dir.mkdir()
+    result = _run(["-c", _WRAPPER, str(archive), "--model=digits", "--dataset=cifar10",
+                   f"--data_dir={data_dir}", f"--model_dir={model_dir}", "--epochs=1"],
+                  read_only_folder=data_dir)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert result.stdout == "" and result.stderr.count("\n") == 1, result.stderr[-3000:]
+    assert result.stderr.startswith(f"train: error: --data_dir={data_dir}: TFDS cannot prepare "
+                                    f"'cifar10' there ([Errno "), result.stderr
+    assert f"{data_dir}'); use a --data_dir it can write to" in result.stderr
+    assert os.listdir(data_dir) == [] and sorted(os.listdir(model_dir)) == [".lock"]
 
 
 @pytest.mark.slow
@@ -90,12 +110,12 @@ def test_real_cifar10_builder_prepares_local_archive_and_trains(tmp_path):
     assert len(history) == 2 and history[0].startswith("epoch")  # header + the one epoch
     assert (model_dir / "export" / "saved_model.pb").is_file()
 
-    # What train.data reads back from TFDS's files is the archive's pixels (CHW -> HWC) and
+    # What common.datasets reads back from TFDS's files is the archive's pixels (CHW -> HWC) and
     # labels (TFDS shuffles the order): the test split, and the 20 training images across
     # train and validation.
-    from train import data
+    from common import datasets
 
-    source = data.load("cifar10", data_dir=str(data_dir), validation_split=0.2)
+    source = datasets.load("cifar10", data_dir=str(data_dir), validation_split=0.2)
     assert (source.num_train, source.num_validation, source.num_classes) == (16, 4, 10)
 
     def examples(names):
@@ -108,6 +128,11 @@ def test_real_cifar10_builder_prepares_local_archive_and_trains(tmp_path):
 
     assert read(["test"]) == examples(["test_batch.bin"])
     assert read(["train", "validation"]) == examples(f"data_batch_{i}.bin" for i in range(1, 6))
+
+    # Once prepared, a read-only data_dir is read as it is.
+    result = _run(["-m", "eval", f"--saved_model={model_dir / 'export'}", "--dataset=cifar10",
+                   f"--data_dir={data_dir}", "--split=test", "--noanalysis"], read_only_folder=data_dir)
+    assert result.returncode == 0 and "examples: 6 " in result.stdout, result.stderr[-3000:]
 
 
 @pytest.mark.slow
@@ -126,7 +151,7 @@ def test_imagenet_without_manual_download_is_one_line(tmp_path):
 
 @pytest.mark.parametrize("present", [[], ["ILSVRC2012_img_train.tar"]])
 def test_manual_download_message_names_missing_files(tmp_path, present):
-    from train import tfds_prepare
+    from common import tfds_prepare
 
     files = tfds_prepare.MANUAL_DOWNLOADS["imagenet2012"][0]
     for name in present:
