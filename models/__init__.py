@@ -4,7 +4,7 @@ Every builder takes, keyword-only as ``keras.applications``, ``include_top``, ``
 ``input_tensor``, ``input_shape``, ``num_classes``, ``width_divisor``,
 ``time_steps``, ``decode="membrane"|"spike_count"|"spike_count_tie"|"spike_count_st"``, ``mode`` (one of ``tk.MODES``:
 ``"tandem"``, ``"ann"``, ``"quantized"``, ``"bptt"``), ``neuron`` (``"if"``, ``"lif"`` or a
-``tk.neurons.Neuron``), ``dropout``,
+``tk.neurons.Neuron``; default ``IF(initial_potential=0.5)``, method §10), ``dropout``,
 ``include_preprocessing`` and ``name``, and returns a plain functional ``keras.Model``
 that maps images with pixel values in ``[0, 255]`` to float32 logits.
 

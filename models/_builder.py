@@ -34,6 +34,9 @@ import tensorflow as tf
 import tandem_keras as tk
 
 DECODES = ("membrane", "spike_count", "spike_count_tie", "spike_count_st")
+#: The builders' default neuron: IF from ``V(0) = theta/2``, so that counts round the coupled
+#: ANN's activation instead of flooring it (method §10; ``neuron="if"`` is the paper's IF).
+NEURON = tk.neurons.IF(initial_potential=0.5)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,7 +50,7 @@ class Conv:
 
 def check_options(
     input_shape: Sequence[int], num_classes: int, time_steps: int, decode: str, mode: str,
-    neuron: Any = "if",
+    neuron: Any = NEURON,
 ) -> tuple[int, int, int]:
     """Validates the keyword arguments shared by every builder; returns input_shape as a tuple.
 
@@ -193,7 +196,7 @@ def build_classifier(
     include_top: bool = True,
     input_tensor: Any = None,
     weights: str | None = None,
-    neuron: Any = "if",
+    neuron: Any = NEURON,
 ) -> keras.Model:
     """Builds ``images -> logits`` from a layer table (see the module docstring).
 

@@ -5,7 +5,7 @@ from typing import Any, Optional, Sequence
 
 import keras
 
-from models._builder import Conv, build_classifier
+from models._builder import NEURON, Conv, build_classifier
 from models.cifarnet import CIFAR10_MEAN, CIFAR10_STD
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -30,7 +30,7 @@ def alexnet_cifar(
     time_steps: int = 10,
     decode: str = "membrane",
     mode: str = "tandem",
-    neuron: Any = "if",
+    neuron: Any = NEURON,
     dropout: float = 0.0,
     include_preprocessing: bool = True,
     width_divisor: int = 1,
@@ -73,7 +73,7 @@ def alexnet_imagenet(
     time_steps: int = 10,
     decode: str = "membrane",
     mode: str = "tandem",
-    neuron: Any = "if",
+    neuron: Any = NEURON,
     dropout: float = 0.0,
     include_preprocessing: bool = True,
     width_divisor: int = 1,

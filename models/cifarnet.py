@@ -5,7 +5,7 @@ from typing import Any, Optional, Sequence
 
 import keras
 
-from models._builder import Conv, build_classifier
+from models._builder import NEURON, Conv, build_classifier
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2023, 0.1994, 0.2010)
@@ -25,7 +25,7 @@ def cifarnet(
     time_steps: int = 10,
     decode: str = "membrane",
     mode: str = "tandem",
-    neuron: Any = "if",
+    neuron: Any = NEURON,
     dropout: float = 0.2,
     include_preprocessing: bool = True,
     width_divisor: int = 1,

@@ -5,7 +5,7 @@ from typing import Any, Optional, Sequence
 
 import keras
 
-from models._builder import Conv, build_classifier
+from models._builder import NEURON, Conv, build_classifier
 
 # Pixel statistics of sklearn.datasets.load_digits() scaled to [0, 1] (values 0..16 / 16).
 DIGITS_MEAN = (0.3053,)
@@ -26,7 +26,7 @@ def digits(
     time_steps: int = 4,
     decode: str = "membrane",
     mode: str = "tandem",
-    neuron: Any = "if",
+    neuron: Any = NEURON,
     dropout: float = 0.0,
     include_preprocessing: bool = True,
     width_divisor: int = 1,

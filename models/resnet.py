@@ -23,7 +23,7 @@ from typing import Any, Optional, Sequence
 import keras
 
 import tandem_keras as tk
-from models._builder import (Conv, check_common, check_options, finish, image_input, narrow,
+from models._builder import (NEURON, Conv, check_common, check_options, finish, image_input, narrow,
                              readout, stem)
 from models.cifarnet import CIFAR10_MEAN, CIFAR10_STD
 
@@ -61,7 +61,7 @@ def resnet20(
     time_steps: int = 4,
     decode: str = "membrane",
     mode: str = "tandem",
-    neuron: Any = "if",
+    neuron: Any = NEURON,
     depth: int = 20,
     dropout: float = 0.0,
     include_preprocessing: bool = True,

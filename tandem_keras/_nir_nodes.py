@@ -203,7 +203,8 @@ def tandem_layer(b: Builder, layer: Any, ports: list, out_shape: tuple) -> Port:
     kernel, bias = layer.folded_weights()
     kernels = kernel if isinstance(kernel, (tuple, list)) else (kernel,)
     weights = [np.asarray(k, np.float32) for k in kernels]
-    ends = b.linear(layer, ports[0], weights, np.asarray(bias, np.float32) / np.float32(b.time_steps))
+    step_bias = np.asarray(bias, np.float32) / np.float32(b.time_steps) + _extra_current(layer, b.time_steps)
+    ends = b.linear(layer, ports[0], weights, step_bias)
     if layer.neuron is None:
         return port(ends, out_shape)
     return b.neurons(layer, out_shape, ends)
@@ -222,7 +223,23 @@ def tandem_add(b: Builder, layer: Any, ports: list, out_shape: tuple) -> Port:
             sources.append((b.add(f"{layer.name}_scale{i}", b.nir.Scale(scale=scale), p.sources),))
         else:
             sources.append(p.sources)
+    extra = _extra_current(layer, b.time_steps)
+    if extra:   # a constant current: a zero-weight synapse with that bias, fed by input 0
+        c, spatial = int(out_shape[-1]), tuple(out_shape[:-1])
+        bias = np.full(c, extra, np.float32)
+        node = (b.nir.Affine(weight=np.zeros((c, c), np.float32), bias=bias) if not spatial else
+                conv_node(b.nir, spatial, np.zeros((c, c) + (1,) * len(spatial), np.float32),
+                          (1,) * len(spatial), (0,) * len(spatial), (1,) * len(spatial), 1, bias))
+        sources.append((b.add(f"{layer.name}_rounding", node, ports[0].sources),))
     return b.neurons(layer, out_shape, *sources)
+
+
+def _extra_current(layer: Any, time_steps: int) -> np.float32:
+    """The neuron's constant current ``(rounding - initial_potential) theta / T`` (method §3)."""
+    neuron = layer.neuron
+    if neuron is None:
+        return np.float32(0.0)
+    return np.float32((neuron.rounding - neuron.initial_potential) * float(layer.threshold) / time_steps)
 
 
 def max_pool(b: Builder, layer: Any, ports: list, out_shape: tuple) -> Port:

@@ -203,7 +203,7 @@ def direction_preservation(model: keras.Model, x: Any, batch_size: int = 64,
         else:
             kernel, bias = layer.folded_weights(training=False)
             v_f = _apply_chain(row["mac_specs"][:1], sums[0], kernel) + np.asarray(bias, np.float32)
-        v0 = float(getattr(getattr(layer, "neuron", None), "initial_potential", 0.0))
+        v0 = float(getattr(getattr(layer, "neuron", None), "rounding", 0.0))
         a = np.clip(v_f / layer.threshold + v0, 0.0, float(layer.time_steps))
         if rounding == "floor":
             a = np.floor(a)

@@ -167,7 +167,7 @@ def _ideal(layer: Any, inputs: list, v_f: Optional[np.ndarray]) -> tuple:
         pooled = np.asarray(keras.ops.max_pool(counts, layer.pool_size, layer.strides, layer.padding,
                                                layer.data_format), np.float32)
         return pooled, pooled
-    v0 = float(getattr(getattr(layer, "neuron", None), "initial_potential", 0.0) or 0.0)
+    v0 = float(getattr(getattr(layer, "neuron", None), "rounding", 0.0) or 0.0)
     level = v_f / np.float32(layer.threshold) + np.float32(v0)
     return np.clip(np.floor(level), 0.0, time_steps), np.clip(level, 0.0, time_steps)
 

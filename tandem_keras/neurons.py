@@ -16,9 +16,12 @@ floor into rounding, as QCFS), ``s(0) = 0``, for ``t = 1 .. T`` (method §3):
   ``v_leak = 0``, ``v_threshold = theta`` (method §3).
 
 The tandem gradient of either neuron is the coupled ANN's (method §3): the shifted
-bounded ReLU ``a = clip(V_f / theta + initial_potential, 0, T)``; the ``"quantized"`` mode
-forwards ``clip(floor(V_f / theta + initial_potential), 0, T)``. For LIF both are the IF
-rate, an approximation (method §3).
+bounded ReLU ``a = clip(V_f / theta + r, 0, T)``; the ``"quantized"`` mode forwards
+``clip(floor(V_f / theta + r), 0, T)``. The offset ``r`` is ``rounding`` (default: the
+``initial_potential`` ``v0``); the part ``r - v0`` not in ``V(0)`` arrives as a constant
+current ``(r - v0) theta / T`` at every step, so ``IF(initial_potential=0.25, rounding=0.5)``
+rounds like ``IF(initial_potential=0.5)`` but fires its first spikes later (method §10).
+For LIF both are the IF rate, an approximation (method §3).
 
 (A little over the project's ~300 lines: the neuron objects and the tensor functions that
 run them over the time axis are one subject, read together.)
@@ -46,8 +49,20 @@ import tensorflow as tf
 class Neuron:
     """A spiking neuron: its exact forward dynamics and its coupled ANN (see the module)."""
 
-    def __init__(self, initial_potential: float = 0.0) -> None:
-        self.initial_potential = _fraction(initial_potential, type(self).__name__)
+    def __init__(self, initial_potential: float = 0.0, rounding: Optional[float] = None) -> None:
+        owner = type(self).__name__
+        self.initial_potential = _fraction(initial_potential, owner)
+        self.rounding = self.initial_potential if rounding is None else _fraction(rounding, owner, "rounding")
+        if self.rounding < self.initial_potential:
+            raise ValueError(f"{owner}: rounding ({self.rounding}) must be at least "
+                             f"initial_potential ({self.initial_potential}).")
+
+    def _extra_current(self, threshold: float, time_steps: int) -> Optional[tf.Tensor]:
+        """``(rounding - initial_potential) theta / T``: the part of the offset not in ``V(0)``,
+        spread over the window as a constant current (None when there is none)."""
+        if self.rounding == self.initial_potential:
+            return None
+        return tf.constant((self.rounding - self.initial_potential) * threshold / time_steps, tf.float32)
 
     # ---------------------------------------------------------------- dynamics
     def step(self, potential: tf.Tensor, current: tf.Tensor) -> tf.Tensor:
@@ -67,13 +82,14 @@ class Neuron:
         until the end and the reset ``V - theta s`` is ``where(s, V - theta, V)`` (same values).
         """
         theta = tf.constant(threshold, tf.float32)
+        extra = self._extra_current(threshold, time_steps)
         potential = None
         if self.initial_potential:
             potential = tf.constant(self.initial_potential * threshold, tf.float32)
         spikes = []
         with tf.name_scope(f"{type(self).__name__.lower()}_neurons"):
             for t in range(time_steps):
-                z = current_at(t)
+                z = current_at(t) if extra is None else current_at(t) + extra
                 potential = self.start(z) if potential is None else self.step(potential, z)
                 spike = potential >= theta
                 potential = tf.where(spike, potential - theta, potential)
@@ -85,6 +101,9 @@ class Neuron:
         BPTT baseline keeps every step's potential for the backward pass."""
         time_steps = _static_time_steps(current, "fire_bptt")
         z = tf.cast(current, tf.float32)
+        extra = self._extra_current(threshold, time_steps)
+        if extra is not None:
+            z = z + extra
         potential = tf.fill(tf.shape(z[:, 0]), self.initial_potential * threshold)
         spikes = []
         for t in range(time_steps):
@@ -96,10 +115,11 @@ class Neuron:
 
     # ------------------------------------------------------------ coupled ANN
     def quantized_count(self, potential: tf.Tensor, threshold: float, time_steps: int) -> tf.Tensor:
-        """The quantized ANN's count ``clip(floor(V_f / theta + v0), 0, T)`` (Eq. 11, shifted)."""
-        if not self.initial_potential:
+        """The quantized ANN's count ``clip(floor(V_f / theta + r), 0, T)`` (Eq. 11, shifted by
+        the ``rounding`` ``r``)."""
+        if not self.rounding:
             return bounded_quantized_relu(potential, threshold, time_steps)
-        shifted = tf.floor(potential / threshold + self.initial_potential)
+        shifted = tf.floor(potential / threshold + self.rounding)
         return tf.clip_by_value(shifted, 0.0, float(time_steps))
 
     # -------------------------------------------------------------------- NIR
@@ -118,7 +138,10 @@ class Neuron:
 
     # ----------------------------------------------------------------- config
     def get_config(self) -> dict:
-        return {"initial_potential": self.initial_potential}
+        config: dict = {"initial_potential": self.initial_potential}
+        if self.rounding != self.initial_potential:
+            config["rounding"] = self.rounding
+        return config
 
     @classmethod
     def from_config(cls, config: dict) -> "Neuron":
@@ -168,8 +191,9 @@ class LIF(Neuron):
       [0.0, 1.0, 0.0]
     """
 
-    def __init__(self, beta: float = 0.9, initial_potential: float = 0.0) -> None:
-        super().__init__(initial_potential)
+    def __init__(self, beta: float = 0.9, initial_potential: float = 0.0,
+                 rounding: Optional[float] = None) -> None:
+        super().__init__(initial_potential, rounding)
         if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not 0.0 < beta <= 1.0:
             raise ValueError(f"LIF: beta (the leak per step) must be a number in (0, 1], got {beta!r}.")
         self.beta = float(beta)
@@ -230,11 +254,13 @@ def serialize(neuron: Optional[Neuron]) -> Union[str, dict, None]:
     return keras.saving.serialize_keras_object(neuron)
 
 
-def _fraction(value: Any, owner: str) -> float:
+def _fraction(value: Any, owner: str, name: str = "initial_potential") -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
             math.isfinite(value) and 0.0 <= value < 1.0):
-        raise ValueError(f"{owner}: initial_potential (a fraction of the threshold, "
-                         f"V(0) = initial_potential * theta) must be in [0, 1), got {value!r}.")
+        meaning = ("V(0) = initial_potential * theta" if name == "initial_potential"
+                   else "the count is floor(V_f / theta + rounding)")
+        raise ValueError(f"{owner}: {name} (a fraction of the threshold, {meaning}) must be in "
+                         f"[0, 1), got {value!r}.")
     return float(value)
 
 

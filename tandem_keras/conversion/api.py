@@ -75,7 +75,11 @@ def convert(model: keras.Model, *, time_steps: int, calibration_data: Any = None
 
     Normalization. A spiking layer ``l`` of threshold ``theta_l`` (the ANN's own:
     ``theta_l^0 = 1`` for a ReLU) emits ``c_l`` spikes, ``c_l ~ clip(floor(y_l / theta_l +
-    v0), 0, T)`` for the ANN's activation ``y_l`` (``v0``: the neuron's ``initial_potential``).
+    r), 0, T)`` for the ANN's activation ``y_l`` (``r``: the neuron's ``rounding``). The
+    default ``r = 1/2`` rounds; ``r = 0``, the paper's IF, floors and loses half a spike per
+    layer on average, which a deep network at small ``T`` cannot afford (method §10).
+    Without ``calibration_data`` (or ``thresholds``) a layer made from a Keras ReLU keeps
+    ``theta = 1`` and a warning says so.
     With ``s_l = theta_l / theta_l^0`` every reader of layer ``l`` takes ``s_l`` into its
     weights: kernels ``W' = s_l W``, ``TandemAdd`` input weights ``w_i = s_i`` (a synapse-only
     current has ``s = 1``), the readout's kernel. In ``"ann"`` mode every spiking layer
@@ -96,7 +100,10 @@ def convert(model: keras.Model, *, time_steps: int, calibration_data: Any = None
       time_steps: T, the encoding window of the SNN.
       calibration_data, percentile, calibration_batches, batch_size: see above.
       neuron: the neuron of every spiking layer (``"if"``, ``tk.neurons.IF(initial_potential=
-        0.5)``, ...); ``None``: IF for Keras layers, a tandem_keras layer keeps its own.
+        0.5)``, ...); ``None``: ``IF(initial_potential=0.25, rounding=0.5)`` for Keras layers
+        (counts round the activation, half the offset in ``V(0)`` and half as a constant
+        current, which fires fewer early spikes than ``V(0) = theta/2``; method §10), a
+        tandem_keras layer keeps its own.
       max_pooling: ``"average"`` or ``"spiking"``.
       thresholds: ``{new layer name: theta}`` (overrides the calibration for those layers).
       return_report: also return a :class:`ConversionReport`.
@@ -132,7 +139,7 @@ def convert(model: keras.Model, *, time_steps: int, calibration_data: Any = None
     if calibration_data is not None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            first, _, spiking = build.rebuild(model, thresholds=None, **settings)
+            first, _, spiking, _ = build.rebuild(model, thresholds=None, **settings)
         names = [n for n, (_, calibratable) in spiking.items() if calibratable and n not in chosen]
         found = calibrate.activation_percentiles(with_mode(first, "ann"), names, calibration_data,
                                                  percentile, batch_size, calibration_batches)
@@ -140,7 +147,12 @@ def convert(model: keras.Model, *, time_steps: int, calibration_data: Any = None
             if p > 0:
                 chosen[name] = spiking[name][0] * p / time_steps
         used_percentile = percentile
-    new, rows, spiking = build.rebuild(model, thresholds=chosen, **settings)
+    new, rows, spiking, relus = build.rebuild(model, thresholds=chosen, **settings)
+    uncalibrated = [name for name in relus if name not in chosen]
+    if calibration_data is None and uncalibrated:
+        warnings.warn(f"tk.convert: no calibration_data, so {len(uncalibrated)} spiking layers made "
+                      f"from ReLUs keep threshold 1 (their counts clip activations above 1 at T="
+                      f"{time_steps}); pass a few training batches as calibration_data.", stacklevel=2)
     unknown = set(thresholds or {}) - set(spiking)
     if unknown:
         raise ValueError(f"tk.convert: thresholds for layers that are not spiking layers of the "

@@ -30,6 +30,9 @@ from tandem_keras.layers import (AveragePooling2D, GlobalAveragePooling2D, MaxPo
 TRAINS = ("spikes", "current")
 MAX_POOLING = ("average", "spiking")
 MERGES = ("add", "concatenate")
+#: The neuron of a spiking layer made from a Keras layer: IF with the half-step initial
+#: potential, so that its count rounds the ANN's activation instead of flooring it.
+DEFAULT_NEURON = neurons.IF(initial_potential=0.25, rounding=0.5)
 
 
 @dataclasses.dataclass
@@ -88,6 +91,8 @@ class _Walk:
         self.rows: list[Row] = []
         #: spiking layers of the new model: name -> (ANN threshold theta_0, calibratable)
         self.spiking: dict[str, tuple[float, bool]] = {}
+        #: those made from a Keras ReLU whose threshold calibration sets
+        self.relus: list[str] = []
         self.reaches_weights = self._reaches_weights()
 
     # ------------------------------------------------------------------ graph
@@ -106,14 +111,16 @@ class _Walk:
             return None
         return readers[0]
 
-    def theta(self, name: str, theta0: float, calibratable: bool = True) -> float:
+    def theta(self, name: str, theta0: float, calibratable: bool = True, relu: bool = True) -> float:
         self.spiking[name] = (theta0, calibratable)
+        if relu and calibratable:
+            self.relus.append(name)
         return float(self.thresholds.get(name, theta0)) if calibratable else theta0
 
     def neuron_for(self, layer=None):
         if self.neuron is not None:
             return self.neuron
-        return getattr(layer, "neuron", None) or neurons.IF()
+        return getattr(layer, "neuron", None) or DEFAULT_NEURON
 
     # ------------------------------------------------------------------ walk
     def run(self) -> keras.Model:
@@ -364,7 +371,7 @@ class _Walk:
         scale_out = 1.0
         if spiking:
             calibratable = self.reaches_weights.get(id(node), False)
-            theta = self.theta(name, theta0, calibratable)
+            theta = self.theta(name, theta0, calibratable, relu=False)
             config["threshold"] = theta
             scale_out = theta / theta0
         if isinstance(layer, TandemAdd):
@@ -392,10 +399,11 @@ class _Walk:
 
 def rebuild(model: keras.Model, *, time_steps: int, thresholds: Optional[dict] = None,
             neuron: Any = None, max_pooling: str = "average"):
-    """``(tandem model, report rows, {spiking layer: (theta_0, calibratable)})``; see the module."""
+    """``(tandem model, report rows, {spiking layer: (theta_0, calibratable)}, [spiking layers
+    made from a Keras ReLU whose readers have weights])``; see the module."""
     try:
         walk = _Walk(model, time_steps, dict(thresholds or {}), neuron, max_pooling)
         new = walk.run()
     except NotImplementedError as error:  # a nested model (call_nodes)
         raise ConversionError(f"tk.convert: {error}") from None
-    return new, walk.rows, walk.spiking
+    return new, walk.rows, walk.spiking, walk.relus

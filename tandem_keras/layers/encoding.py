@@ -95,7 +95,7 @@ class SpikeEncoder(ModeMixin, keras.layers.Layer):
         count = tf.cast(self.neuron.quantized_count(v, self.threshold, self.time_steps),
                         self.compute_dtype)
         spikes = neurons.front_loaded_spikes(count, self.time_steps)
-        args = (v, self.threshold, "bounded_relu", self.neuron.initial_potential)
+        args = (v, self.threshold, "bounded_relu", self.neuron.rounding)
         out = couplings.couple_spikes_to_potential(spikes, *args)
         count = couplings.couple_count_to_potential(count, *args, time_steps=self.time_steps)
         return mark_spikes(couplings.attach_ann_value(out, count))

@@ -129,7 +129,7 @@ class TandemAdd(ModeMixin, keras.layers.Layer):
         if self.mode == "ann":
             return tf.cast(tf.expand_dims(tf.nn.relu(potential / self.threshold), 1), self.compute_dtype)
         time_steps = int(trains[0].shape[1])
-        v0 = self.neuron.initial_potential
+        v0 = self.neuron.rounding
         if self.mode == "bptt":
             spikes = self.neuron.fire_bptt(self._weighted(trains), self.threshold)
             return mark_spikes(tf.cast(spikes, self.compute_dtype))

@@ -260,7 +260,7 @@ class TandemLayer(FoldedBatchNorm, ModeMixin, keras.layers.Layer):
 
     def _coupled_spikes(self, spikes, count, v_f):
         """The spike train coupled to ``V_f`` (method §3), with its count as ANN value."""
-        args = (v_f, self.threshold, self.surrogate, self.neuron.initial_potential)
+        args = (v_f, self.threshold, self.surrogate, self.neuron.rounding)
         out = couplings.couple_spikes_to_potential(spikes, *args)
         count = couplings.couple_count_to_potential(count, *args, time_steps=self._time_steps)
         return mark_spikes(couplings.attach_ann_value(out, count))

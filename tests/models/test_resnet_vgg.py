@@ -10,8 +10,8 @@ from tandem_keras._keras_internals import producer
 from tests.tandem_keras.test_neurons_reference import (
     assert_spikes_match,
     avg_pool_np,
+    neuron_layer_np,
     tandem_add_np,
-    tandem_layer_np,
     synaptic_current_np,
 )
 
@@ -39,7 +39,7 @@ def test_resnet20_is_he_et_al_cifar_resnet():
                 expected.append((f"{prefix}_shortcut", filters, 1, 2, False, (size, size, filters)))
     assert rows == expected
     adds = [l for l in model.layers if isinstance(l, tk.TandemAdd)]
-    assert len(adds) == 9 and all(l.neuron == tk.neurons.IF() for l in adds)
+    assert len(adds) == 9 and all(l.neuron == tk.neurons.IF(initial_potential=0.5) for l in adds)
     assert model.get_layer("encoder_conv").filters == 16 and model.output_shape == (None, 10)
     assert 0.26e6 < model.count_params() < 0.28e6           # He et al.: 0.27M
     assert sum(isinstance(l, tk.TandemAdd) for l in models.resnet20(depth=32).layers) == 15
@@ -106,7 +106,7 @@ def test_snn_forward_layer_by_layer_against_numpy(name):
         if isinstance(layer, tk.AveragePooling2D):
             np.testing.assert_allclose(got, avg_pool_np(inputs[0]), rtol=1e-6, atol=1e-7)
         elif isinstance(layer, tk.TandemAdd):
-            expected, margin = tandem_add_np(inputs, layer.threshold)
+            expected, margin = tandem_add_np(inputs, layer.threshold, v0=layer.neuron.initial_potential)
             assert_spikes_match(got, expected, margin)
         else:
             kernel, bias, bn = _bn(layer)
@@ -116,7 +116,8 @@ def test_snn_forward_layer_by_layer_against_numpy(name):
                 np.testing.assert_allclose(got, synaptic_current_np(inputs[0], kernel, bias, op, bn, True),
                                            rtol=1e-4, atol=1e-4)
             else:
-                expected, margin = tandem_layer_np(inputs[0], kernel, bias, op, layer.threshold, bn, True)
+                expected, margin = neuron_layer_np(inputs[0], kernel, bias, op, layer.threshold, bn, True,
+                                                   v0=layer.neuron.initial_potential)
                 assert_spikes_match(got, expected, margin, max_excluded_fraction=0.02)
         checked.add(type(layer).__name__)
     assert checked >= ({"TandemConv2D", "TandemAdd"} if name == "resnet20" else

@@ -52,7 +52,7 @@ def small_cnn():
     return randomize_batch_norm(keras.Model(x, y))
 
 
-def small_resnet():
+def small_resnet(randomize=True, classes=4):
     """Identity and projection shortcuts, a global average pooling readout."""
     x = keras.Input((8, 8, 3))
     y = L.Conv2D(8, 3, padding="same")(x)
@@ -72,8 +72,9 @@ def small_resnet():
         y = L.Add(name=f"add{stride}")([r, shortcut])
         y = L.Activation("relu")(y)
     y = L.GlobalAveragePooling2D()(y)
-    y = L.Dense(4)(y)
-    return randomize_batch_norm(keras.Model(x, y))
+    y = L.Dense(classes)(y)
+    model = keras.Model(x, y)
+    return randomize_batch_norm(model) if randomize else model
 
 
 def images(shape, n=6, scale=1.0, seed=1):
@@ -182,6 +183,53 @@ def test_initial_potential_reaches_every_spiking_layer():
     assert_ann_mode_equals(ann, snn, images((8, 8, 3)))
 
 
+def test_defaults_half_step_neuron_and_one_warning_line_without_calibration():
+    ann = small_resnet()
+    with pytest.warns(UserWarning) as caught:
+        snn = tk.convert(ann, time_steps=3)
+    lines = [str(w.message) for w in caught if "calibration_data" in str(w.message)]
+    assert len(lines) == 1 and "\n" not in lines[0] and "5 spiking layers" in lines[0]
+    spiking = [layer for layer in snn.layers if getattr(layer, "neuron", None) is not None]
+    assert len(spiking) == 5
+    assert all(layer.neuron == tk.neurons.IF(initial_potential=0.25, rounding=0.5) for layer in spiking)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tk.convert(ann, time_steps=3, calibration_data=images((8, 8, 3)))
+        tk.convert(ann, time_steps=3, thresholds={layer.name: 1.0 for layer in spiking})
+
+
+def _template_task(n, classes=4, noise=0.15, seed=0):
+    """Images of ``classes`` fixed random patterns, each example its pattern plus noise."""
+    rng = np.random.default_rng(seed)
+    patterns = rng.random((classes, 8, 8, 3), dtype=np.float32)
+    y = rng.integers(0, classes, n)
+    x = np.clip(patterns[y] + rng.normal(0, noise, (n, 8, 8, 3)), 0, 1).astype(np.float32)
+    return x, y
+
+
+def test_defaults_convert_a_trained_residual_ann_into_a_working_snn():
+    """A small residual ANN trained to 100% on noisy patterns: the default neuron (V(0) =
+    theta/4, rounding 1/2) keeps the SNN working at T = 4 where the paper's IF loses half."""
+    keras.utils.set_random_seed(0)
+    ann = small_resnet(randomize=False, classes=10)
+    for layer in ann.layers:   # moving statistics that follow a short training
+        if isinstance(layer, L.BatchNormalization):
+            layer.momentum = 0.9
+    x, y = _template_task(640, classes=10, noise=0.3)
+    ann.compile(optimizer=keras.optimizers.Adam(3e-3), loss=keras.losses.SparseCategoricalCrossentropy(
+        from_logits=True))
+    ann.fit(x[:384], y[:384], epochs=15, batch_size=32, verbose=0)
+    x_test, y_test = x[384:], y[384:]
+
+    def accuracy(model):
+        return np.mean(np.argmax(model.predict(x_test, verbose=0), -1) == y_test)
+
+    assert accuracy(ann) > 0.97
+    default = accuracy(tk.convert(ann, time_steps=4, calibration_data=x[:256]))
+    paper = accuracy(tk.convert(ann, time_steps=4, calibration_data=x[:256], neuron="if"))
+    assert default > 0.8 and default > paper + 0.2, (default, paper)
+
+
 def test_max_pooling_is_replaced_with_a_warning_or_kept_as_spiking_max_pooling():
     ann = keras.Sequential([keras.Input((8, 8, 1)), L.Conv2D(4, 3, padding="same", activation="relu"),
                             L.MaxPooling2D(name="max_pooling2d"), L.Conv2D(4, 3, activation="relu"), L.Flatten(), L.Dense(2)])
@@ -198,7 +246,7 @@ def test_max_pooling_is_replaced_with_a_warning_or_kept_as_spiking_max_pooling()
     assert_ann_mode_equals(averaged, snn, x)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        spiking = tk.convert(ann, time_steps=4, max_pooling="spiking")
+        spiking = tk.convert(ann, time_steps=4, max_pooling="spiking", calibration_data=x)
     assert isinstance(spiking.get_layer("max_pooling2d"), tk.MaxPooling2D)
     assert_ann_mode_equals(ann, spiking, x)   # max commutes with the positive scale
 

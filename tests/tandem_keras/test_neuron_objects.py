@@ -14,8 +14,11 @@ from tests.tandem_keras.test_neurons_reference import (
     encode_np,
     free_potential_np,
     neuron_layer_np,
+    neuron_np,
     quantized_np,
     set_layer_weights,
+    synaptic_current_np,
+    tandem_add_np,
     tandem_layer_np,
 )
 
@@ -100,6 +103,39 @@ def test_lif_and_initial_potential_exact_against_numpy(op, beta, v0):
         assert 0 < expected.mean() < 1
 
 
+@pytest.mark.parametrize("beta, v0, rounding", [(1.0, 0.25, 0.5), (1.0, 0.0, 0.5), (0.5, 0.25, 0.75)])
+@pytest.mark.parametrize("op", [DENSE, CONV], ids=["dense", "conv"])
+def test_rounding_is_a_constant_current_exact_against_numpy(op, beta, v0, rounding):
+    """``rounding`` r > v0: V(0) = v0 theta and the current (r - v0) theta / T added at every
+    step (dyadic: exact), in a tandem layer, compiled, and in a TandemAdd."""
+    neuron = (neurons.LIF(beta, v0, rounding) if beta != 1.0 else neurons.IF(v0, rounding=rounding))
+    for time_steps in (1, 4, 8):
+        layer, x, kernel, bias = _dyadic_case(op, time_steps, 5 * time_steps, neuron=neuron)
+        z = synaptic_current_np(x, kernel, bias, op) + (rounding - v0) / time_steps
+        expected, _ = neuron_np(z, 1.0, beta, v0)
+        np.testing.assert_array_equal(np.asarray(layer(x)), expected)
+        np.testing.assert_array_equal(np.asarray(tf.function(layer)(tf.constant(x))), expected)
+        assert 0 < expected.mean() < 1
+        trains = [np.asarray(x, np.float32), np.asarray(x[:, :, ::-1] if op is DENSE else x, np.float32)]
+        merge = tk.TandemAdd(neuron=neuron, threshold=2.0, scales=[0.5, 0.25])
+        added, _ = tandem_add_np([trains[0] + 4 * (rounding - v0) / time_steps, trains[1]], 2.0,
+                                 [0.5, 0.25], beta, v0)
+        np.testing.assert_array_equal(np.asarray(merge(trains)), added)
+
+
+def test_rounding_config_and_refusals():
+    split = neurons.IF(initial_potential=0.25, rounding=0.5)
+    assert split.get_config() == {"initial_potential": 0.25, "rounding": 0.5}
+    assert neurons.IF(0.5).rounding == 0.5 and neurons.IF(0.5).get_config() == {"initial_potential": 0.5}
+    assert neurons.get(neurons.serialize(split)) == split
+    clone = tk.TandemDense.from_config(tk.TandemDense(3, neuron=split).get_config())
+    assert clone.neuron == split and clone.neuron != neurons.IF(0.25)
+    with pytest.raises(ValueError, match=r"IF: rounding \(0.25\) must be at least initial_potential \(0.5\)"):
+        neurons.IF(0.5, rounding=0.25)
+    with pytest.raises(ValueError, match=r"IF: rounding \(a fraction of the threshold, the count is floor"):
+        neurons.IF(0.0, rounding=1.0)
+
+
 @pytest.mark.parametrize("training", [False, True])
 def test_lif_with_bn_and_compiled_graph_against_numpy(training):
     from tests.tandem_keras.test_neurons_reference import bn_weights, random_bn
@@ -127,18 +163,19 @@ def test_lif_leaks_after_the_reset_hand_computed():
     assert spikes[0, :, 0].numpy().tolist() == [1.0, 0.0, 0.0]
 
 
-@pytest.mark.parametrize("v0", [0.0, 0.5])
-def test_quantized_mode_is_shifted_floor(v0):
+@pytest.mark.parametrize("v0, rounding", [(0.0, None), (0.5, None), (0.25, 0.5)])
+def test_quantized_mode_is_shifted_floor(v0, rounding):
     from tests.tandem_keras.test_neurons_reference import bn_weights, random_bn
 
     rng = np.random.default_rng(4)
     x = (rng.random((8, 4, 9)) < 0.5).astype(np.float32)
-    layer = tk.TandemDense(6, mode="quantized", threshold=0.5, neuron=neurons.IF(v0))
+    layer = tk.TandemDense(6, mode="quantized", threshold=0.5, neuron=neurons.IF(v0, rounding=rounding))
     layer(x)
     kernel = rng.normal(0, 0.5, (9, 6)).astype(np.float32).astype(np.float64)
     bias = rng.normal(0.5, 1.0, 6).astype(np.float32).astype(np.float64)
     bn = random_bn(rng, 6, scale=2.0)
     set_layer_weights(layer, kernel=kernel, bias=bias, **bn_weights(bn))
+    v0 = v0 if rounding is None else rounding   # the count is floor(V_f / theta + r)
     expected, vf = quantized_np(x, kernel, bias, DENSE, 0.5, bn, training=False, v0=v0)
     distance = np.abs(vf / 0.5 + v0 - np.round(vf / 0.5 + v0))
     keep = np.broadcast_to((distance > 1e-4)[:, None], expected.shape)

@@ -337,6 +337,31 @@ def test_lif_and_initial_potential(tmp_path):
     _check_exact(model, images, tmp_path, "spike_count", min_spikes=10)
 
 
+def test_rounding_current_exports_as_a_bias(tmp_path):
+    """``rounding`` above ``initial_potential``: the constant current ``(r - v0) theta / T``
+    in the tandem layer's per-step bias and, for a ``TandemAdd``, a zero-weight synapse of
+    that bias. Dyadic values (T = 4, theta 1 and 2, r - v0 = 1/4): exact in float32."""
+    keras.utils.set_random_seed(12)
+    split = tk.neurons.IF(initial_potential=0.25, rounding=0.5)
+    inp = keras.Input((6, 6, 1))
+    s = tk.SpikeEncoder(4, neuron=split, name="encoder")(inp)
+    a = tk.TandemConv2D(6, 3, batch_norm=False, neuron=split, name="a")(s)
+    c = tk.TandemConv2D(6, 3, padding="same", batch_norm=False, neuron=None, name="c")(a)
+    z = tk.TandemAdd(neuron=split, threshold=2.0, name="z")([c, a])
+    model = keras.Model(inp, tk.SpikeCount()(z))
+    rng = np.random.default_rng(7)
+    for name in ("a", "c"):
+        layer = model.get_layer(name)
+        layer.set_weights([rng.integers(-3, 6, w.shape).astype("float32") / 8 for w in layer.get_weights()])
+    graph = tk.export_nir(model)
+    bias = np.asarray(graph.nodes["a"].bias)
+    np.testing.assert_array_equal(bias, np.asarray(model.get_layer("a").bias) / 4 + 0.25 / 4)
+    np.testing.assert_array_equal(graph.nodes["z_rounding"].bias, 0.25 * 2.0 / 4)
+    np.testing.assert_array_equal(graph.nodes["z_rounding"].weight, 0.0)
+    images = rng.integers(0, 5, (48, 6, 6, 1)).astype("float32")
+    _check_exact(model, images, tmp_path, "spike_count", min_spikes=10)
+
+
 def test_max_pooling_on_spike_trains_is_refused_in_one_line():
     model = keras.Sequential([keras.Input((8, 8, 1)), tk.SpikeEncoder(2), tk.TandemConv2D(2, 3),
                               tk.MaxPooling2D(name="maxpool")])
