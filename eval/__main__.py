@@ -56,6 +56,11 @@ flags.DEFINE_boolean("skip_bad_images", None,
 flags.DEFINE_boolean("analysis", True,
                      "Fig. 7C / Fig. 9 analyses on the first batch when SAVED_MODEL/model.keras exists.")
 
+flags.DEFINE_integer("diagnosis_examples", 0,
+                     "Also diagnose the SNN on this many of the first examples (tk.diagnosis: per "
+                     "spiking layer the error it adds and inherits, the hybrids' top-1; needs "
+                     "SAVED_MODEL/model.keras; 0: no).", lower_bound=0)
+
 FLAGS = flags.FLAGS
 
 
@@ -71,7 +76,8 @@ def main(argv: list[str]) -> None:
                         validation_split=FLAGS.validation_split,
                         max_examples=FLAGS.max_examples, plots_dir=FLAGS.plots_dir,
                         output_json=FLAGS.output_json, analysis=FLAGS.analysis,
-                        skip_bad_images=FLAGS.skip_bad_images)
+                        skip_bad_images=FLAGS.skip_bad_images,
+                        diagnosis_examples=FLAGS.diagnosis_examples)
     except EvalError as error:
         usage_error(PROGRAM, str(error))
 

@@ -43,7 +43,7 @@ def evaluate(model: export.LoadedModel, batches: Iterable, max_examples: Optiona
     ``top5_error`` (percent; top-k with k = min(5, classes)) and, when the SavedModel
     has the activity endpoint, the SynOps report of
     :meth:`tandem_keras.synops.ActivityAccumulator.report` averaged over the examples;
-    ``sample`` keeps the first ``keep`` images and labels (for plots and analysis). An ANN
+    ``sample`` keeps the first ``keep`` images and labels (for plots, analysis, diagnosis). An ANN
     export (``eval.summary.is_ann``) gets its MACs and energy instead of SynOps.
     ``EvalError`` if the logits are not ``[batch, num_classes]`` (checked on the first batch).
     """
@@ -60,6 +60,10 @@ def evaluate(model: export.LoadedModel, batches: Iterable, max_examples: Optiona
             break
         if "images" not in sample:
             sample = {"images": images[:keep], "labels": labels[:keep]}
+        elif len(sample["images"]) < keep:
+            more = keep - len(sample["images"])
+            sample = {"images": np.concatenate([sample["images"], images[:more]]),
+                      "labels": np.concatenate([sample["labels"], labels[:more]])}
         if accumulator is not None:
             outputs = {k: np.asarray(v) for k, v in model.activity(images).items()}
             logits = outputs.pop("logits")
@@ -102,7 +106,8 @@ def evaluate(model: export.LoadedModel, batches: Iterable, max_examples: Optiona
     return report, sample
 
 
-def _analysis(export_dir: str, images: np.ndarray) -> Optional[tuple[dict, list]]:
+def _keras_model(export_dir: str) -> Any:
+    """The export's ``model.keras`` (None without one)."""
     path = os.path.join(export_dir, KERAS_FILE)
     if not os.path.isfile(path):
         return None
@@ -112,10 +117,30 @@ def _analysis(export_dir: str, images: np.ndarray) -> Optional[tuple[dict, list]
     import keras
 
     import tandem_keras  # noqa: F401 - registers the layers for deserialization
+
+    return keras.models.load_model(path, compile=False)
+
+
+def _analysis(export_dir: str, images: np.ndarray) -> Optional[tuple[dict, list]]:
+    model = _keras_model(export_dir)
+    if model is None:
+        return None
     from tandem_keras import analysis
 
-    model = keras.models.load_model(path, compile=False)
     return analysis.direction_preservation(model, images), analysis.representation_error(model, images)
+
+
+def _diagnosis(export_dir: str, sample: dict, examples: int) -> Optional[dict]:
+    """:func:`tandem_keras.diagnosis.diagnose` on the first ``examples`` of ``sample``."""
+    model = _keras_model(export_dir)
+    if model is None:
+        return None
+    from tandem_keras.diagnosis import diagnose
+
+    d = diagnose(model, sample["images"][:examples], sample["labels"][:examples])
+    return {"examples": d.examples, "time_steps": d.time_steps, "layers": d.layers,
+            "prefix_errors": [{"k": k, "layer": name, "top1_error": 100 * e} for k, name, e in d.prefix_errors],
+            "errors": {k: 100 * v for k, v in d.errors.items()}, "table": d.table()}
 
 
 def write_plots(reports: Sequence[dict], models: Sequence[export.LoadedModel],
@@ -161,12 +186,14 @@ def evaluate_models(saved_models: Sequence[str], dataset: Optional[str] = None, 
                     validation_split: Optional[float] = None, max_examples: Optional[int] = None,
                     plots_dir: Optional[str] = None, output_json: Optional[str] = None,
                     analysis: bool = True, quiet: bool = False,
-                    skip_bad_images: Optional[bool] = None) -> list[dict]:
+                    skip_bad_images: Optional[bool] = None, diagnosis_examples: int = 0) -> list[dict]:
     """Evaluates each SavedModel on ``dataset``/``split``; prints, writes JSON and plots.
 
     ``dataset`` and ``validation_split`` default to what each export recorded of its
     training (:func:`resolve_split`); ``split="all"`` is every example of the dataset.
     ``skip_bad_images`` (folders): leave out undecodable files (default: as in training).
+    ``diagnosis_examples``: also :func:`tandem_keras.diagnosis.diagnose` an SNN on that many
+    of the first examples (its ``model.keras``): the report's ``"diagnosis"``.
 
     The JSON is the report of the single model, or ``{"models": [reports]}`` for several.
     """
@@ -180,6 +207,8 @@ def evaluate_models(saved_models: Sequence[str], dataset: Optional[str] = None, 
         raise EvalError(f"--batch_size must be >= 1, got {batch_size}")
     if max_examples is not None and max_examples < 1:
         raise EvalError(f"--max_examples must be >= 1, got {max_examples}")
+    if diagnosis_examples < 0:
+        raise EvalError(f"--diagnosis_examples must be >= 0, got {diagnosis_examples}")
     reports, models, samples, analyses = [], [], [], []
     for path in saved_models:
         model = open_model(path)
@@ -197,7 +226,8 @@ def evaluate_models(saved_models: Sequence[str], dataset: Optional[str] = None, 
         if recorded is not None and recorded != count:
             warn(f"{path}: the {split} split has {count} examples, training had {recorded} "
                  "(has the dataset changed since?)")
-        report, sample = evaluate(model, batches, max_examples, num_classes=num_classes)
+        report, sample = evaluate(model, batches, max_examples, num_classes=num_classes,
+                                  keep=max(64, diagnosis_examples))
         report.update(dataset=model_dataset, split=split, validation_split=model_split)
         extra = None
         if analysis and report.get("network") != "ann":
@@ -212,6 +242,12 @@ def evaluate_models(saved_models: Sequence[str], dataset: Optional[str] = None, 
                 report["analysis"] = {"examples": int(len(sample["images"])),
                                       "direction_preservation": summarize(extra[0]),
                                       "representation_error": extra[1]}
+        if diagnosis_examples and report.get("network") != "ann":
+            diagnosis = _diagnosis(path, sample, diagnosis_examples)
+            if diagnosis is None:
+                warn(f"{path}: no {KERAS_FILE}: the diagnosis needs the Keras model")
+            else:
+                report["diagnosis"] = diagnosis
         reports.append(report)
         models.append(model)
         samples.append(sample)

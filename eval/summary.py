@@ -130,4 +130,9 @@ def format_summary(report: Mapping[str, Any]) -> str:
             pcc = "-" if row["pcc"] is None else f"{row['pcc']:.3f}"
             lines.append(f"  {row['name']:<20} angle {row['angle_deg']:6.2f} deg   PCC {pcc:>6}   "
                          f"|c - a| {error.get(row['name'], float('nan')):.4f}")
+    if "diagnosis" in report:
+        d = report["diagnosis"]
+        lines.append(f"diagnosis on {d['examples']} examples (tk.diagnosis; c: SNN count, q: the coupled "
+                     "ANN's rounded count of the layer's SNN input, Q: the quantized ANN's):")
+        lines.append(d["table"])
     return "\n".join(lines)

@@ -95,6 +95,25 @@ def test_report_against_keras_model(exported, capsys):
             assert f.read(4) == b"\x89PNG"
 
 
+def test_diagnosis_of_the_first_examples_across_batches(exported, capsys):
+    """--diagnosis_examples: tk.diagnosis on the first examples (gathered over batches of
+    32), the same rows as diagnose() on the same images; printed and in the report."""
+    root, [(path, model), _] = exported
+    [report] = report_lib.evaluate_models([path], "digits", batch_size=32, max_examples=96,
+                                          analysis=False, diagnosis_examples=80)
+    images, labels = _test_images(80)
+    expected = tk.diagnosis.diagnose(model, images, labels)
+    d = report["diagnosis"]
+    assert d["examples"] == 80 and [r["name"] for r in d["layers"]] == ["encoder", "tandem_conv1"]
+    for got, want in zip(d["layers"], expected.layers):
+        assert got["added"] == pytest.approx(want["added"]) and got["rate"] == pytest.approx(want["rate"])
+    assert d["errors"]["snn"] == pytest.approx(100 * expected.errors["snn"])
+    assert [e["k"] for e in d["prefix_errors"]] == [0, 1, 2]
+    assert "inherited |q-Q|" in capsys.readouterr().out
+    with pytest.raises(report_lib.EvalError, match="--diagnosis_examples must be >= 0"):
+        report_lib.evaluate_models([path], "digits", diagnosis_examples=-1)
+
+
 def test_several_models_error_vs_time_steps(exported, tmp_path):
     _, paths = exported
     report_lib.evaluate_models([p for p, _ in paths], "digits", batch_size=64, max_examples=64,
