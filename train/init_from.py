@@ -4,9 +4,9 @@ The ANN (a ``.keras`` file, or the export directory of a ``--mode=ann`` run and 
 ``model.keras``) is converted by :func:`tandem_keras.convert` at ``--time_steps``, with its
 weights (method §10): thresholds calibrated at the 99.9th percentile of each layer's ANN
 activation over :data:`CALIBRATION_BATCHES` training batches of 64 (no augmentation), and
-every neuron starting at half its threshold (``tk.neurons.IF(initial_potential=0.5)``:
-28.40% against 60.60% validation error with ``V(0) = 0`` for CIFARNet / 4 at T = 4 before any
-training, ``bench/RESULTS.md``). The model is then trained in ``--mode`` like any other. On
+every neuron :data:`tandem_keras.conversion.DEFAULT_NEURON` (counts that round, method §10),
+also for an ANN of tandem_keras layers whose own neuron floors. The model is then trained in
+``--mode`` like any other. On
 resume the ANN is converted again and the backup's weights replace the converted ones.
 """
 from __future__ import annotations
@@ -19,7 +19,6 @@ from train.config import TrainConfig
 from train.flags import FlagError, _init_from_file
 
 CALIBRATION_BATCHES = 8
-INITIAL_POTENTIAL = 0.5
 
 
 def converted_model(config: TrainConfig, source) -> keras.Model:
@@ -46,7 +45,7 @@ def converted_model(config: TrainConfig, source) -> keras.Model:
     try:
         snn = tk.convert(ann, time_steps=config.time_steps, calibration_data=calibration,
                          calibration_batches=CALIBRATION_BATCHES,
-                         neuron=tk.neurons.IF(initial_potential=INITIAL_POTENTIAL))
+                         neuron=tk.conversion.DEFAULT_NEURON)
     except ValueError as error:
         raise FlagError("init_from", config.init_from, str(error)) from None
     return snn if config.mode == "tandem" else tk.with_mode(snn, config.mode)

@@ -39,7 +39,7 @@ def test_init_from_converts_the_ann(tmp_path, export_dir):
     model = compiled_model(config, source, steps_per_epoch=2)
     assert model.optimizer is not None
     encoder = model.get_layer("encoder")
-    assert (encoder.time_steps, encoder.mode, encoder.neuron.initial_potential) == (3, "tandem", 0.5)
+    assert (encoder.time_steps, encoder.mode, encoder.neuron) == (3, "tandem", tk.conversion.DEFAULT_NEURON)
     assert all(layer.mode == "tandem" for layer in model.layers if hasattr(layer, "mode"))
     thresholds = [layer.threshold for layer in model.layers if hasattr(layer, "threshold")]
     assert len(thresholds) == 3 and 1.0 not in thresholds      # calibrated on training batches
