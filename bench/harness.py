@@ -84,6 +84,74 @@ def compute_bounds(rows: Sequence[Dict], time_steps: int) -> Dict[str, float]:
             "bound_bptt": (shared - 2 * spiking + 2 * time_steps * spiking) / (total + backward)}
 
 
+def trained_model(path: str, flag: str) -> keras.Model:
+    """The model of ``path`` (a ``.keras`` file or an export directory, its ``model.keras``),
+    uncompiled; a missing file is a bad ``--flag``."""
+    file = os.path.join(path, "model.keras") if os.path.isdir(path) else path
+    if not os.path.isfile(file):
+        usage_error(f"--{flag}={path}: no .keras file (an export directory holds model.keras)")
+    return keras.models.load_model(file, compile=False)
+
+
+def split_batches(dataset: str, validation_split: float, batch_size: int):
+    """``python -m train``'s split of ``dataset``: the source, its validation batches (250
+    images, cached) and its training batches without augmentation (for calibration)."""
+    from common import datasets, pipeline
+
+    source = datasets.load(dataset, validation_split=validation_split)
+    return (source, pipeline.eval_batches(source, "validation", batch_size=250).cache(),
+            pipeline.eval_batches(source, "train", batch_size=batch_size))
+
+
+def val_error(model: keras.Model, batches) -> float:
+    """Top-1 error (%) on ``batches`` (ties to the lower class, as ``python -m eval``)."""
+    import tensorflow as tf
+
+    predict = tf.function(lambda x: model(x, training=False))
+    wrong = total = 0
+    for x, y in batches:
+        wrong += int(np.sum(np.asarray(predict(x)).argmax(-1) != y.numpy()))
+        total += len(y)
+    return 100.0 * wrong / total
+
+
+def compile_cosine(model: keras.Model, source, learning_rate: float, epochs: int,
+                   steps: int) -> None:
+    """Compiles ``model`` as the recipe does: Adam, cosine decay over ``epochs`` x ``steps``,
+    no weight decay."""
+    config = TrainConfig(learning_rate=learning_rate, lr_schedule="cosine", epochs=epochs,
+                         weight_decay=0.0, jit_compile=False)
+    recipe.compile_model(model, config, source.num_classes, steps)
+
+
+def augmented_batches(source, batch_size: int, seed: int, epochs: int = 1, steps: int = 0):
+    """Training batches with the CIFAR crop and flip, enough passes for ``epochs`` x ``steps``."""
+    from common import pipeline
+
+    passes = max(1, -(-epochs * steps // (source.num_train // batch_size)))
+    return pipeline.train_batches(source, batch_size=batch_size, seed=seed, start_epoch=0,
+                                  epochs=passes, augment="cifar")
+
+
+def save_trained(model: keras.Model, source, save_dir: str = "", export_dir: str = "",
+                 **training) -> None:
+    """An uncompiled copy of ``model`` (no optimizer state) saved to ``save_dir/model.keras``
+    and exported to ``export_dir`` as ``python -m train`` does, ``training`` (the split) in
+    its metadata."""
+    from common import datasets
+    from train.export import export
+
+    copy = keras.Model.from_config(model.get_config())
+    copy.set_weights(model.get_weights())
+    if save_dir:
+        os.makedirs(save_dir, exist_ok=True)
+        copy.save(os.path.join(save_dir, "model.keras"))
+    if export_dir:
+        export(copy, export_dir, source=source, training={
+            "split_seed": datasets.SPLIT_SEED, "num_train": source.num_train,
+            "num_validation": source.num_validation, **training})
+
+
 def synthetic_batch(batch: int, seed: int = 0):
     """CIFAR-sized images (pixel values 0..255) and integer labels."""
     rng = np.random.RandomState(seed)

@@ -482,6 +482,86 @@ def conversion(frame) -> "tuple[str, list[dict]]":
                            "calibrated, V(0)=θ/2", "fine-tuned, all at once", "fine-tuned, progressive"]), used
 
 
+# -- issue 28's controlled study (bench.accuracy_study) --
+
+STUDY_COLUMNS = ["network", "T", "row", "training", "budget", "error", "best", "other modes",
+                 "per epoch"]
+
+
+def _study_network(r: dict) -> str:
+    c = r["config"]
+    if c.get("init_from"):
+        return r["figures"].get("network", c["network"])
+    w = c.get("width_divisor") or 1
+    return c["network"] + (f" / {w}" if w > 1 else "")
+
+
+def _study_training(c: dict) -> str:
+    if c.get("start_from"):
+        return f"{c['mode']}, from {os.path.basename(os.path.normpath(c['start_from']))}"
+    start = "scratch"
+    if c.get("init_from"):
+        start = (f"converted from {os.path.basename(os.path.normpath(c['init_from']))}, "
+                 f"p{c['percentile']:g}")
+    v0 = f"V(0)={c['initial_potential']:g}θ"
+    if c.get("rounding") is not None and c["rounding"] != c["initial_potential"]:
+        v0 += f" + {c['rounding'] - c['initial_potential']:g}θ bias"
+    parts = [c["mode"], v0, start]
+    if c.get("distill"):
+        parts.append(f"distilled (α={c['alpha']:g}, τ={c['temperature']:g})")
+    return ", ".join(parts)
+
+
+def _study_cells(r: dict) -> list:
+    c, f = r["config"], r["figures"]
+    curve = f["per_epoch"]
+    best = min(curve, key=lambda e: e["val_error"])
+    steps = f["steps"] // max(f["epochs"], 1)
+    budget = f"{f['epochs']} epochs x {steps}, {f['train_wall_s'] / 60:.1f} min"
+    others = ", ".join(f"{m} {e:.2f}%" for m, e in f.get("modes", {}).items())
+    return [_study_network(r), c["time_steps"], c["row"], _study_training(c), budget,
+            f"**{f['val_error']:.2f}%**", f"{best['val_error']:.2f}% (ep. {best['epoch']})",
+            others or "-", ", ".join(f"{e['val_error']:.1f}" for e in curve)]
+
+
+def study_record_table(r: dict) -> str:
+    """One ``accuracy_study`` record, as the program prints it: its budget, the validation
+    error after the last epoch, the best epoch, the same weights' error in the other modes and
+    the error after every epoch (the curve that tells a slower convergence from a higher
+    plateau).
+
+    Example:
+      >>> r = {"config": {"network": "net", "time_steps": 4, "row": "tandem", "mode": "tandem",
+      ...                 "initial_potential": 0.5, "init_from": "", "distill": ""},
+      ...      "figures": {"val_error": 20.0, "epochs": 2, "steps": 1406, "train_wall_s": 600.0,
+      ...                  "modes": {"quantized": 25.0}, "per_epoch": [
+      ...                      {"epoch": 1, "val_error": 30.0}, {"epoch": 2, "val_error": 20.0}]}}
+      >>> for column, cell in zip(STUDY_COLUMNS, _study_cells(r)):
+      ...     print(f"{column}: {cell}")
+      network: net
+      T: 4
+      row: tandem
+      training: tandem, V(0)=0.5θ, scratch
+      budget: 2 epochs x 703, 10.0 min
+      error: **20.00%**
+      best: 20.00% (ep. 2)
+      other modes: quantized 25.00%
+      per epoch: 30.0, 20.0
+    """
+    return markdown([_study_cells(r)], STUDY_COLUMNS)
+
+
+def study(frame, network: str = "") -> "tuple[str, list[dict]]":
+    """The latest ``accuracy_study`` record of every (network, T, row) (of ``network`` if
+    given), in the order they were first made."""
+    def key(r):
+        return _study_network(r), r["config"]["time_steps"], r["config"]["row"]
+
+    used = [r for r in latest_each(of(frame, "accuracy_study"), key).values()
+            if not network or _study_network(r) == network]
+    return markdown([_study_cells(r) for r in used], STUDY_COLUMNS), used
+
+
 def _graph(networks: list, time_steps: list, repeats: int, policies: tuple = ("float32",)) -> Table:
     return from_config(train_step_table, "train_step", networks=networks, time_steps=time_steps,
                        policies=list(policies), repeats=repeats)
@@ -500,6 +580,7 @@ TABLES: dict[str, Table] = {
     "trained_models": trained_models,
     "conversion": conversion, "conversion_zero_shot": conversion_zero_shot,
     "conversion_finetune": conversion_finetune,
+    "study": study,
     "train_step_T10": from_files(
         train_step_t10_table, "train_step:train_step_cifarnet_T10", "train_step:train_step_cifarnet_T10_run2",
         "torch_reference:torch_reference_T10_run2", labels=("run 1", "run 2", "run 2")),
