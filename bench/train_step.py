@@ -205,7 +205,7 @@ def main(argv) -> None:
                     if FLAGS.measure == "profile":
                         figures = profile(network, policy, jit == "1", time_steps, FLAGS.modes[0], FLAGS.repeats,
                                           FLAGS.batch)
-                        harness.finish("profile_step", figures, lambda r: profile_table(r, labels={}), FLAGS.out)
+                        harness.finish("profile_step", figures, profile_table, FLAGS.out)
                     elif FLAGS.measure == "memory":
                         for mode in FLAGS.modes:
                             result = _fresh(dict(configuration, modes=[mode]), TF_CPU_ALLOCATOR_USE_BFC="true")
