@@ -68,7 +68,7 @@ def train_step_table(r: dict) -> str:
 
 
 def profile_table(r: dict) -> str:
-    """``bench.profile_step``: each category's share of the op time (idle excluded)."""
+    """``bench.train_step --measure=profile``: each category's share of the op time (idle excluded)."""
     busy = {k: v for k, v in r["figures"]["by_category_us"].items() if k != "idle"}
     return markdown([[name, pct(us / sum(busy.values()), 1)]
                      for name, us in sorted(busy.items(), key=lambda kv: -kv[1])]
@@ -110,7 +110,7 @@ def input_checks_table(r: dict) -> str:
                      "CPU / unchecked (q25 / q50 / q75)"])
 
 
-# -- the reproduction and the spike-count study (bench.reproduce_cifar10, spike_count_decoding) --
+# -- the reproduction (bench.reproduce_cifar10) --
 
 def findings_table(results: dict) -> str:
     """The five findings of a reproduction as a Markdown table."""

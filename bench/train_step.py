@@ -22,6 +22,7 @@ from __future__ import annotations
 import collections
 import gc
 import glob
+import itertools
 import json
 import os
 import re
@@ -196,28 +197,25 @@ def main(argv) -> None:
         return _child(json.loads(FLAGS.child))
     images, labels = harness.synthetic_batch(FLAGS.batch)
     rows = []
-    for network in FLAGS.networks:
-        for policy in FLAGS.policies:
-            for jit in FLAGS.jit:
-                for time_steps in map(int, FLAGS.time_steps):
-                    configuration = dict(network=network, policy=policy, jit=jit == "1", time_steps=time_steps,
-                                         modes=FLAGS.modes, repeats=FLAGS.repeats, batch=FLAGS.batch)
-                    if FLAGS.measure == "profile":
-                        figures = profile(network, policy, jit == "1", time_steps, FLAGS.modes[0], FLAGS.repeats,
-                                          FLAGS.batch)
-                        harness.finish("profile_step", figures, profile_table, FLAGS.out)
-                    elif FLAGS.measure == "memory":
-                        for mode in FLAGS.modes:
-                            result = _fresh(dict(configuration, modes=[mode]), TF_CPU_ALLOCATOR_USE_BFC="true")
-                            rows.append({**result["rows"][0], **result["memory"]})
-                            print(f"{mode} T={time_steps}: peak RSS {rows[-1]['peak_mib']:.0f} MiB", flush=True)
-                    else:
-                        group = time_group(network, policy, jit == "1", time_steps, FLAGS.modes, images,
-                                           labels, FLAGS.repeats)[0]
-                        print(f"{network} {policy} jit={jit} T={time_steps}: " + ", ".join(
-                            f"{r['mode']} failed" if "error" in r else f"{r['mode']} {r['images_per_s']:.1f} img/s"
-                            for r in group), flush=True)
-                        rows += group
+    for network, policy, jit, time_steps in itertools.product(
+            FLAGS.networks, FLAGS.policies, [j == "1" for j in FLAGS.jit], map(int, FLAGS.time_steps)):
+        group = dict(network=network, policy=policy, jit=jit, time_steps=time_steps)
+        if FLAGS.measure == "profile":
+            figures = profile(**group, mode=FLAGS.modes[0], steps=FLAGS.repeats, batch=FLAGS.batch)
+            harness.finish("profile_step", figures, profile_table, FLAGS.out)
+        elif FLAGS.measure == "memory":
+            for mode in FLAGS.modes:
+                result = _fresh(dict(group, modes=[mode], repeats=FLAGS.repeats, batch=FLAGS.batch),
+                                TF_CPU_ALLOCATOR_USE_BFC="true")
+                rows.append({**result["rows"][0], **result["memory"]})
+                print(f"{mode} T={time_steps}: peak RSS {rows[-1]['peak_mib']:.0f} MiB", flush=True)
+        else:
+            timed = time_group(**group, modes=FLAGS.modes, images=images, labels=labels,
+                               repeats=FLAGS.repeats)[0]
+            print(f"{network} {policy} jit={int(jit)} T={time_steps}: " + ", ".join(
+                f"{r['mode']} failed" if "error" in r else f"{r['mode']} {r['images_per_s']:.1f} img/s"
+                for r in timed), flush=True)
+            rows += timed
     if FLAGS.measure in ("speed", "memory"):
         harness.finish("train_step" if FLAGS.measure == "speed" else "memory", {"rows": rows},
                        train_step_table if FLAGS.measure == "speed" else memory_table, FLAGS.out)
