@@ -59,8 +59,6 @@ flags.DEFINE_string("save_dir", "", "Save the trained model here (model.keras)."
 flags.DEFINE_string("export_dir", "", "Export the trained model here as python -m train does.")
 flags.DEFINE_string("out", "", "Records file (default bench/results/records.jsonl).")
 
-KIND = "accuracy_study"
-
 
 def _model(source, calibration) -> keras.Model:
     import models
@@ -131,6 +129,7 @@ def main(argv) -> None:
     del argv
     if not FLAGS.row:
         harness.usage_error("--row is required")
+    from common import pipeline
     from train import recipe
     from train.config import TrainConfig
 
@@ -146,11 +145,12 @@ def main(argv) -> None:
     if FLAGS.wall_minutes:
         probe = TrainConfig(learning_rate=FLAGS.learning_rate, lr_schedule="constant", epochs=1)
         recipe.compile_model(trainee, probe, source.num_classes, steps)
-        warm = harness.augmented_batches(source, FLAGS.batch_size, FLAGS.seed + 1)
+        warm = pipeline.train_batches(source, batch_size=FLAGS.batch_size, seed=FLAGS.seed + 1,
+                                      start_epoch=0, epochs=1, augment="cifar")
         epochs, seconds_per_step = _epochs_for(trainee, warm, steps)
         model.set_weights(_model(source, calibration).get_weights())   # untrained again
-    harness.compile_cosine(trainee, source, FLAGS.learning_rate, epochs, steps)
-    train = harness.augmented_batches(source, FLAGS.batch_size, FLAGS.seed, epochs, steps)
+    train = harness.cosine_training(trainee, source, FLAGS.learning_rate, epochs, steps,
+                                    FLAGS.batch_size, FLAGS.seed)
     start = harness.val_error(model, val)
     per_epoch = _PerEpoch(model, val)
     wall, cpu = time.time(), time.process_time()
@@ -164,7 +164,7 @@ def main(argv) -> None:
                          for mode in ("tandem", "quantized", "ann") if mode != FLAGS.mode}}
     harness.save_trained(model, source, FLAGS.save_dir, FLAGS.export_dir, dataset=FLAGS.dataset,
                          validation_split=0.1)
-    harness.finish(KIND, figures, study_record_table, FLAGS.out)
+    harness.finish("accuracy_study", figures, study_record_table, FLAGS.out)
 
 
 if __name__ == "__main__":

@@ -66,7 +66,8 @@ def zero_shot(ann, val, calibration) -> dict:
         for p in map(float, FLAGS.percentiles):
             rows.append({"method": "calibrated", "percentile": p, "initial_potential": v0,
                          "val_error": harness.val_error(convert(ann, calibration, p, v0), val)})
-        print(f"V(0)={v0:g} theta: calibrated p{rows[-1]['percentile']:g} {rows[-1]['val_error']:.2f}%", flush=True)
+        last = rows[-1]
+        print(f"V(0)={v0:g} theta: calibrated p{last['percentile']:g} {last['val_error']:.2f}%", flush=True)
     return {"rows": rows, "ann_error": rows[0]["val_error"]}
 
 
@@ -97,8 +98,8 @@ def finetune(ann, source, val, calibration) -> dict:
     snn = convert(ann, calibration, FLAGS.percentile, FLAGS.initial_potential)
     start = harness.val_error(snn, val)
     steps = FLAGS.steps_per_epoch or source.num_train // FLAGS.batch_size
-    harness.compile_cosine(snn, source, FLAGS.learning_rate, FLAGS.epochs, steps)
-    train = harness.augmented_batches(source, FLAGS.batch_size, FLAGS.seed, FLAGS.epochs, steps)
+    train = harness.cosine_training(snn, source, FLAGS.learning_rate, FLAGS.epochs, steps,
+                                    FLAGS.batch_size, FLAGS.seed)
     callbacks: list[Any] = []
     if FLAGS.quantized_epochs:
         if FLAGS.schedule != "all" or FLAGS.quantized_epochs >= FLAGS.epochs:
@@ -116,7 +117,7 @@ def finetune(ann, source, val, calibration) -> dict:
     stage = tk.conversion.stage_of(snn)  # in spiking layers
     hybrid = harness.val_error(snn, val) if stage < len(tk.conversion.stages(snn)) else None
     figures = {"ann_error": harness.val_error(ann, val), "start_error": start,
-               "val_error": harness.val_error(tk.conversion.set_stage(snn), val),  # every layer in tandem mode: the SNN
+               "val_error": harness.val_error(tk.conversion.set_stage(snn), val),  # the SNN
                "per_epoch": [{"epoch": i + 1, "val_error": 100.0 * (1.0 - history["val_top1"][i]),
                               "stage": history.get("progressive_stage", [None] * FLAGS.epochs)[i],
                               "mode": "quantized" if i < FLAGS.quantized_epochs else "tandem"}

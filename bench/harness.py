@@ -32,6 +32,7 @@ with console.quiet_tensorflow_startup():
 
 median = statistics.median_high  # the benchmarks' median: the upper one for an even count
 NETWORK = re.compile(r"(?P<model>\w+?)(?:_w(?P<divisor>[1-9]\d*))?")  # "cifarnet", "cifarnet_w4"
+EXPECTED = f"a model of models ({', '.join(models.BUILDERS)}), optionally '_wK' (every width / K)"
 
 
 def is_network(names: str | Sequence[str]) -> bool:
@@ -42,17 +43,14 @@ def is_network(names: str | Sequence[str]) -> bool:
 
 def check_network_flag(name: str) -> None:
     """Refuses an unknown network in flag ``name`` as a bad flag (one line, exit 2)."""
-    flags.register_validator(name, is_network, f"unknown network; expected a model of models "
-                                               f"({', '.join(models.BUILDERS)}), optionally with '_wK' "
-                                               "(every width divided by K)")
+    flags.register_validator(name, is_network, f"unknown network; expected {EXPECTED}")
 
 
 def compiled_network(name: str, time_steps: int, mode: str, jit_compile: bool = False,
                      compiled: bool = True) -> keras.Model:
     """The network ``name`` for 32x32x3 images, 10 classes, in the dtype policy in force."""
     if not is_network(name):
-        raise ValueError(f"unknown network {name!r}; expected one of {', '.join(models.BUILDERS)}, "
-                         "or one with '_wK' (every width divided by K)")
+        raise ValueError(f"unknown network {name!r}; expected {EXPECTED}")
     match = NETWORK.fullmatch(name)
     config = TrainConfig(model=match["model"], width_divisor=int(match["divisor"] or 1), time_steps=time_steps,
                          mode=mode, model_name=name, lr_schedule="constant", jit_compile=jit_compile)
@@ -110,34 +108,29 @@ def val_error(model: keras.Model, batches) -> float:
     predict = tf.function(lambda x: model(x, training=False))
     wrong = total = 0
     for x, y in batches:
-        wrong += int(np.sum(np.asarray(predict(x)).argmax(-1) != y.numpy()))
+        wrong += int(np.sum(np.asarray(predict(x)).argmax(-1) != np.asarray(y)))
         total += len(y)
     return 100.0 * wrong / total
 
 
-def compile_cosine(model: keras.Model, source, learning_rate: float, epochs: int,
-                   steps: int) -> None:
-    """Compiles ``model`` as the recipe does: Adam, cosine decay over ``epochs`` x ``steps``,
-    no weight decay."""
+def cosine_training(model: keras.Model, source, learning_rate: float, epochs: int, steps: int,
+                    batch_size: int, seed: int):
+    """Compiles ``model`` as the recipe does (Adam, cosine decay over ``epochs`` x ``steps``, no
+    weight decay); returns enough training batches (CIFAR crop and flip) for those steps."""
+    from common import pipeline
+
     config = TrainConfig(learning_rate=learning_rate, lr_schedule="cosine", epochs=epochs,
                          weight_decay=0.0, jit_compile=False)
     recipe.compile_model(model, config, source.num_classes, steps)
-
-
-def augmented_batches(source, batch_size: int, seed: int, epochs: int = 1, steps: int = 0):
-    """Training batches with the CIFAR crop and flip, enough passes for ``epochs`` x ``steps``."""
-    from common import pipeline
-
-    passes = max(1, -(-epochs * steps // (source.num_train // batch_size)))
     return pipeline.train_batches(source, batch_size=batch_size, seed=seed, start_epoch=0,
-                                  epochs=passes, augment="cifar")
+                                  epochs=-(-epochs * steps // (source.num_train // batch_size)),
+                                  augment="cifar")
 
 
 def save_trained(model: keras.Model, source, save_dir: str = "", export_dir: str = "",
                  **training) -> None:
-    """An uncompiled copy of ``model`` (no optimizer state) saved to ``save_dir/model.keras``
-    and exported to ``export_dir`` as ``python -m train`` does, ``training`` (the split) in
-    its metadata."""
+    """An uncompiled copy of ``model`` saved to ``save_dir/model.keras`` and exported to
+    ``export_dir`` as ``python -m train`` does, ``training`` (the split) in its metadata."""
     from common import datasets
     from train.export import export
 

@@ -1,21 +1,11 @@
 """The docs' tables made from the records: ``python -m bench.tables`` rewrites them in place,
 ``--check`` names the docs whose tables are out of date (exit 1).
 
-:data:`TABLES` maps a table's name to its maker (records -> ``(markdown, records used)``); the
-performance tables take the records converted from a named file, so that a new run does not
-silently replace what a section discusses. The benchmarks print their records' tables with the
-same functions. Tables of concluded studies whose programs are gone (the authors' PyTorch loop,
-oneDNN, bfloat16 on digits, the spike-count decoding study, the profile and the T = 10 steps
-of issue 6) are plain Markdown in the docs, citing their records.
-
-Example:
-  >>> record = {"figures": {"rows": [
-  ...     {"T": 4, "model": "snn", "images_per_s": 50.0, "time_over_ann": 2.0},
-  ...     {"T": 4, "model": "ann", "images_per_s": 100.0, "time_over_ann": 1.0}]}}
-  >>> print(inference_table(record))
-  | T   | SNN img/s   | ANN img/s   | SNN time / ANN time   |
-  |-----|-------------|-------------|-----------------------|
-  | 4   | 50.0        | 100.0       | 2.00                  |
+:data:`TABLES` maps a table's name to its maker (records -> ``(markdown, records used)``). The
+benchmarks print their records' tables with the same functions. A table that can no longer
+change is plain Markdown in the docs, citing its records: those of records converted from the
+early JSON files, and of concluded studies whose programs are gone (the authors' PyTorch loop,
+oneDNN, bfloat16 on digits, the spike-count decoding study).
 """
 from __future__ import annotations
 
@@ -25,30 +15,10 @@ from typing import Any, Callable
 
 from bench.records import Table, latest, latest_each, markdown, of, pct, regenerate
 
-POLICIES = ("float32", "mixed_bfloat16")
 
 
 def _f(value: Any, spec: str) -> str:
     return "" if value is None else format(value, spec)
-
-
-def from_files(table: Callable[..., str], *sources: str, **options: Any) -> Table:
-    """A maker: ``table(*records, **options)`` of the latest record of each ``"kind:name"``,
-    the one converted from ``bench/results/<name>.json``."""
-    def make(frame):
-        used = [latest(of(frame, kind, converted_from=f"bench/results/{name}.json"))
-                for kind, name in (source.split(":") for source in sources)]
-        return table(*used, **options), used
-    return make
-
-
-def from_config(table: Callable[..., str], kind: str, **config: Any) -> Table:
-    """A maker: ``table(record)`` of the latest record of ``kind`` run with ``config`` (its
-    flags)."""
-    def make(frame):
-        used = [latest(of(frame, kind, **config))]
-        return table(*used), used
-    return make
 
 
 # -- training step, memory, inference, profile (bench.train_step, memory, inference, ...) --
@@ -103,7 +73,8 @@ def input_checks_table(r: dict) -> str:
     def quartiles(values):
         return " / ".join(f"{v:.3f}" for v in values)
 
-    return markdown([[row["T"], name, row["assert_ops"][name], quartiles(row[f"{name}_over_unchecked_wall_q25_q50_q75"]),
+    return markdown([[row["T"], name, row["assert_ops"][name],
+                      quartiles(row[f"{name}_over_unchecked_wall_q25_q50_q75"]),
                       quartiles(row[f"{name}_over_unchecked_cpu_q25_q50_q75"])]
                      for row in r["figures"]["rows"] for name in ("shipped", "every_layer")],
                     ["T", "checks", "Assert ops", "time / unchecked (q25 / q50 / q75)",
@@ -144,7 +115,8 @@ def trained_models(frame) -> "tuple[str, list[dict]]":
         rows.append([
             c["name"], c["mode"], "-" if c["mode"] == "ann" else c["time_steps"],
             f"{c['model']}/{c.get('width_divisor', 1)}", c["mixed_precision"], f"{c['epochs']:g}",
-            f"**{f['top1_error']:.2f}%** ({f.get('split')}, {f.get('examples')} images)", f"{f['top5_error']:.2f}%",
+            f"**{f['top1_error']:.2f}%** ({f.get('split')}, {f.get('examples')} images)",
+            f"{f['top5_error']:.2f}%",
             (tandem and _f(f.get("synops_ratio"), ".3f")) or "-", "-" if wall is None else f"{wall / 60:.0f} min",
             "not committed" if os.path.isabs(f["saved_model"]) else
             f"`{f['saved_model']}` ({f['saved_model_bytes'] / 2**20:.1f} MiB)"])
@@ -159,7 +131,9 @@ def _label(row: dict) -> str:
         return "ANN"
     v0 = row.get("initial_potential") or 0.0
     start = f", V(0)={v0:g}θ" if v0 else ""
-    return f"converted, θ=1{start}" if row["method"] == "converted" else f"calibrated p{row['percentile']:g}{start}"
+    if row["method"] == "converted":
+        return f"converted, θ=1{start}"
+    return f"calibrated p{row['percentile']:g}{start}"
 
 
 def _minutes(seconds) -> str:
@@ -202,8 +176,8 @@ def conversion_record_table(r: dict) -> str:
     """
     c, f = r["config"], r["figures"]
     if c["step"] == "zero_shot":
-        return markdown([[c["name"], c["time_steps"], _label(row), f"{row['val_error']:.2f}%"] for row in f["rows"]],
-                        ["network", "T", "method", "validation error"])
+        return markdown([[c["name"], c["time_steps"], _label(row), f"{row['val_error']:.2f}%"]
+                         for row in f["rows"]], ["network", "T", "method", "validation error"])
     return markdown([[c["name"], c["time_steps"], *_finetune_cells(r)]], ["network", "T", *FINETUNE_COLUMNS])
 
 
@@ -228,10 +202,12 @@ def conversion_zero_shot(frame) -> "tuple[str, list[dict]]":
     for r in used:
         c, f = r["config"], r["figures"]
         for v0 in sorted({row.get("initial_potential") or 0.0 for row in f["rows"] if row["method"] != "ann"}):
-            row = {"network": c["name"], "T": c["time_steps"], "V(0)": f"{v0:g}θ", "ANN": f"{f['ann_error']:.2f}%"}
+            row = {"network": c["name"], "T": c["time_steps"], "V(0)": f"{v0:g}θ",
+                   "ANN": f"{f['ann_error']:.2f}%"}
             for x in f["rows"]:
                 if x["method"] != "ann" and (x.get("initial_potential") or 0.0) == v0:
-                    row["θ = 1" if x["method"] == "converted" else f"p{x['percentile']:g}"] = f"{x['val_error']:.2f}%"
+                    column = "θ = 1" if x["method"] == "converted" else f"p{x['percentile']:g}"
+                    row[column] = f"{x['val_error']:.2f}%"
             rows.append(row)
     return markdown(rows), used
 
@@ -254,8 +230,11 @@ def conversion(frame) -> "tuple[str, list[dict]]":
             return "-" if label not in by else f"{by[label]:.2f}%"
 
         def tuned_cell(x):
-            return "-" if not x else (f"**{x['figures']['val_error']:.2f}%** ({x['figures']['examples_seen'] / 45000:.1f} "
-                                      f"epochs, {_minutes(x['figures']['train_wall_s'])})")
+            if not x:
+                return "-"
+            f = x["figures"]
+            return (f"**{f['val_error']:.2f}%** ({f['examples_seen'] / 45000:.1f} epochs, "
+                    f"{_minutes(f['train_wall_s'])})")
         rows.append([name, t, cell("ANN"), cell("converted, θ=1"), cell(chosen) if chosen else "-",
                      cell(f"{chosen}, V(0)={v0:g}θ") if chosen and v0 else "-",
                      tuned_cell(tuned["all"]), tuned_cell(tuned["progressive"])])
@@ -306,29 +285,8 @@ def _study_cells(r: dict) -> list:
 
 
 def study_record_table(r: dict) -> str:
-    """One ``accuracy_study`` record, as the program prints it: its budget, the validation
-    error after the last epoch, the best epoch, the same weights' error in the other modes and
-    the error after every epoch (the curve that tells a slower convergence from a higher
-    plateau).
-
-    Example:
-      >>> r = {"config": {"network": "net", "time_steps": 4, "row": "tandem", "mode": "tandem",
-      ...                 "initial_potential": 0.5, "init_from": "", "distill": ""},
-      ...      "figures": {"val_error": 20.0, "epochs": 2, "steps": 1406, "train_wall_s": 600.0,
-      ...                  "modes": {"quantized": 25.0}, "per_epoch": [
-      ...                      {"epoch": 1, "val_error": 30.0}, {"epoch": 2, "val_error": 20.0}]}}
-      >>> for column, cell in zip(STUDY_COLUMNS, _study_cells(r)):
-      ...     print(f"{column}: {cell}")
-      network: net
-      T: 4
-      row: tandem
-      training: tandem, V(0)=0.5θ, scratch
-      budget: 2 epochs x 703, 10.0 min
-      error: **20.00%**
-      best: 20.00% (ep. 2)
-      other modes: quantized 25.00%
-      per epoch: 30.0, 20.0
-    """
+    """One ``accuracy_study`` record: its budget, the final and the best validation error, the
+    same weights in the other modes, the error per epoch (a slower convergence or a higher plateau)."""
     return markdown([_study_cells(r)], STUDY_COLUMNS)
 
 
@@ -344,8 +302,12 @@ def study(frame, network: str = "") -> "tuple[str, list[dict]]":
 
 
 def _graph(networks: list, time_steps: list, repeats: int, policies: tuple = ("float32",)) -> Table:
-    return from_config(train_step_table, "train_step", networks=networks, time_steps=time_steps,
-                       policies=list(policies), repeats=repeats)
+    """A maker: the latest ``train_step`` record run with these flags."""
+    def make(frame):
+        used = [latest(of(frame, "train_step", networks=networks, time_steps=time_steps,
+                          policies=list(policies), repeats=repeats))]
+        return train_step_table(*used), used
+    return make
 
 
 SMALL = dict(train_size=10000, val_size=5000, epochs=2, time_steps=4, width_divisor=8)
@@ -359,20 +321,12 @@ TABLES: dict[str, Table] = {
     "conversion": conversion, "conversion_zero_shot": conversion_zero_shot,
     "conversion_finetune": conversion_finetune,
     "study": study,
-    "train_step_T_sweep": from_files(train_step_table, "train_step:train_step_cifarnet_T1_4_16"),
-    "train_step_w4": from_files(train_step_table, "train_step:train_step_cifarnet_w4"),
     "train_step_architectures": _graph(["resnet20", "vgg11"], ["4"], 10),
     "train_step_architectures_r5": _graph(["resnet20", "vgg11"], ["4"], 5),
     "train_step_cifarnet_T10_graph": _graph(["cifarnet"], ["10"], 7),
     "train_step_cifarnet_T10_graph_r3": _graph(["cifarnet"], ["10"], 3),
     "train_step_cifarnet_w4_graph": _graph(["cifarnet_w4"], ["4", "10"], 5),
-    "train_step_bf16_without_avx512_bf16": _graph(["vgg11_w2", "cifarnet_w4"], ["4"], 5, POLICIES),
-    "memory_w4": from_files(memory_table, "memory:memory_cifarnet_w4"),
-    "memory_full": from_files(memory_table, "memory:memory_cifarnet", "memory:memory_cifarnet_tandem_T32"),
-    "inference_cifarnet": from_files(inference_table, "inference:inference_cifarnet"),
-    "inference_cifarnet_bf16_T10": from_files(inference_table, "inference:inference_cifarnet_bf16_T10", cpu=True),
-    "inference_cifarnet_w4": from_files(inference_table, "inference:inference_cifarnet_w4", cpu=True),
-    "input_checks_w4": from_files(input_checks_table, "input_checks:input_checks_cifarnet_w4"),
+    "train_step_bf16_without_avx512_bf16": _graph(["vgg11_w2", "cifarnet_w4"], ["4"], 5, ("float32", "mixed_bfloat16")),
 }
 
 if __name__ == "__main__":

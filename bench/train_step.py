@@ -36,7 +36,8 @@ from bench.tables import memory_table, profile_table, train_step_table
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("measure", "speed", ["speed", "memory", "profile"], "What to measure (see the docstring).")
-flags.DEFINE_list("networks", ["cifarnet_w4"], "CIFAR builders of models.BUILDERS, each optionally _wK (width / K).")
+flags.DEFINE_list("networks", ["cifarnet_w4"],
+                  "CIFAR builders of models.BUILDERS, each optionally _wK (width / K).")
 flags.DEFINE_list("modes", ["tandem", "ann", "bptt"], "Modes measured side by side.")
 flags.DEFINE_list("time_steps", ["1", "4", "10", "16"], "Values of T.")
 flags.DEFINE_list("policies", ["float32", "mixed_bfloat16"], "Keras dtype policies.")
@@ -107,11 +108,6 @@ def time_group(network: str, policy: str, jit: bool, time_steps: int, modes, ima
     del steps
     gc.collect()
     return rows, memory
-
-
-def _fresh(configuration: dict, **environment: str) -> dict:
-    """:func:`time_group` of ``configuration`` in a fresh process (its rows and memory)."""
-    return harness.run_child("bench.train_step", [f"--child={json.dumps(configuration)}"], **environment)
 
 
 def _child(configuration: dict) -> None:
@@ -205,8 +201,9 @@ def main(argv) -> None:
             harness.finish("profile_step", figures, profile_table, FLAGS.out)
         elif FLAGS.measure == "memory":
             for mode in FLAGS.modes:
-                result = _fresh(dict(group, modes=[mode], repeats=FLAGS.repeats, batch=FLAGS.batch),
-                                TF_CPU_ALLOCATOR_USE_BFC="true")
+                child = dict(group, modes=[mode], repeats=FLAGS.repeats, batch=FLAGS.batch)
+                result = harness.run_child("bench.train_step", [f"--child={json.dumps(child)}"],
+                                           TF_CPU_ALLOCATOR_USE_BFC="true")
                 rows.append({**result["rows"][0], **result["memory"]})
                 print(f"{mode} T={time_steps}: peak RSS {rows[-1]['peak_mib']:.0f} MiB", flush=True)
         else:
