@@ -24,12 +24,12 @@ Each run appends one ``accuracy_study`` record; ``--save_dir`` saves the trained
 """
 from __future__ import annotations
 
-import os
 import time
 from typing import Any
 
 from bench import harness
-from bench.harness import flags, keras, np, tk
+from bench.harness import flags, keras, tk
+from bench.tables import study_record_table
 from tandem_keras._keras_internals import producer
 
 FLAGS = flags.FLAGS
@@ -59,30 +59,24 @@ flags.DEFINE_string("save_dir", "", "Save the trained model here (model.keras)."
 flags.DEFINE_string("export_dir", "", "Export the trained model here as python -m train does.")
 flags.DEFINE_string("out", "", "Records file (default bench/results/records.jsonl).")
 
-KIND = "accuracy_study"
-
-
-def _keras_file(path: str) -> str:
-    return os.path.join(path, "model.keras") if os.path.isdir(path) else path
-
 
 def _model(source, calibration) -> keras.Model:
     import models
 
     neuron = tk.neurons.IF(initial_potential=FLAGS.initial_potential)
     if FLAGS.start_from:
-        trained = keras.models.load_model(_keras_file(FLAGS.start_from), compile=False)
-        return tk.with_mode(trained, FLAGS.mode)
+        return tk.with_mode(harness.trained_model(FLAGS.start_from, "start_from"), FLAGS.mode)
     if FLAGS.init_from:
-        ann = keras.models.load_model(_keras_file(FLAGS.init_from), compile=False)
+        ann = harness.trained_model(FLAGS.init_from, "init_from")
         snn = tk.convert(ann, time_steps=FLAGS.time_steps, calibration_data=calibration,
                          percentile=FLAGS.percentile, neuron=neuron)
         if FLAGS.rounding is not None and FLAGS.rounding != FLAGS.initial_potential:
             _shift_biases(snn, FLAGS.rounding - FLAGS.initial_potential)
         return snn if FLAGS.mode == "tandem" else tk.with_mode(snn, FLAGS.mode)
     return models.BUILDERS[FLAGS.network](
-        input_shape=source.image_shape, num_classes=source.num_classes, time_steps=FLAGS.time_steps,
-        mode=FLAGS.mode, width_divisor=FLAGS.width_divisor, neuron=neuron)
+        input_shape=source.image_shape, num_classes=source.num_classes,
+        time_steps=FLAGS.time_steps, mode=FLAGS.mode, width_divisor=FLAGS.width_divisor,
+        neuron=neuron)
 
 
 def _shift_biases(model: keras.Model, shift: float) -> None:
@@ -97,18 +91,6 @@ def _shift_biases(model: keras.Model, shift: float) -> None:
             layer.beta.assign(layer.beta + shift * layer.threshold)
 
 
-def val_error(model: keras.Model, val) -> float:
-    """Top-1 error (%) on the validation batches (ties to the lower class, as python -m eval)."""
-    import tensorflow as tf
-
-    predict = tf.function(lambda x: model(x, training=False))
-    wrong = total = 0
-    for x, y in val:
-        wrong += int(np.sum(np.asarray(predict(x)).argmax(-1) != y.numpy()))
-        total += len(y)
-    return 100.0 * wrong / total
-
-
 class _PerEpoch(keras.callbacks.Callback):
     def __init__(self, model: keras.Model, val) -> None:
         super().__init__()
@@ -120,9 +102,9 @@ class _PerEpoch(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
         row = {"epoch": epoch + 1, "train_wall_s": time.time() - self.wall,
                "train_cpu_s": time.process_time() - self.cpu, "loss": float(logs["loss"]),
-               "val_error": val_error(self.student, self.val)}
+               "val_error": harness.val_error(self.student, self.val)}
         if FLAGS.mode == "quantized":   # its SNN, constrain-then-train
-            row["snn_error"] = val_error(tk.with_mode(self.student, "tandem"), self.val)
+            row["snn_error"] = harness.val_error(tk.with_mode(self.student, "tandem"), self.val)
         self.rows.append(row)
         print(f"epoch {row['epoch']}: val {row['val_error']:.2f}%"
               + (f" (its SNN {row['snn_error']:.2f}%)" if "snn_error" in row else "")
@@ -147,20 +129,17 @@ def main(argv) -> None:
     del argv
     if not FLAGS.row:
         harness.usage_error("--row is required")
-    from bench.tables_study import study_record_table
-    from common import datasets as train_data, pipeline
+    from common import pipeline
     from train import recipe
     from train.config import TrainConfig
 
     keras.utils.set_random_seed(FLAGS.seed)
-    source = train_data.load(FLAGS.dataset, validation_split=0.1)
-    val = pipeline.eval_batches(source, "validation", batch_size=250).cache()
-    calibration = pipeline.eval_batches(source, "train", batch_size=FLAGS.batch_size)
-    model = _model(source, calibration)
-    trainee = model
+    source, val, calibration = harness.split_batches(FLAGS.dataset, 0.1, FLAGS.batch_size)
+    model = trainee = _model(source, calibration)
     if FLAGS.distill:
-        teacher = keras.models.load_model(_keras_file(FLAGS.distill), compile=False)
-        trainee = tk.conversion.Distiller(model, teacher, alpha=FLAGS.alpha, temperature=FLAGS.temperature)
+        teacher = harness.trained_model(FLAGS.distill, "distill")
+        trainee = tk.conversion.Distiller(model, teacher, alpha=FLAGS.alpha,
+                                          temperature=FLAGS.temperature)
     steps = FLAGS.steps_per_epoch or source.num_train // FLAGS.batch_size
     epochs, seconds_per_step = FLAGS.epochs, None
     if FLAGS.wall_minutes:
@@ -170,36 +149,22 @@ def main(argv) -> None:
                                       start_epoch=0, epochs=1, augment="cifar")
         epochs, seconds_per_step = _epochs_for(trainee, warm, steps)
         model.set_weights(_model(source, calibration).get_weights())   # untrained again
-    config = TrainConfig(learning_rate=FLAGS.learning_rate, lr_schedule="cosine", epochs=epochs,
-                         weight_decay=0.0, jit_compile=False)
-    recipe.compile_model(trainee, config, source.num_classes, steps)
-    passes = -(-epochs * steps // (source.num_train // FLAGS.batch_size))
-    train = pipeline.train_batches(source, batch_size=FLAGS.batch_size, seed=FLAGS.seed, start_epoch=0,
-                                   epochs=passes, augment="cifar")
-    start = val_error(model, val)
+    train = harness.cosine_training(trainee, source, FLAGS.learning_rate, epochs, steps,
+                                    FLAGS.batch_size, FLAGS.seed)
+    start = harness.val_error(model, val)
     per_epoch = _PerEpoch(model, val)
     wall, cpu = time.time(), time.process_time()
     trainee.fit(train, epochs=epochs, steps_per_epoch=steps, callbacks=[per_epoch], verbose=0)
     wall, cpu = time.time() - wall, time.process_time() - cpu
-    figures = {"network": model.name, "start_error": start, "val_error": per_epoch.rows[-1]["val_error"],
-               "per_epoch": per_epoch.rows, "epochs": epochs, "steps": epochs * steps,
-               "train_wall_s": wall, "train_cpu_s": cpu, "seconds_per_step_probe": seconds_per_step,
-               "modes": {mode: val_error(tk.with_mode(model, mode), val)
+    figures = {"network": model.name, "start_error": start,
+               "val_error": per_epoch.rows[-1]["val_error"], "per_epoch": per_epoch.rows,
+               "epochs": epochs, "steps": epochs * steps, "train_wall_s": wall, "train_cpu_s": cpu,
+               "seconds_per_step_probe": seconds_per_step,
+               "modes": {mode: harness.val_error(tk.with_mode(model, mode), val)
                          for mode in ("tandem", "quantized", "ann") if mode != FLAGS.mode}}
-    if FLAGS.save_dir or FLAGS.export_dir:
-        copy = keras.Model.from_config(model.get_config())   # uncompiled: no optimizer state
-        copy.set_weights(model.get_weights())
-        if FLAGS.save_dir:
-            os.makedirs(FLAGS.save_dir, exist_ok=True)
-            copy.save(os.path.join(FLAGS.save_dir, "model.keras"))
-        if FLAGS.export_dir:
-            from common import datasets as train_data
-            from train.export import export
-
-            export(copy, FLAGS.export_dir, source=source, training={
-                "dataset": FLAGS.dataset, "validation_split": 0.1, "split_seed": train_data.SPLIT_SEED,
-                "num_train": source.num_train, "num_validation": source.num_validation})
-    harness.finish(KIND, figures, study_record_table, FLAGS.out)
+    harness.save_trained(model, source, FLAGS.save_dir, FLAGS.export_dir, dataset=FLAGS.dataset,
+                         validation_split=0.1)
+    harness.finish("accuracy_study", figures, study_record_table, FLAGS.out)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import time
 from typing import Any
 
 from bench import harness
-from bench.harness import flags, keras, np, tk
+from bench.harness import flags, keras, tk
 from bench.tables import conversion_record_table
 
 FLAGS = flags.FLAGS
@@ -52,29 +52,22 @@ flags.DEFINE_string("export_dir", "", "finetune: export the fine-tuned SNN here.
 flags.DEFINE_string("out", "", "Records file (default bench/results/records.jsonl).")
 
 
-def val_error(model: keras.Model, val) -> float:
-    """Top-1 error (%) on the validation split; ties to the lower class, as python -m eval."""
-    wrong = total = 0
-    for x, y in val:
-        wrong += int(np.sum(np.asarray(model(x, training=False)).argmax(-1) != y.numpy()))
-        total += len(y)
-    return 100.0 * wrong / total
-
-
 def convert(ann, calibration, percentile, v0):
-    return tk.convert(ann, time_steps=FLAGS.time_steps, calibration_data=calibration, percentile=percentile,
-                      calibration_batches=FLAGS.calibration_batches, neuron=tk.neurons.IF(initial_potential=v0))
+    return tk.convert(ann, time_steps=FLAGS.time_steps, calibration_data=calibration,
+                      percentile=percentile, calibration_batches=FLAGS.calibration_batches,
+                      neuron=tk.neurons.IF(initial_potential=v0))
 
 
 def zero_shot(ann, val, calibration) -> dict:
-    rows = [{"method": "ann", "val_error": val_error(ann, val)}]
+    rows = [{"method": "ann", "val_error": harness.val_error(ann, val)}]
     for v0 in sorted({0.0, FLAGS.initial_potential}):
         rows.append({"method": "converted", "percentile": None, "initial_potential": v0,
-                     "val_error": val_error(convert(ann, None, 99.9, v0), val)})
+                     "val_error": harness.val_error(convert(ann, None, 99.9, v0), val)})
         for p in map(float, FLAGS.percentiles):
             rows.append({"method": "calibrated", "percentile": p, "initial_potential": v0,
-                         "val_error": val_error(convert(ann, calibration, p, v0), val)})
-        print(f"V(0)={v0:g} theta: calibrated p{rows[-1]['percentile']:g} {rows[-1]['val_error']:.2f}%", flush=True)
+                         "val_error": harness.val_error(convert(ann, calibration, p, v0), val)})
+        last = rows[-1]
+        print(f"V(0)={v0:g} theta: calibrated p{last['percentile']:g} {last['val_error']:.2f}%", flush=True)
     return {"rows": rows, "ann_error": rows[0]["val_error"]}
 
 
@@ -96,24 +89,17 @@ class QuantizedFirst(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
         if epoch + 1 == self.epochs:
-            self.quantized_error = val_error(self.model, self.val)  # the quantized ANN
+            self.quantized_error = harness.val_error(self.model, self.val)  # the quantized ANN
             self._mode("tandem")
-            self.snn_error = val_error(self.model, self.val)  # its SNN, before tandem training
+            self.snn_error = harness.val_error(self.model, self.val)  # its SNN, before tandem training
 
 
 def finetune(ann, source, val, calibration) -> dict:
-    from common import datasets, pipeline
-    from train import recipe
-    from train.config import TrainConfig
-    from train.export import export
-
     snn = convert(ann, calibration, FLAGS.percentile, FLAGS.initial_potential)
-    start, full = val_error(snn, val), source.num_train // FLAGS.batch_size
-    steps = FLAGS.steps_per_epoch or full
-    recipe.compile_model(snn, TrainConfig(learning_rate=FLAGS.learning_rate, lr_schedule="cosine", epochs=FLAGS.epochs,
-                                          weight_decay=0.0, jit_compile=False), source.num_classes, steps)
-    train = pipeline.train_batches(source, batch_size=FLAGS.batch_size, seed=FLAGS.seed, start_epoch=0,
-                                   epochs=-(-FLAGS.epochs * steps // full), augment="cifar")
+    start = harness.val_error(snn, val)
+    steps = FLAGS.steps_per_epoch or source.num_train // FLAGS.batch_size
+    train = harness.cosine_training(snn, source, FLAGS.learning_rate, FLAGS.epochs, steps,
+                                    FLAGS.batch_size, FLAGS.seed)
     callbacks: list[Any] = []
     if FLAGS.quantized_epochs:
         if FLAGS.schedule != "all" or FLAGS.quantized_epochs >= FLAGS.epochs:
@@ -129,9 +115,9 @@ def finetune(ann, source, val, calibration) -> dict:
                       verbose=2).history
     cpu, wall = time.process_time() - cpu, time.time() - wall
     stage = tk.conversion.stage_of(snn)  # in spiking layers
-    hybrid = val_error(snn, val) if stage < len(tk.conversion.stages(snn)) else None
-    figures = {"ann_error": val_error(ann, val), "start_error": start,
-               "val_error": val_error(tk.conversion.set_stage(snn), val),  # every layer in tandem mode: the SNN
+    hybrid = harness.val_error(snn, val) if stage < len(tk.conversion.stages(snn)) else None
+    figures = {"ann_error": harness.val_error(ann, val), "start_error": start,
+               "val_error": harness.val_error(tk.conversion.set_stage(snn), val),  # the SNN
                "per_epoch": [{"epoch": i + 1, "val_error": 100.0 * (1.0 - history["val_top1"][i]),
                               "stage": history.get("progressive_stage", [None] * FLAGS.epochs)[i],
                               "mode": "quantized" if i < FLAGS.quantized_epochs else "tandem"}
@@ -143,28 +129,20 @@ def finetune(ann, source, val, calibration) -> dict:
     if FLAGS.quantized_epochs:
         figures.update(quantized_error=callbacks[0].quantized_error, snn_after_quantized=callbacks[0].snn_error)
     if FLAGS.export_dir:
-        copy = keras.Model.from_config(snn.get_config())  # uncompiled: no optimizer state
-        copy.set_weights(snn.get_weights())
-        export(copy, FLAGS.export_dir, source=source, training={
-            "validation_split": FLAGS.validation_split, "split_seed": datasets.SPLIT_SEED, "num_train": source.num_train,
-            "num_validation": source.num_validation, "converted_from": os.path.basename(os.path.normpath(FLAGS.ann))})
+        harness.save_trained(snn, source, export_dir=FLAGS.export_dir,
+                             validation_split=FLAGS.validation_split,
+                             converted_from=os.path.basename(os.path.normpath(FLAGS.ann)))
         figures["export_dir"] = FLAGS.export_dir
     return figures
 
 
 def main(argv) -> None:
     del argv
-    from common import datasets, pipeline
-
     if not FLAGS.ann or not FLAGS.name:
         harness.usage_error("--ann and --name are required")
-    path = os.path.join(FLAGS.ann, "model.keras") if os.path.isdir(FLAGS.ann) else FLAGS.ann
-    if not os.path.isfile(path):
-        harness.usage_error(f"--ann={FLAGS.ann}: no .keras file (an export directory holds model.keras)")
-    ann = keras.models.load_model(path, compile=False)
-    source = datasets.load(FLAGS.dataset, validation_split=FLAGS.validation_split)
-    val = pipeline.eval_batches(source, "validation", batch_size=250)
-    calibration = pipeline.eval_batches(source, "train", batch_size=FLAGS.batch_size)
+    ann = harness.trained_model(FLAGS.ann, "ann")
+    source, val, calibration = harness.split_batches(FLAGS.dataset, FLAGS.validation_split,
+                                                     FLAGS.batch_size)
     if FLAGS.step == "zero_shot":
         figures = zero_shot(ann, val, calibration)
     else:

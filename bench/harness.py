@@ -32,6 +32,7 @@ with console.quiet_tensorflow_startup():
 
 median = statistics.median_high  # the benchmarks' median: the upper one for an even count
 NETWORK = re.compile(r"(?P<model>\w+?)(?:_w(?P<divisor>[1-9]\d*))?")  # "cifarnet", "cifarnet_w4"
+EXPECTED = f"a model of models ({', '.join(models.BUILDERS)}), optionally '_wK' (every width / K)"
 
 
 def is_network(names: str | Sequence[str]) -> bool:
@@ -42,17 +43,14 @@ def is_network(names: str | Sequence[str]) -> bool:
 
 def check_network_flag(name: str) -> None:
     """Refuses an unknown network in flag ``name`` as a bad flag (one line, exit 2)."""
-    flags.register_validator(name, is_network, f"unknown network; expected a model of models "
-                                               f"({', '.join(models.BUILDERS)}), optionally with '_wK' "
-                                               "(every width divided by K)")
+    flags.register_validator(name, is_network, f"unknown network; expected {EXPECTED}")
 
 
 def compiled_network(name: str, time_steps: int, mode: str, jit_compile: bool = False,
                      compiled: bool = True) -> keras.Model:
     """The network ``name`` for 32x32x3 images, 10 classes, in the dtype policy in force."""
     if not is_network(name):
-        raise ValueError(f"unknown network {name!r}; expected one of {', '.join(models.BUILDERS)}, "
-                         "or one with '_wK' (every width divided by K)")
+        raise ValueError(f"unknown network {name!r}; expected {EXPECTED}")
     match = NETWORK.fullmatch(name)
     config = TrainConfig(model=match["model"], width_divisor=int(match["divisor"] or 1), time_steps=time_steps,
                          mode=mode, model_name=name, lr_schedule="constant", jit_compile=jit_compile)
@@ -82,6 +80,69 @@ def compute_bounds(rows: Sequence[Dict], time_steps: int) -> Dict[str, float]:
             "bound_issue": (total + time_steps * spiking + backward) / (total + backward),
             "bound_shared": shared / (total + backward),
             "bound_bptt": (shared - 2 * spiking + 2 * time_steps * spiking) / (total + backward)}
+
+
+def trained_model(path: str, flag: str) -> keras.Model:
+    """The model of ``path`` (a ``.keras`` file or an export directory, its ``model.keras``),
+    uncompiled; a missing file is a bad ``--flag``."""
+    file = os.path.join(path, "model.keras") if os.path.isdir(path) else path
+    if not os.path.isfile(file):
+        usage_error(f"--{flag}={path}: no .keras file (an export directory holds model.keras)")
+    return keras.models.load_model(file, compile=False)
+
+
+def split_batches(dataset: str, validation_split: float, batch_size: int):
+    """``python -m train``'s split of ``dataset``: the source, its validation batches (250
+    images, cached) and its training batches without augmentation (for calibration)."""
+    from common import datasets, pipeline
+
+    source = datasets.load(dataset, validation_split=validation_split)
+    return (source, pipeline.eval_batches(source, "validation", batch_size=250).cache(),
+            pipeline.eval_batches(source, "train", batch_size=batch_size))
+
+
+def val_error(model: keras.Model, batches) -> float:
+    """Top-1 error (%) on ``batches`` (ties to the lower class, as ``python -m eval``)."""
+    import tensorflow as tf
+
+    predict = tf.function(lambda x: model(x, training=False))
+    wrong = total = 0
+    for x, y in batches:
+        wrong += int(np.sum(np.asarray(predict(x)).argmax(-1) != np.asarray(y)))
+        total += len(y)
+    return 100.0 * wrong / total
+
+
+def cosine_training(model: keras.Model, source, learning_rate: float, epochs: int, steps: int,
+                    batch_size: int, seed: int):
+    """Compiles ``model`` as the recipe does (Adam, cosine decay over ``epochs`` x ``steps``, no
+    weight decay); returns enough training batches (CIFAR crop and flip) for those steps."""
+    from common import pipeline
+
+    config = TrainConfig(learning_rate=learning_rate, lr_schedule="cosine", epochs=epochs,
+                         weight_decay=0.0, jit_compile=False)
+    recipe.compile_model(model, config, source.num_classes, steps)
+    return pipeline.train_batches(source, batch_size=batch_size, seed=seed, start_epoch=0,
+                                  epochs=-(-epochs * steps // (source.num_train // batch_size)),
+                                  augment="cifar")
+
+
+def save_trained(model: keras.Model, source, save_dir: str = "", export_dir: str = "",
+                 **training) -> None:
+    """An uncompiled copy of ``model`` saved to ``save_dir/model.keras`` and exported to
+    ``export_dir`` as ``python -m train`` does, ``training`` (the split) in its metadata."""
+    from common import datasets
+    from train.export import export
+
+    copy = keras.Model.from_config(model.get_config())
+    copy.set_weights(model.get_weights())
+    if save_dir:
+        os.makedirs(save_dir, exist_ok=True)
+        copy.save(os.path.join(save_dir, "model.keras"))
+    if export_dir:
+        export(copy, export_dir, source=source, training={
+            "split_seed": datasets.SPLIT_SEED, "num_train": source.num_train,
+            "num_validation": source.num_validation, **training})
 
 
 def synthetic_batch(batch: int, seed: int = 0):

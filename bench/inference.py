@@ -85,7 +85,8 @@ def main(argv) -> None:
         for t in map(int, FLAGS.time_steps):
             model = harness.compiled_network(FLAGS.network, t, "tandem", compiled=False)
             if FLAGS.compare == "ann":
-                calls = {k: (lambda m=m: m.serve(images).numpy()) for k, m in exported(model, f"{tmp}/{t}").items()}
+                calls = {k: (lambda m=m: m.serve(images).numpy())
+                         for k, m in exported(model, f"{tmp}/{t}").items()}
             else:
                 calls, asserts = checked_variants(model, images)
             for call in calls.values():
@@ -95,8 +96,8 @@ def main(argv) -> None:
             wall = {k: harness.median(v) for k, v in times.items()}
             cpu_s = {k: harness.median(v) for k, v in cpu.items()}
             if FLAGS.compare == "ann":
-                rows += [{"network": FLAGS.network, "T": t, "model": kind, "batch": FLAGS.batch, "policy": FLAGS.policy,
-                          "call_s": times[kind], "cpu_s": cpu[kind], "median_s": wall[kind],
+                rows += [{"network": FLAGS.network, "T": t, "model": kind, "batch": FLAGS.batch,
+                          "policy": FLAGS.policy, "call_s": times[kind], "cpu_s": cpu[kind], "median_s": wall[kind],
                           "median_cpu_s": cpu_s[kind], "images_per_s": FLAGS.batch / wall[kind],
                           "time_over_ann": wall[kind] / wall["ann"], "cpu_over_ann": cpu_s[kind] / cpu_s["ann"]}
                          for kind in ("snn", "ann")]

@@ -53,7 +53,8 @@ def copy(source: str, to: str) -> None:
     model = keras.Model.from_config(loaded.get_config())  # never compiled: no optimizer state
     model.set_weights(loaded.get_weights())
     tk.export_model(model, to, training=load_metadata(source).get("training"), keras_file="model.keras")
-    print(f"exported {source} to {to} (model.keras {os.path.getsize(os.path.join(to, 'model.keras')) / 2**20:.1f} MiB)")
+    size = os.path.getsize(os.path.join(to, "model.keras")) / 2**20
+    print(f"exported {source} to {to} (model.keras {size:.1f} MiB)")
 
 
 def export_bytes(path: str) -> int:
@@ -71,9 +72,11 @@ def epochs_from_history(path: str) -> list[dict]:
       >>> epochs_from_history(path)
       [{'epoch': 1, 'val_top1': 0.5}, {'epoch': 2, 'val_top1': 0.75}]
     """
+    keys = ("val_top1", "val_loss", "top1", "loss")
     with open(path, newline="") as f:
-        return [{"epoch": int(row["epoch"]) + 1, **{k: float(row[k]) for k in ("val_top1", "val_loss", "top1", "loss")
-                                                    if row.get(k) not in (None, "")}} for row in csv.DictReader(f)]
+        return [{"epoch": int(row["epoch"]) + 1,
+                 **{k: float(row[k]) for k in keys if row.get(k) not in (None, "")}}
+                for row in csv.DictReader(f)]
 
 
 def record(name: str, to: str, eval_json: str, model_dir: str, train_command: Optional[str] = None,
@@ -92,21 +95,22 @@ def record(name: str, to: str, eval_json: str, model_dir: str, train_command: Op
         figures["keras_file_bytes"] = os.path.getsize(os.path.join(to, "model.keras"))
     stamped: dict[str, Any] = {"command": train_command, **({"note": note} if note else {})}
     if finetune_export:  # a converted SNN: its fine-tuning is the conversion record's
-        tuned = [r for r in records.of(records.read(), "conversion") if r["figures"].get("export_dir") == finetune_export]
+        tuned = [r for r in records.of(records.read(), "conversion")
+                 if r["figures"].get("export_dir") == finetune_export]
         if not tuned:
             harness.usage_error(f"no conversion record exported to {finetune_export}")
         r = tuned[-1]
         config.update(mode="tandem", time_steps=r["config"]["time_steps"], finetune=r["config"],
                       epochs=round(r["figures"]["examples_seen"] / 45000, 2),
                       converted_from=os.path.basename(config.get("export_dir") or "") or None)
-        figures.update(train_wall_seconds=r["figures"]["train_wall_s"], train_cpu_seconds=r["figures"]["train_cpu_s"],
-                       conversion_record=records.cite(r))
+        figures.update(train_wall_seconds=r["figures"]["train_wall_s"],
+                       train_cpu_seconds=r["figures"]["train_cpu_s"], conversion_record=records.cite(r))
         stamped.update(command=r["command"], commit=r["commit"], dirty=r["dirty"])
     else:
         parse = lambda s: calendar.timegm(time.strptime(s, "%Y-%m-%dT%H:%M:%SZ"))  # noqa: E731
+        wall = float(parse(finished) - parse(started)) if started and finished else None
         figures.update(per_epoch=epochs_from_history(os.path.join(model_dir, "history.csv")),
-                       train_wall_seconds=float(parse(finished) - parse(started)) if started and finished else None,
-                       started_utc=started, finished_utc=finished)
+                       train_wall_seconds=wall, started_utc=started, finished_utc=finished)
         if commit:
             stamped.update(commit=commit, dirty=False)
     return records.write("trained_model", figures, config, path=out, **stamped)

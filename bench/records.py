@@ -131,17 +131,16 @@ def read(path: Optional[str] = None):
     return pd.read_json(path, lines=True, dtype=False, precise_float=True)
 
 
-def of(frame, kind: str, converted_from: Optional[str] = None, **config: Any) -> list[dict]:
+def of(frame, kind: str, **config: Any) -> list[dict]:
     """The records of ``kind`` in ``frame`` (:func:`read`'s, or a list), oldest first, whose config
-    holds every item of ``config`` (and converted from that file, if given)."""
+    holds every item of ``config``."""
     if isinstance(frame, list):
         rows = [r for r in frame if r["kind"] == kind]
     else:
         rows = frame[frame["kind"] == kind].to_dict("records") if len(frame) else []
     found = [{k: None if isinstance(v, float) and math.isnan(v) else v for k, v in r.items()} for r in rows]
     found = [{k: v for k, v in r.items() if k not in OPTIONAL or v is not None} for r in found]
-    return [r for r in found if all(r["config"].get(k) == v for k, v in config.items())
-            and (converted_from is None or r.get("converted_from") == converted_from)]
+    return [r for r in found if all(r["config"].get(k) == v for k, v in config.items())]
 
 
 def latest_each(records: Iterable[dict], key: Callable[[dict], Hashable]) -> dict:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import collections
 import gc
 import glob
+import itertools
 import json
 import os
 import re
@@ -35,7 +36,8 @@ from bench.tables import memory_table, profile_table, train_step_table
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("measure", "speed", ["speed", "memory", "profile"], "What to measure (see the docstring).")
-flags.DEFINE_list("networks", ["cifarnet_w4"], "CIFAR builders of models.BUILDERS, each optionally _wK (width / K).")
+flags.DEFINE_list("networks", ["cifarnet_w4"],
+                  "CIFAR builders of models.BUILDERS, each optionally _wK (width / K).")
 flags.DEFINE_list("modes", ["tandem", "ann", "bptt"], "Modes measured side by side.")
 flags.DEFINE_list("time_steps", ["1", "4", "10", "16"], "Values of T.")
 flags.DEFINE_list("policies", ["float32", "mixed_bfloat16"], "Keras dtype policies.")
@@ -106,11 +108,6 @@ def time_group(network: str, policy: str, jit: bool, time_steps: int, modes, ima
     del steps
     gc.collect()
     return rows, memory
-
-
-def _fresh(configuration: dict, **environment: str) -> dict:
-    """:func:`time_group` of ``configuration`` in a fresh process (its rows and memory)."""
-    return harness.run_child("bench.train_step", [f"--child={json.dumps(configuration)}"], **environment)
 
 
 def _child(configuration: dict) -> None:
@@ -196,28 +193,26 @@ def main(argv) -> None:
         return _child(json.loads(FLAGS.child))
     images, labels = harness.synthetic_batch(FLAGS.batch)
     rows = []
-    for network in FLAGS.networks:
-        for policy in FLAGS.policies:
-            for jit in FLAGS.jit:
-                for time_steps in map(int, FLAGS.time_steps):
-                    configuration = dict(network=network, policy=policy, jit=jit == "1", time_steps=time_steps,
-                                         modes=FLAGS.modes, repeats=FLAGS.repeats, batch=FLAGS.batch)
-                    if FLAGS.measure == "profile":
-                        figures = profile(network, policy, jit == "1", time_steps, FLAGS.modes[0], FLAGS.repeats,
-                                          FLAGS.batch)
-                        harness.finish("profile_step", figures, lambda r: profile_table(r, labels={}), FLAGS.out)
-                    elif FLAGS.measure == "memory":
-                        for mode in FLAGS.modes:
-                            result = _fresh(dict(configuration, modes=[mode]), TF_CPU_ALLOCATOR_USE_BFC="true")
-                            rows.append({**result["rows"][0], **result["memory"]})
-                            print(f"{mode} T={time_steps}: peak RSS {rows[-1]['peak_mib']:.0f} MiB", flush=True)
-                    else:
-                        group = time_group(network, policy, jit == "1", time_steps, FLAGS.modes, images,
-                                           labels, FLAGS.repeats)[0]
-                        print(f"{network} {policy} jit={jit} T={time_steps}: " + ", ".join(
-                            f"{r['mode']} failed" if "error" in r else f"{r['mode']} {r['images_per_s']:.1f} img/s"
-                            for r in group), flush=True)
-                        rows += group
+    for network, policy, jit, time_steps in itertools.product(
+            FLAGS.networks, FLAGS.policies, [j == "1" for j in FLAGS.jit], map(int, FLAGS.time_steps)):
+        group = dict(network=network, policy=policy, jit=jit, time_steps=time_steps)
+        if FLAGS.measure == "profile":
+            figures = profile(**group, mode=FLAGS.modes[0], steps=FLAGS.repeats, batch=FLAGS.batch)
+            harness.finish("profile_step", figures, profile_table, FLAGS.out)
+        elif FLAGS.measure == "memory":
+            for mode in FLAGS.modes:
+                child = dict(group, modes=[mode], repeats=FLAGS.repeats, batch=FLAGS.batch)
+                result = harness.run_child("bench.train_step", [f"--child={json.dumps(child)}"],
+                                           TF_CPU_ALLOCATOR_USE_BFC="true")
+                rows.append({**result["rows"][0], **result["memory"]})
+                print(f"{mode} T={time_steps}: peak RSS {rows[-1]['peak_mib']:.0f} MiB", flush=True)
+        else:
+            timed = time_group(**group, modes=FLAGS.modes, images=images, labels=labels,
+                               repeats=FLAGS.repeats)[0]
+            print(f"{network} {policy} jit={int(jit)} T={time_steps}: " + ", ".join(
+                f"{r['mode']} failed" if "error" in r else f"{r['mode']} {r['images_per_s']:.1f} img/s"
+                for r in timed), flush=True)
+            rows += timed
     if FLAGS.measure in ("speed", "memory"):
         harness.finish("train_step" if FLAGS.measure == "speed" else "memory", {"rows": rows},
                        train_step_table if FLAGS.measure == "speed" else memory_table, FLAGS.out)

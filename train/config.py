@@ -1,7 +1,7 @@
 """The configuration of one training run, :class:`TrainConfig`, in one place.
 
 Three things make one: ``python -m train``'s flags (:func:`train.flags.to_config`), the
-named budgets of the reproduction (``bench.cifar10.recipe_values``) and a run
+named budgets of the reproduction (``bench.reproduce_cifar10.recipe_values``) and a run
 directory's ``config.json`` (:meth:`TrainConfig.from_dict`); ``train.recipe`` and
 ``train.run`` consume it. The defaults are the authors' CIFAR-10 recipe (docs/method.md
 §8): CIFARNet, T=10, Adam at 1e-3 divided by 10 every 50 epochs, 150 epochs, global batch

@@ -4,7 +4,7 @@ One place builds the model of a :class:`~train.config.TrainConfig` and compiles 
 cross-entropy on the logits, top-1 / top-k with ``tk.metrics``' tie rule) with the
 learning-rate schedule of ``lr_schedule``: ``train.run`` calls :func:`compiled_model` with
 the flags' configuration, the reproduction with each of its named budgets
-(``bench.cifar10.recipe_values``).
+(``bench.reproduce_cifar10.recipe_values``).
 
 Example:
   >>> from train.config import TrainConfig

@@ -5,7 +5,7 @@ import importlib
 
 import pytest
 
-MODULES = ("records", "tables", "cifar10", "record_model", "reproduce_cifar10")
+MODULES = ("records", "tables", "record_model", "reproduce_cifar10")
 
 
 @pytest.mark.parametrize("name", MODULES)

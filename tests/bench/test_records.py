@@ -111,33 +111,32 @@ def test_render_cites_the_record_and_keeps_the_text_around():
         records.render("<!-- table:u -->\n<!-- /table -->", {}, [])
 
 
-def _spike_count_record(budget, epochs, t, variant, date, error):
-    figures = {"variant": variant, "time_steps": t, "train_seconds": 10.0, "val": {"error": error}}
-    if variant != "membrane":
-        figures["val"].update(error_count_index_rule=0.7, tie_fraction=0.5, all_silent_fraction=0.01)
-    return {"kind": "spike_count_decoding", "config": {"budget": budget, "epochs": epochs},
-            "date_utc": date, "commit": None, "figures": figures}
+def _study_record(network, t, row, date, error, **config):
+    config = {"network": network, "time_steps": t, "row": row, "mode": "tandem",
+              "initial_potential": 0.5, "init_from": "", "distill": "", **config}
+    figures = {"val_error": error, "epochs": 2, "steps": 20, "train_wall_s": 60.0, "modes": {},
+               "per_epoch": [{"epoch": 1, "val_error": error + 5}, {"epoch": 2, "val_error": error}]}
+    return {"kind": "accuracy_study", "config": config, "date_utc": date, "commit": None,
+            "figures": figures}
 
 
-def test_the_spike_count_table_has_the_latest_run_of_each_budget_epochs_t_and_variant():
-    rs = [_spike_count_record("medium", 6, 4, "membrane", "2026-11-29T10:00:00Z", 0.40),
-          _spike_count_record("small", 2, 4, "st", "2026-11-29T12:00:00Z", 0.60),
-          _spike_count_record("small", 2, 10, "membrane", "2026-11-29T10:00:00Z", 0.56),
-          _spike_count_record("small", 2, 4, "st", "2026-11-29T13:00:00Z", 0.55),  # rerun: used
-          _spike_count_record("small", 2, 4, "membrane", "2026-11-29T10:00:00Z", 0.57),
-          _spike_count_record("small", 2, 4, "new_idea", "2026-11-29T10:00:00Z", 0.58),
-          _spike_count_record("small", 2, 4, "st", "2026-11-29T11:00:00Z", 0.65),  # older, written last
-          {"kind": "train_step", "config": {}, "date_utc": "2026-11-29T14:00:00Z", "figures": {}}]
-    body, used = tables.spike_count_decoding(rs)
-    assert [rs.index(r) for r in used] == [4, 3, 5, 2, 0]  # small, then T, then the variant order
-    rows = cells(body)
-    assert [row[:4] for row in rows] == [
-        ["small, 2 ep", "4", "membrane decoding (reference)", "57.00%"],
-        ["small, 2 ep", "4", "(b) straight-through output coupling", "55.00%"],
-        ["small, 2 ep", "4", "new_idea", "58.00%"],
-        ["small, 2 ep", "10", "membrane decoding (reference)", "56.00%"],
-        ["medium, 6 ep", "4", "membrane decoding (reference)", "40.00%"]]
-    assert rows[1][4:] == ["70.00%", "55.00%", "50.00%", "1.00%", "10"]  # st's own rule: ties by V
+def test_the_study_table_has_the_latest_run_of_each_network_t_and_row():
+    rs = [_study_record("resnet20", 4, "tandem", "2026-12-06T10:00:00Z", 40.0),
+          _study_record("resnet20", 4, "ann", "2026-12-06T12:00:00Z", 30.0, mode="ann"),
+          _study_record("resnet20", 4, "tandem", "2026-12-06T13:00:00Z", 35.0),  # rerun: used
+          _study_record("vgg11", 4, "tandem", "2026-12-06T10:00:00Z", 50.0, width_divisor=2),
+          _study_record("resnet20", 4, "tandem", "2026-12-06T11:00:00Z", 45.0),  # older, written last
+          {"kind": "train_step", "config": {}, "date_utc": "2026-12-06T14:00:00Z", "figures": {}}]
+    body, used = tables.study(rs)
+    assert [rs.index(r) for r in used] == [2, 1, 3]  # in the order each key first appears
+    assert [row[:7] for row in cells(body)] == [
+        ["resnet20", "4", "tandem", "tandem, V(0)=0.5θ, scratch", "2 epochs x 10, 1.0 min",
+         "**35.00%**", "35.00% (ep. 2)"],
+        ["resnet20", "4", "ann", "ann, V(0)=0.5θ, scratch", "2 epochs x 10, 1.0 min",
+         "**30.00%**", "30.00% (ep. 2)"],
+        ["vgg11 / 2", "4", "tandem", "tandem, V(0)=0.5θ, scratch", "2 epochs x 10, 1.0 min",
+         "**50.00%**", "50.00% (ep. 2)"]]
+    assert [r["config"]["network"] for r in tables.study(rs, network="vgg11 / 2")[1]] == ["vgg11"]
 
 
 def test_a_training_run_becomes_a_trained_model_record_and_a_table_row(tmp_path):
@@ -234,17 +233,6 @@ def test_check_fails_on_a_stale_table_and_a_run_without_it_rewrites_it(tmp_path,
     assert doc.read_text() == (f"text\n<!-- table:t -->\n| x |\n|---|\n| 1 |\n\nRecord: {records.cite(record)}\n"
                                "<!-- /table -->\n")
     assert records.regenerate(made, check_only=True) == 0
-
-
-def test_the_onednn_table_has_each_settings_median_and_the_range_of_the_rounds():
-    row = {"mode": "tandem", "network": "cifarnet_w4", "T": 4, "median_s_0": 1.4, "median_s_1": 0.6,
-           "off_over_on": 1.4 / 0.6, "cpu_off_over_on": 2.8, "logits_max_abs_diff": 3e-6, "argmax_agreement": 1.0}
-    runs = [{"round": i, "setting": s, "median_s": {"tandem": t}} for i, pairs in enumerate(
-        [(("0", 1.0), ("1", 0.5)), (("1", 0.7), ("0", 3.0)), (("0", 1.4), ("1", 0.6))]) for s, t in pairs]
-    table = cells(tables.onednn_table({"figures": {"rows": [row], "runs": runs}, "date_utc": "2026-12-04T06:30:00Z"}))
-    # rounds: (1.0 off, 0.5 on), (0.7 on, 3.0 off), (1.4 off, 0.6 on): ratios 2.0, 4.29, 2.33
-    assert table == [["2026-12-04 06:30", "3", "cifarnet_w4", "4", "tandem", "1.400", "0.600", "**2.33**",
-                      "2.00-4.29", "2.80", "3.0e-06", "100.0%"]]
 
 
 @pytest.mark.slow

@@ -97,7 +97,7 @@ def test_tiny_run_writes_consistent_results(tmp_path):
 def test_one_run_is_trained_by_the_recipe_and_measured_on_its_validation_split(tmp_path):
     """The fast path of the reproduction: one run of cifar10.train_one (the tiny run above
     trains ten), its errors against the model's own predictions."""
-    from bench.cifar10 import load_data, train_one
+    from bench.reproduce_cifar10 import load_data, train_one
 
     train_dir = _image_folder(tmp_path / "images")
     config = rep.make_config("tiny", train_dir, test_dir=train_dir)

@@ -1,0 +1,72 @@
+"""bench.accuracy_study and bench.convert_cifar10 run as a user runs them (subprocesses) on the
+digits dataset: the record's errors are those of the model they saved, measured here again
+(slow: each program is a fresh process)."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from bench import records, tables
+from tandem_keras.saved_model import load_metadata
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _run(module, *args):
+    result = subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True,
+                            text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result
+
+
+def _validation_error(path):
+    """Top-1 error (%) of a saved model on the digits validation split, ties to the lower class."""
+    import keras
+
+    from common import datasets
+
+    model = keras.models.load_model(path, compile=False)
+    examples = datasets.load("digits", validation_split=0.1).split("validation")[0]
+    images, labels = map(np.stack, zip(*examples.as_numpy_iterator()))
+    logits = np.asarray(model(images.astype(np.float32), training=False))
+    return 100.0 * np.mean(logits.argmax(-1) != labels)
+
+
+@pytest.mark.slow  # a fresh process: TensorFlow's import alone takes several seconds
+def test_one_study_row_records_the_error_of_the_model_it_saved(tmp_path):
+    out, save = str(tmp_path / "records.jsonl"), tmp_path / "ann"
+    result = _run("bench.accuracy_study", "--network=digits", "--dataset=digits", "--row=ann",
+                  "--mode=ann", "--time_steps=2", "--epochs=2", "--steps_per_epoch=3",
+                  "--batch_size=16", f"--save_dir={save}", f"--out={out}")
+    [record] = records.of(records.read(out), "accuracy_study")
+    c, f = record["config"], record["figures"]
+    assert (c["row"], c["mode"], c["network"], f["epochs"], f["steps"]) == ("ann", "ann", "digits", 2, 6)
+    assert [e["epoch"] for e in f["per_epoch"]] == [1, 2]
+    assert f["val_error"] == f["per_epoch"][-1]["val_error"]
+    assert f["val_error"] == pytest.approx(_validation_error(save / "model.keras"))
+    assert set(f["modes"]) == {"tandem", "quantized"}
+    body, used = tables.study(records.read(out))
+    assert used == [record] and f"**{f['val_error']:.2f}%**" in body and body in result.stdout
+
+
+@pytest.mark.slow
+def test_a_saved_ann_converts_and_fine_tunes(tmp_path):
+    out, ann, export = str(tmp_path / "records.jsonl"), tmp_path / "ann", tmp_path / "snn"
+    _run("bench.accuracy_study", "--network=digits", "--dataset=digits", "--row=ann", "--mode=ann",
+         "--time_steps=2", "--epochs=1", "--steps_per_epoch=20", "--batch_size=16",
+         f"--save_dir={ann}", f"--out={out}")
+    _run("bench.convert_cifar10", f"--ann={ann}", "--name=digits", "--dataset=digits",
+         "--step=finetune", "--time_steps=2", "--epochs=1", "--steps_per_epoch=2",
+         "--batch_size=16", "--calibration_batches=2", f"--export_dir={export}", f"--out={out}")
+    _run("bench.accuracy_study", "--network=digits", "--dataset=digits", "--row=converted",
+         f"--init_from={ann}", "--time_steps=2", "--epochs=1", "--steps_per_epoch=2",
+         "--batch_size=16", f"--out={out}")
+    tuned = records.of(records.read(out), "conversion")[0]["figures"]
+    assert tuned["export_dir"] == str(export) and tuned["steps"] == 2
+    assert tuned["val_error"] == pytest.approx(_validation_error(export / "model.keras"))
+    assert load_metadata(str(export))["training"]["converted_from"] == "ann"
+    study = records.of(records.read(out), "accuracy_study")
+    assert [r["config"]["row"] for r in study] == ["ann", "converted"]
+    assert study[1]["figures"]["network"] == study[0]["figures"]["network"]
