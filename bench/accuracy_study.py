@@ -30,7 +30,6 @@ from typing import Any
 from bench import harness
 from bench.harness import flags, keras, tk
 from bench.tables import study_record_table
-from tandem_keras._keras_internals import producer
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("network", "resnet20", "A builder of models (resnet20, vgg11, cifarnet, ...).")
@@ -40,8 +39,8 @@ flags.DEFINE_integer("time_steps", 4, "T.")
 flags.DEFINE_enum("mode", "tandem", list(tk.MODES), "Training mode.")
 flags.DEFINE_float("initial_potential", 0.5, "V(0) as a fraction of theta.")
 flags.DEFINE_string("init_from", "", "A trained ANN (.keras or export directory) to convert.")
-flags.DEFINE_float("rounding", None, "Conversion: the quantizer's offset (default: --initial_potential); "
-                   "(rounding - initial_potential) theta goes into each spiking layer's bias.")
+flags.DEFINE_float("rounding", None, "The neurons' rounding (tk.neurons.IF(rounding=...); default: "
+                   "--initial_potential).")
 flags.DEFINE_string("start_from", "", "A trained tandem model (.keras or export directory) to train further "
                     "in --mode, as it is.")
 flags.DEFINE_float("percentile", 99.9, "Conversion: the calibration percentile.")
@@ -63,32 +62,18 @@ flags.DEFINE_string("out", "", "Records file (default bench/results/records.json
 def _model(source, calibration) -> keras.Model:
     import models
 
-    neuron = tk.neurons.IF(initial_potential=FLAGS.initial_potential)
+    neuron = tk.neurons.IF(initial_potential=FLAGS.initial_potential, rounding=FLAGS.rounding)
     if FLAGS.start_from:
         return tk.with_mode(harness.trained_model(FLAGS.start_from, "start_from"), FLAGS.mode)
     if FLAGS.init_from:
         ann = harness.trained_model(FLAGS.init_from, "init_from")
         snn = tk.convert(ann, time_steps=FLAGS.time_steps, calibration_data=calibration,
                          percentile=FLAGS.percentile, neuron=neuron)
-        if FLAGS.rounding is not None and FLAGS.rounding != FLAGS.initial_potential:
-            _shift_biases(snn, FLAGS.rounding - FLAGS.initial_potential)
         return snn if FLAGS.mode == "tandem" else tk.with_mode(snn, FLAGS.mode)
     return models.BUILDERS[FLAGS.network](
         input_shape=source.image_shape, num_classes=source.num_classes,
         time_steps=FLAGS.time_steps, mode=FLAGS.mode, width_divisor=FLAGS.width_divisor,
         neuron=neuron)
-
-
-def _shift_biases(model: keras.Model, shift: float) -> None:
-    """Adds ``shift * theta`` to the bias of every spiking layer (a TandemAdd: of its first
-    input, a synapse-only layer's current, divided by its input weight)."""
-    for layer in model.layers:
-        if isinstance(layer, tk.TandemAdd):
-            branch, _ = producer(layer.input[0])
-            w = layer.scales[0] if layer.scales else 1.0
-            branch.beta.assign(branch.beta + shift * layer.threshold / w)
-        elif isinstance(layer, tk.TandemLayer) and layer.neuron is not None:
-            layer.beta.assign(layer.beta + shift * layer.threshold)
 
 
 class _PerEpoch(keras.callbacks.Callback):

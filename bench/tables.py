@@ -256,16 +256,20 @@ def _study_network(r: dict) -> str:
     return c["network"] + (f" / {w}" if w > 1 else "")
 
 
+def _ann_name(path: str) -> str:  # RUN/model.keras and RUN/export by RUN's name
+    parts = os.path.normpath(path).split(os.sep)
+    return parts[-2] if parts[-1] in ("model.keras", "export") and len(parts) > 1 else parts[-1]
+
+
 def _study_training(c: dict) -> str:
     if c.get("start_from"):
         return f"{c['mode']}, from {os.path.basename(os.path.normpath(c['start_from']))}"
     start = "scratch"
     if c.get("init_from"):
-        start = (f"converted from {os.path.basename(os.path.normpath(c['init_from']))}, "
-                 f"p{c['percentile']:g}")
+        start = f"converted from {_ann_name(c['init_from'])}, p{c['percentile']:g}"
     v0 = f"V(0)={c['initial_potential']:g}θ"
     if c.get("rounding") is not None and c["rounding"] != c["initial_potential"]:
-        v0 += f" + {c['rounding'] - c['initial_potential']:g}θ bias"
+        v0 += f", rounding {c['rounding']:g}"
     parts = [c["mode"], v0, start]
     if c.get("distill"):
         parts.append(f"distilled (α={c['alpha']:g}, τ={c['temperature']:g})")
