@@ -35,7 +35,7 @@ def digits(
     """Encoder conv 32; tandem conv 64 s2 (8x8 -> 4x4); tandem dense 128; 10 outputs.
 
     Trains to a few percent error in well under a minute on a laptop CPU. Takes the digit
-    images scaled to ``[0, 255]`` (see ``train.data``).
+    images scaled to ``[0, 255]`` (see ``common.datasets``).
 
     Arguments follow ``keras.applications`` (keyword-only): ``include_top=False`` returns
     the last hidden layer's spike counts instead of logits; ``weights`` is ``None`` or the
