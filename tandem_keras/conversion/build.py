@@ -23,6 +23,7 @@ import numpy as np
 
 from tandem_keras import neurons
 from tandem_keras._keras_internals import call_nodes
+from tandem_keras._nested import flat
 from tandem_keras.conversion import patterns as P
 from tandem_keras.layers import (AveragePooling2D, GlobalAveragePooling2D, MaxPooling2D, SpikeCount,
                                  SpikeEncoder, TandemAdd, TimeFlatten)
@@ -394,8 +395,9 @@ def rebuild(model: keras.Model, *, time_steps: int, thresholds: Optional[dict] =
             neuron: Any = None, max_pooling: str = "average"):
     """``(tandem model, report rows, {spiking layer: (theta_0, calibratable)})``; see the module."""
     try:
-        walk = _Walk(model, time_steps, dict(thresholds or {}), neuron, max_pooling)
-        new = walk.run()
-    except NotImplementedError as error:  # a nested model (call_nodes)
+        model = flat(model)   # a backbone's layers inlined (keras.applications style)
+    except ValueError as error:
         raise ConversionError(f"tk.convert: {error}") from None
+    walk = _Walk(model, time_steps, dict(thresholds or {}), neuron, max_pooling)
+    new = walk.run()
     return new, walk.rows, walk.spiking
