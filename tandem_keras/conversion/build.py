@@ -87,6 +87,8 @@ class _Walk:
         self.values: dict[int, Value] = {}
         self.done: set[int] = set()
         self.rows: list[Row] = []
+        #: the first activation copied into the analog front end (named if no ReLU follows)
+        self.analog_activation = None
         #: spiking layers of the new model: name -> (ANN threshold theta_0, calibratable)
         self.spiking: dict[str, tuple[float, bool]] = {}
         self.reaches_weights = self._reaches_weights()
@@ -130,6 +132,12 @@ class _Walk:
             out = self.visit(node, node.operation, ins)
             for t in node.outputs:
                 self.values.setdefault(id(t), out)
+        if not self.spiking:
+            first = self.analog_activation
+            reason = P.activation_refusal(first) if first is not None else None
+            raise ConversionError(
+                f"tk.convert: model {self.model.name!r} has no ReLU to become spiking neurons"
+                + (f"; its first activation {P.label(first)}: {reason}" if reason else "") + ".")
         outputs = [self.finish(self.values[id(t)], t) for t in self.model.outputs]
         return keras.Model(inputs if len(inputs) > 1 else inputs[0],
                            outputs if len(outputs) > 1 else outputs[0], name=self.model.name)
@@ -166,6 +174,8 @@ class _Walk:
             x = P.copy_layer(layer, ins[0].tensor, activation="linear")
             return self.encoder(f"{layer.name}_relu", Value(x, "analog"), layer)
         P.check_supported(layer, kind, analog=True)
+        if kind == "activation" and self.analog_activation is None:
+            self.analog_activation = layer
         x = P.copy_layer(layer, [v.tensor for v in ins] if kind in MERGES else ins[0].tensor)
         self.rows.append(Row(layer.name, layer.name, "analog (copied)"))
         return Value(x, "analog")
@@ -282,6 +292,8 @@ class _Walk:
                 self.done.add(id(extra))
             return self._bind(end, Value(x, "analog"))
         if relu is None and not self._feeds_add(end):
+            for reader in self.consumers.get(id(end.outputs[0]), []):   # a ReLU6, a LeakyReLU, ...
+                P.refuse_activation(reader.operation)
             raise ConversionError(f"{P.label(layer)} is followed by neither a ReLU nor an Add; a "
                                   "Conv2D/Dense inside the network must be followed by a ReLU "
                                   "(its neurons) or feed an Add (a residual branch).")
@@ -335,6 +347,8 @@ class _Walk:
     def add(self, node, layer, ins: list) -> Value:
         relu = self.sole_consumer(node.outputs[0])
         if relu is None or P.keras_kind(relu.operation) != "relu":
+            for reader in self.consumers.get(id(node.outputs[0]), []):
+                P.refuse_activation(reader.operation)
             raise ConversionError(f"{P.label(layer)} is not followed by a ReLU: the sum of spike "
                                   "trains and currents must be fired by neurons (tk.TandemAdd).")
         theta = self.theta(layer.name, 1.0)
