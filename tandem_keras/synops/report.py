@@ -142,8 +142,9 @@ def summary(model: Any, x: Any = None, print_fn: Optional[Callable[[str], Any]] 
 
     Args:
       model: a functional or Sequential tandem model.
-      x: optional inputs (array, or a ``tf.data.Dataset`` of batches): with them, spike
-        counts, firing rates, SynOps and energy per example (:func:`count_synops`).
+      x: optional inputs (an array; a list of arrays or a dict for a model of several
+        inputs; or a ``tf.data.Dataset`` of batches): with them, spike counts, firing rates,
+        SynOps and energy per example (:func:`count_synops`).
       print_fn: called with the table (``None``: print nothing).
       batch_size: batch size for running ``x``.
       device: a registered device name for the energy figures (default ``"horowitz_45nm"``).
