@@ -39,6 +39,7 @@ import numpy as np
 import tensorflow as tf
 
 from tandem_keras import kinds, synops
+from tandem_keras._nested import flat
 
 
 def cosine_angle_degrees(c: np.ndarray, a: np.ndarray) -> np.ndarray:
@@ -177,6 +178,7 @@ def direction_preservation(model: keras.Model, x: Any, batch_size: int = 64,
     from tandem_keras.modes import with_mode
 
     x = np.asarray(x)
+    model = flat(model)
     if any(getattr(kinds.unwrap(n.operation), "mode", "tandem") != "tandem"
            for n in synops.graph.spiking_nodes(model)):
         model = with_mode(model, "tandem")  # c must be the SNN's spike counts

@@ -47,6 +47,7 @@ import tensorflow as tf
 
 from tandem_keras import kinds, synops
 from tandem_keras._atomic import manifest, written_aside
+from tandem_keras._nested import flat
 # The export's reader, beside its writer (``tk.export.LoadedModel``, ``load_metadata``, ...).
 from tandem_keras.saved_model import (METADATA_FILE, SERVE, SERVE_ACTIVITY,  # noqa: F401
                                       SERVE_SPIKES, LoadedModel, _quiet_tensorflow_logger,
@@ -112,6 +113,7 @@ def export_model(model: keras.Model, export_dir: str, mode: Optional[str] = None
         from tandem_keras.modes import with_mode
 
         model = with_mode(model, mode)
+    model = flat(model)   # a backbone's layers inlined: the same layers and weights
     metadata = synops.describe_model(model)
     metadata.update(model_kind(model))
     metadata["trained_mode"] = trained["mode"]
@@ -187,6 +189,7 @@ def model_kind(model: keras.Model) -> dict:
     """
     from tandem_keras import neurons as neuron_objects
 
+    model = flat(model)
     modes = sorted({layer.mode for layer in model.layers if kinds.has_modes(layer)})
     neurons = []
     for layer in model.layers:

@@ -17,6 +17,7 @@ import keras
 from tandem_keras import kinds
 from tandem_keras._checks import check_choice
 from tandem_keras._keras_internals import all_layers
+from tandem_keras._nested import flat, nested_models
 
 #: The modes of every layer that has them (``tk.MODES``).
 MODES = ("tandem", "ann", "quantized", "bptt")
@@ -46,8 +47,10 @@ def with_mode(model: keras.Model, mode: str) -> keras.Model:
     :mod:`tandem_keras.kinds`) in ``mode`` and the same weights (moving BN statistics
     included).
 
-    The copy is uncompiled. Subclassed models cannot be cloned: set ``layer.mode`` on
-    their layers instead (and recompile).
+    The copy is uncompiled. A model that uses functional or Sequential models as layers
+    (a backbone) is copied as one flat functional model, their layers inlined and switched
+    too. Subclassed models cannot be cloned: set ``layer.mode`` on their layers instead
+    (and recompile).
 
     Example:
       >>> quantized = build_model(mode="quantized"); quantized.fit(...)   # doctest: +SKIP
@@ -63,6 +66,8 @@ def with_mode(model: keras.Model, mode: str) -> keras.Model:
             config["mode"] = mode
         return layer.__class__.from_config(config)
 
+    if nested_models(model):   # a backbone inlined: one flat model, every layer switched
+        return flat(model, copy=clone)
     try:
         copy = keras.models.clone_model(model, clone_function=clone)
     except ValueError as error:

@@ -346,8 +346,9 @@ def front_loaded_spikes(count: tf.Tensor, time_steps: int) -> tf.Tensor:
       [1.0, 1.0, 0.0]
     """
     rank = count.shape.rank
-    steps = tf.range(1, time_steps + 1, dtype=count.dtype)
-    steps = tf.reshape(steps, [1, time_steps] + [1] * (rank - 1))
+    # A constant, not tf.range: TensorFlow's Range kernel has no float16 version.
+    steps = tf.constant(np.arange(1, time_steps + 1).reshape([1, time_steps] + [1] * (rank - 1)),
+                        count.dtype)
     return _bool_to_spikes(tf.expand_dims(count, 1) >= steps, count.dtype)
 
 

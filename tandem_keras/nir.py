@@ -90,6 +90,7 @@ import numpy as np
 
 from tandem_keras import kinds
 from tandem_keras._keras_internals import call_nodes
+from tandem_keras._nested import flat
 
 _SPIKING_MODES = ("tandem", "bptt")  # the same forward pass: the SNN
 
@@ -108,7 +109,7 @@ def _split_at_encoder(model: keras.Model) -> tuple[Any, list]:
         raise ValueError(f"export_nir: model '{model.name}' must have one input and one output.")
     try:
         nodes, _ = call_nodes(model)
-    except NotImplementedError as error:  # a nested model
+    except NotImplementedError as error:  # a nested model left (flatten it first: _nested.flat)
         raise ValueError(f"export_nir: cannot export {error}") from None
     encoders = [n for n in nodes if kinds.role(n.operation) == "encoder"]
     if len(encoders) != 1:
@@ -285,6 +286,7 @@ def export_nir(model: keras.Model, path: Optional[str | os.PathLike] = None) -> 
       (['input', 'tandem_conv1', 'tandem_conv1_if'], 4)
     """
     nir = _nir()
+    model = flat(model)
     encoder_node, nodes = _split_at_encoder(model)
     encoder = encoder_node.operation
     time_steps = int(encoder.time_steps)
@@ -354,6 +356,7 @@ def encode_for_nir(model: keras.Model, images: Any, batch_size: int = 256) -> np
       >>> encode_for_nir(digits(time_steps=4), np.zeros((2, 8, 8, 1))).shape
       (4, 2, 32, 8, 8)
     """
+    model = flat(model)
     encoder_node, _ = _split_at_encoder(model)
     front = keras.Model(model.inputs, encoder_node.outputs[0])
     spikes = np.asarray(front.predict(images, batch_size=batch_size, verbose=0), np.float32)

@@ -23,6 +23,7 @@ import numpy as np
 
 from tandem_keras import neurons
 from tandem_keras._keras_internals import call_nodes
+from tandem_keras._nested import flat
 from tandem_keras.conversion import patterns as P
 from tandem_keras.layers import (AveragePooling2D, GlobalAveragePooling2D, MaxPooling2D, SpikeCount,
                                  SpikeEncoder, TandemAdd, TimeFlatten)
@@ -89,6 +90,8 @@ class _Walk:
         self.values: dict[int, Value] = {}
         self.done: set[int] = set()
         self.rows: list[Row] = []
+        #: the first activation copied into the analog front end (named if no ReLU follows)
+        self.analog_activation = None
         #: spiking layers of the new model: name -> (ANN threshold theta_0, calibratable)
         self.spiking: dict[str, tuple[float, bool]] = {}
         #: those made from a Keras ReLU whose threshold calibration sets
@@ -136,6 +139,12 @@ class _Walk:
             out = self.visit(node, node.operation, ins)
             for t in node.outputs:
                 self.values.setdefault(id(t), out)
+        if not self.spiking:
+            first = self.analog_activation
+            reason = P.activation_refusal(first) if first is not None else None
+            raise ConversionError(
+                f"tk.convert: model {self.model.name!r} has no ReLU to become spiking neurons"
+                + (f"; its first activation {P.label(first)}: {reason}" if reason else "") + ".")
         outputs = [self.finish(self.values[id(t)], t) for t in self.model.outputs]
         return keras.Model(inputs if len(inputs) > 1 else inputs[0],
                            outputs if len(outputs) > 1 else outputs[0], name=self.model.name)
@@ -172,6 +181,8 @@ class _Walk:
             x = P.copy_layer(layer, ins[0].tensor, activation="linear")
             return self.encoder(f"{layer.name}_relu", Value(x, "analog"), layer)
         P.check_supported(layer, kind, analog=True)
+        if kind == "activation" and self.analog_activation is None:
+            self.analog_activation = layer
         x = P.copy_layer(layer, [v.tensor for v in ins] if kind in MERGES else ins[0].tensor)
         self.rows.append(Row(layer.name, layer.name, "analog (copied)"))
         return Value(x, "analog")
@@ -288,6 +299,8 @@ class _Walk:
                 self.done.add(id(extra))
             return self._bind(end, Value(x, "analog"))
         if relu is None and not self._feeds_add(end):
+            for reader in self.consumers.get(id(end.outputs[0]), []):   # a ReLU6, a LeakyReLU, ...
+                P.refuse_activation(reader.operation)
             raise ConversionError(f"{P.label(layer)} is followed by neither a ReLU nor an Add; a "
                                   "Conv2D/Dense inside the network must be followed by a ReLU "
                                   "(its neurons) or feed an Add (a residual branch).")
@@ -341,6 +354,8 @@ class _Walk:
     def add(self, node, layer, ins: list) -> Value:
         relu = self.sole_consumer(node.outputs[0])
         if relu is None or P.keras_kind(relu.operation) != "relu":
+            for reader in self.consumers.get(id(node.outputs[0]), []):
+                P.refuse_activation(reader.operation)
             raise ConversionError(f"{P.label(layer)} is not followed by a ReLU: the sum of spike "
                                   "trains and currents must be fired by neurons (tk.TandemAdd).")
         theta = self.theta(layer.name, 1.0)
@@ -402,8 +417,9 @@ def rebuild(model: keras.Model, *, time_steps: int, thresholds: Optional[dict] =
     """``(tandem model, report rows, {spiking layer: (theta_0, calibratable)}, [spiking layers
     made from a Keras ReLU whose readers have weights])``; see the module."""
     try:
-        walk = _Walk(model, time_steps, dict(thresholds or {}), neuron, max_pooling)
-        new = walk.run()
-    except NotImplementedError as error:  # a nested model (call_nodes)
+        model = flat(model)   # a backbone's layers inlined (keras.applications style)
+    except ValueError as error:
         raise ConversionError(f"tk.convert: {error}") from None
+    walk = _Walk(model, time_steps, dict(thresholds or {}), neuron, max_pooling)
+    new = walk.run()
     return new, walk.rows, walk.spiking, walk.relus

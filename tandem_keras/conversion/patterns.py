@@ -73,9 +73,54 @@ def tandem_keras_domain(layer, domain_in: str) -> str:
     return kinds.output_carry(layer, [kinds.Carry(domain_in)]).what or "analog"
 
 
+_NEGATIVE = "has negative outputs, which spikes cannot carry; only ReLU converts"
+
+
+def activation_refusal(layer) -> Optional[str]:
+    """Why the activation ``layer`` does not become neurons (None: not an activation layer,
+    or a plain ReLU): the reason a refusal names, e.g. ``"max_value=6: only an unbounded
+    ReLU converts"``."""
+    if isinstance(layer, L.ReLU):
+        c = layer.get_config()
+        if c.get("max_value") is not None:
+            return (f"max_value={c['max_value']:g}: only an unbounded ReLU converts (the neurons' "
+                    "rate is bounded by T spikes, not by a clipping value)")
+        if c.get("negative_slope"):
+            return f"negative_slope={c['negative_slope']:g}: a leaky ReLU {_NEGATIVE}"
+        if c.get("threshold"):
+            return f"threshold={c['threshold']:g}: only a ReLU with threshold 0 converts"
+        return None
+    if isinstance(layer, L.LeakyReLU):
+        return f"negative_slope={layer.get_config().get('negative_slope', 0.3):g}: a leaky ReLU {_NEGATIVE}"
+    if isinstance(layer, (L.ELU, L.PReLU)):
+        return f"{type(layer).__name__} {_NEGATIVE}"
+    if isinstance(layer, L.Softmax):
+        return "a softmax inside the network does not convert; only ReLU does (the readout keeps its activation)"
+    if isinstance(layer, L.Activation):
+        name = activation(layer)
+        if name in ("relu", "linear"):
+            return None
+        if name == "relu6":
+            return "activation='relu6': only an unbounded ReLU converts"
+        return (f"activation={name!r}: only ReLU converts inside the network (the readout keeps "
+                "its activation)")
+    return None
+
+
+def refuse_activation(layer) -> None:
+    """Raises the refusal of the activation ``layer`` (see :func:`activation_refusal`), if any."""
+    from tandem_keras.conversion.build import ConversionError
+
+    reason = activation_refusal(layer)
+    if reason is not None:
+        raise ConversionError(f"tk.convert cannot convert layer {label(layer)}: {reason}.")
+
+
 def check_supported(layer, kind: str, analog: bool) -> None:
     from tandem_keras.conversion.build import ConversionError
 
+    if kind == "other" or (kind == "activation" and not analog):
+        refuse_activation(layer)
     if kind == "other":
         raise ConversionError(f"tk.convert cannot convert layer {label(layer)}: supported are {SUPPORTED}.")
     if kind == "activation" and not analog:

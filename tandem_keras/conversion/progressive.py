@@ -19,7 +19,8 @@ from typing import Any, Optional
 import keras
 
 from tandem_keras import kinds
-from tandem_keras._keras_internals import call_nodes
+from tandem_keras._keras_internals import all_layers, call_nodes
+from tandem_keras._nested import flat
 
 
 def stages(model: keras.Model, layers_per_stage: int = 1) -> list[list[str]]:
@@ -38,7 +39,7 @@ def stages(model: keras.Model, layers_per_stage: int = 1) -> list[list[str]]:
     """
     groups: list[list[str]] = []
     seen = set()
-    nodes, _ = call_nodes(model)
+    nodes, _ = call_nodes(flat(model))
     for node in nodes:
         layer = node.operation
         if id(layer) in seen or not kinds.has_modes(layer):
@@ -180,7 +181,7 @@ def set_stage(model: keras.Model, stage: Optional[int] = None, groups: Optional[
     stage = len(groups) if stage is None else stage
     for k, group in enumerate(groups, start=1):
         for name in group:
-            model.get_layer(name).mode = "tandem" if k <= stage else "ann"
+            _layer(model, name).mode = "tandem" if k <= stage else "ann"
     if model.compiled:   # fit's loop calls the train function it holds: made anew here
         for make in ("make_train_function", "make_test_function", "make_predict_function"):
             getattr(model, make)(force=True)
@@ -189,11 +190,16 @@ def set_stage(model: keras.Model, stage: Optional[int] = None, groups: Optional[
     return model
 
 
+def _layer(model: keras.Model, name: str):
+    """The layer ``name`` of ``model``, also inside a nested model."""
+    return next(layer for layer in all_layers(model) if layer.name == name)
+
+
 def stage_of(model: keras.Model) -> int:
     """The number of leading stages of ``model`` in tandem mode (all: ``len(stages(model))``)."""
     k = 0
     for group in stages(model):
-        if all(model.get_layer(n).mode == "tandem" for n in group):
+        if all(_layer(model, n).mode == "tandem" for n in group):
             k += 1
         else:
             break

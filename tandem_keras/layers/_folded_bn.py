@@ -65,18 +65,20 @@ class FoldedBatchNorm:
             folded_bias = bias if bias is not None else tf.zeros([u.shape[-1]], tf.float32)
             return u, None, folded_bias
         axes = list(range(u.shape.rank - 1))
+        # The statistics in float32 also when the variables are float16 (dtype policy "float16").
         if training:
             mean, variance = tf.nn.moments(u, axes=axes)
-            self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
-            self.moving_variance.assign(
-                self.moving_variance * self.momentum + variance * (1.0 - self.momentum))
+            for variable, value in ((self.moving_mean, mean), (self.moving_variance, variance)):
+                updated = tf.cast(variable, tf.float32) * self.momentum + value * (1.0 - self.momentum)
+                variable.assign(tf.cast(updated, variable.dtype))
         else:
-            mean = tf.convert_to_tensor(self.moving_mean)
-            variance = tf.convert_to_tensor(self.moving_variance)
-        scale = tf.convert_to_tensor(self.gamma) * tf.math.rsqrt(variance + self.epsilon)
-        v_f = (u - mean) * scale + self.beta
+            mean = tf.cast(self.moving_mean, tf.float32)
+            variance = tf.cast(self.moving_variance, tf.float32)
+        beta = tf.cast(self.beta, tf.float32)
+        scale = tf.cast(self.gamma, tf.float32) * tf.math.rsqrt(variance + self.epsilon)
+        v_f = (u - mean) * scale + beta
         bias_term = -mean if bias is None else bias - mean
-        folded_bias = bias_term * scale + self.beta
+        folded_bias = bias_term * scale + beta
         return v_f, scale, folded_bias
 
     def folded_weights(self, training: bool = False, inputs: Optional[tf.Tensor] = None):

@@ -35,6 +35,7 @@ import numpy as np
 
 from tandem_keras import kinds
 from tandem_keras._keras_internals import call_nodes
+from tandem_keras._nested import flat
 from tandem_keras.synops import composite, ops
 from tandem_keras.synops.accounting import METADATA_FORMAT
 
@@ -194,7 +195,7 @@ def describe_model(model: Any) -> dict:
       NotImplementedError: a layer whose fan-out cannot be counted, naming it.
       ValueError: no spiking layer, no symbolic graph, or a dynamic shape.
     """
-    graph = _Graph(model)
+    graph = _Graph(flat(model))
     merged = set()
     for node in graph.nodes:
         if graph.role(node) == "encoder":
@@ -268,6 +269,7 @@ def activity_model(model: Any, spike_trains: bool = False) -> Any:
     """
     import keras
 
+    model = flat(model)
     outputs = {"logits": model.outputs[0]}
     for node in spiking_nodes(model):
         train = node.outputs[0]

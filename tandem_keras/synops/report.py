@@ -38,8 +38,9 @@ from tandem_keras.synops.graph import activity_model, describe_model
 def count_synops(model: Any, x: Any, batch_size: int = 64, device: Any = None) -> dict:
     """SynOps of ``model`` on inputs ``x`` (per example), walking the Keras graph.
 
-    ``x``: an array of inputs (run in batches of ``batch_size``) or a ``tf.data.Dataset``
-    of input batches or ``(inputs, labels)`` batches. ``device``: energy figures of a
+    ``x``: an array of inputs (run in batches of ``batch_size``; for a model with several
+    inputs a list of arrays, one per input, or a dict by input name) or a
+    ``tf.data.Dataset`` of input batches or ``(inputs, labels)`` batches. ``device``: energy figures of a
     registered device (default ``"horowitz_45nm"``).
 
     ``SynOps_SNN = sum_l sum_j fanout_j^l c_j^l`` averaged over the examples of ``x``
@@ -58,17 +59,37 @@ def count_synops(model: Any, x: Any, batch_size: int = 64, device: Any = None) -
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     accumulator = ActivityAccumulator(describe_model(model))
     act = activity_model(model)
-    if hasattr(x, "as_numpy_iterator"):  # a tf.data.Dataset of batches (or (x, y) batches)
-        batches = (b[0] if isinstance(b, (tuple, list)) else b for b in x.as_numpy_iterator())
-    else:
-        x = np.asarray(x)
-        batches = (x[i:i + int(batch_size)] for i in range(0, len(x), int(batch_size)))
-    for batch in batches:
+    for batch in _batches(x, int(batch_size), len(act.inputs)):
         outputs = act(batch, training=False)
         accumulator.update({k: np.asarray(v) for k, v in outputs.items() if k != "logits"})
     if accumulator.num_examples == 0:
         raise ValueError("count_synops got no examples")
     return accumulator.report(device)
+
+
+def _batches(x: Any, batch_size: int, num_inputs: int):
+    """Batches of ``x`` (see :func:`count_synops`) for a model of ``num_inputs`` inputs."""
+    if hasattr(x, "as_numpy_iterator"):  # batches x, or (x, y[, w]) as Keras's fit reads them
+        yield from (b[0] if isinstance(b, tuple) else b for b in x.as_numpy_iterator())
+        return
+    if isinstance(x, dict) or (num_inputs > 1 and isinstance(x, (list, tuple))):
+        arrays = {k: np.asarray(v) for k, v in x.items()} if isinstance(x, dict) else [np.asarray(v) for v in x]
+        values = list(arrays.values()) if isinstance(arrays, dict) else arrays
+        if len(values) != num_inputs or len({len(v) for v in values}) != 1:
+            raise ValueError(f"x must hold one array per model input ({num_inputs}), each with the "
+                             f"same number of examples; got {len(values)} arrays of "
+                             f"{[len(v) for v in values]} examples")
+        for i in range(0, len(values[0]), batch_size):
+            if isinstance(arrays, dict):
+                yield {k: v[i:i + batch_size] for k, v in arrays.items()}
+            else:
+                yield [v[i:i + batch_size] for v in arrays]
+        return
+    if num_inputs > 1:
+        raise ValueError(f"the model has {num_inputs} inputs: give x as a list of {num_inputs} "
+                         "arrays (or a dict by input name)")
+    x = np.asarray(x)
+    yield from (x[i:i + batch_size] for i in range(0, len(x), batch_size))
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]], left: int = 2) -> list[str]:
@@ -121,8 +142,9 @@ def summary(model: Any, x: Any = None, print_fn: Optional[Callable[[str], Any]] 
 
     Args:
       model: a functional or Sequential tandem model.
-      x: optional inputs (array, or a ``tf.data.Dataset`` of batches): with them, spike
-        counts, firing rates, SynOps and energy per example (:func:`count_synops`).
+      x: optional inputs (an array; a list of arrays or a dict for a model of several
+        inputs; or a ``tf.data.Dataset`` of batches): with them, spike counts, firing rates,
+        SynOps and energy per example (:func:`count_synops`).
       print_fn: called with the table (``None``: print nothing).
       batch_size: batch size for running ``x``.
       device: a registered device name for the energy figures (default ``"horowitz_45nm"``).

@@ -331,10 +331,48 @@ def test_structural_refusals_name_the_layer():
     linear_inside = keras.Model(x, L.Dense(2)(L.Flatten()(y)))
     assert "'linear_conv' (Conv2D) is followed by neither a ReLU nor an Add" in _refusal(linear_inside)
 
-    inner = keras.Sequential([keras.Input((6, 6, 2)), L.Conv2D(4, 3, activation="relu")], name="inner")
+
+@pytest.mark.parametrize("make_activation, type_name, reason", [
+    (lambda: L.ReLU(max_value=6.0), "ReLU", "max_value=6: only an unbounded ReLU converts"),
+    (lambda: L.Activation("relu6"), "Activation", "activation='relu6': only an unbounded ReLU converts"),
+    (lambda: L.LeakyReLU(negative_slope=0.2), "LeakyReLU", "negative_slope=0.2: a leaky ReLU has negative outputs"),
+    (lambda: L.ReLU(negative_slope=0.1), "ReLU", "negative_slope=0.1: a leaky ReLU has negative outputs"),
+    (lambda: L.ReLU(threshold=0.5), "ReLU", "threshold=0.5: only a ReLU with threshold 0 converts"),
+    (lambda: L.Activation("swish"), "Activation", "activation='silu': only ReLU converts inside the network"),
+    (lambda: L.ELU(), "ELU", "ELU has negative outputs"),
+])
+@pytest.mark.parametrize("where", ["conv_bn", "conv", "add"])
+def test_an_activation_that_does_not_convert_is_named_with_its_reason(make_activation, type_name,
+                                                                      reason, where):
+    """The refusal names the activation layer, its type and why (MobileNetV2's ReLU6, a
+    LeakyReLU, a swish), not the Conv2D or Add before it; after a Conv2D (+ BN), after a
+    residual Add."""
     x = keras.Input((6, 6, 2))
-    nested = keras.Model(x, L.Dense(2)(L.Flatten()(inner(x))))
-    assert "nested model 'inner'" in _refusal(nested)
+    y = L.Conv2D(4, 3, activation="relu", padding="same")(x)
+    z = L.Conv2D(4, 3, padding="same", name="conv_before")(y)
+    if where == "conv_bn":
+        z = L.BatchNormalization(name="bn_before")(z)
+    if where == "add":
+        z = L.Add(name="add_before")([z, y])
+    odd = make_activation()
+    z = odd(z)
+    model = keras.Model(x, L.Dense(2)(L.Flatten()(L.Conv2D(4, 3, activation="relu")(z))))
+    message = _refusal(model)
+    assert f"'{odd.name}' ({type_name}): {reason}" in message
+    assert "conv_before" not in message and "add_before" not in message and "bn_before" not in message
+
+
+def test_a_model_without_a_relu_is_refused_naming_its_first_activation():
+    """Layers before the first ReLU are kept as the analog front end; a model with no ReLU
+    at all (ReLU6 or swish throughout) would convert to the ANN itself: refused."""
+    x = keras.Input((6, 6, 2))
+    y = L.Activation("relu6", name="first_relu6")(L.Conv2D(4, 3)(x))
+    y = L.Activation("relu6")(L.Conv2D(4, 3)(y))
+    message = _refusal(keras.Model(x, L.Dense(2)(L.Flatten()(y))))
+    assert "has no ReLU to become spiking neurons" in message
+    assert "'first_relu6' (Activation): activation='relu6': only an unbounded ReLU converts" in message
+    x = keras.Input((4,))
+    assert "has no ReLU" in _refusal(keras.Model(x, L.Dense(2)(L.Dense(3)(x))))
 
 
 def test_bad_arguments():

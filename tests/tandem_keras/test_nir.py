@@ -175,7 +175,7 @@ def test_metadata_and_neurons():
     assert (meta["time_steps"], meta["decoding"], meta["tandem_keras_version"]) == (7, "spike_count", tk.__version__)
     assert meta["reset"] == "subtract" and meta["threshold_rule"] == "v >= v_threshold"
     neuron = graph.nodes["tandem_conv1_if"]
-    assert isinstance(neuron, nir.IF) and neuron.metadata == {"reset": "subtract"}
+    assert isinstance(neuron, nir.IF) and neuron.metadata == {"reset": "subtract", "v_initial": 0.5}
     np.testing.assert_array_equal(neuron.v_threshold, 1.0)
     _, bias = model.get_layer("tandem_conv1").folded_weights()
     np.testing.assert_array_equal(graph.nodes["tandem_conv1"].bias, bias.numpy() / np.float32(7))
