@@ -97,7 +97,10 @@ def test_a_plain_savedmodel_is_evaluated_for_accuracy_only(tmp_path, capsys):
 @pytest.mark.parametrize("decode", ["membrane", "spike_count", "spike_count_tie", "spike_count_st"])
 def test_the_export_records_the_decoding_of_the_builders(decode):
     kind = export.model_kind(models.digits(time_steps=2, decode=decode, mode="quantized"))
-    assert kind == {"mode": "quantized", "decoding": decode, "neuron": "if"}
+    assert kind == {"mode": "quantized", "decoding": decode,
+                    "neuron": tk.neurons.serialize(tk.neurons.IF(initial_potential=0.5))}
+    kind = export.model_kind(models.digits(time_steps=2, decode=decode, neuron="if"))
+    assert kind == {"mode": "tandem", "decoding": decode, "neuron": "if"}
 
 
 @pytest.mark.slow
