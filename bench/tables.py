@@ -13,7 +13,7 @@ import os
 import sys
 from typing import Any, Callable
 
-from bench.records import Table, latest, latest_each, markdown, of, pct, regenerate
+from bench.records import ROOT, Table, latest, latest_each, markdown, of, pct, regenerate
 
 
 
@@ -114,11 +114,13 @@ def trained_models(frame) -> "tuple[str, list[dict]]":
         tandem, wall = c["mode"] == "tandem", f.get("train_wall_seconds")
         rows.append([
             c["name"], c["mode"], "-" if c["mode"] == "ann" else c["time_steps"],
-            f"{c['model']}/{c.get('width_divisor', 1)}", c["mixed_precision"], f"{c['epochs']:g}",
+            f"from {_ann_name(c['init_from'])}" if c.get("init_from") else f"{c['model']}/{c.get('width_divisor', 1)}",
+            c["mixed_precision"], f"{c['epochs']:g}",
             f"**{f['top1_error']:.2f}%** ({f.get('split')}, {f.get('examples')} images)",
             f"{f['top5_error']:.2f}%",
             (tandem and _f(f.get("synops_ratio"), ".3f")) or "-", "-" if wall is None else f"{wall / 60:.0f} min",
-            "not committed" if os.path.isabs(f["saved_model"]) else
+            "not committed" if os.path.isabs(f["saved_model"]) else "removed (superseded)"
+            if not os.path.isdir(os.path.join(ROOT, f["saved_model"])) else
             f"`{f['saved_model']}` ({f['saved_model_bytes'] / 2**20:.1f} MiB)"])
     return markdown(rows, ["model", "mode", "T", "width", "precision", "epochs", "top-1 error", "top-5 error",
                            "SynOps SNN/ANN", "training wall", "SavedModel"]), used

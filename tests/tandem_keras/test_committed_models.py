@@ -24,7 +24,7 @@ import tandem_keras as tk
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MODELS = os.path.join(ROOT, "bench", "models")
 REFERENCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "committed_models.npz")
-NAMES = ["cifarnet_w4_T4", "medium_tandem_T4", "medium_quantized_T4", "vgg11_w2_fp32_ann",
+NAMES = ["medium_tandem_T4", "medium_quantized_T4", "vgg11_w2_fp32_ann",
          "vgg11_w2_T4_converted"]
 
 

@@ -223,7 +223,7 @@ def test_encoder_current_mode_round_trip_and_values():
     np.testing.assert_array_equal(np.asarray(clone(v)), out)
 
 
-@pytest.mark.parametrize("name", ["cifarnet_w4_T4", "medium_tandem_T4", "medium_quantized_T4"])
+@pytest.mark.parametrize("name", ["medium_tandem_T4", "medium_quantized_T4"])
 def test_committed_keras_files_load_and_compute_what_their_savedmodels_do(name):
     """The committed exports (bench/models), written before neurons, pooling and residual
     layers existed: their model.keras loads with today's layers (the IF neuron by default)
