@@ -179,7 +179,8 @@ def _run(config: TrainConfig, restart: bool, strategy: tf.distribute.Strategy, i
     ]
     logging.info("training %s on %s: %d train / %d validation examples, %d steps of %d "
                  "(%d per replica x %d replicas) per epoch, epochs %d..%d",
-                 config.model, config.dataset, source.num_train, source.num_validation,
+                 f"{config.init_from} (converted)" if config.init_from else config.model,
+                 config.dataset, source.num_train, source.num_validation,
                  steps_per_epoch, config.batch_size, config.batch_size // strategy.num_replicas_in_sync,
                  strategy.num_replicas_in_sync, start_epoch + 1, config.epochs)
     with strategy.scope():
