@@ -236,10 +236,9 @@ def tandem_add(b: Builder, layer: Any, ports: list, out_shape: tuple) -> Port:
 
 def _extra_current(layer: Any, time_steps: int) -> np.float32:
     """The neuron's constant current ``(rounding - initial_potential) theta / T`` (method §3)."""
-    neuron = layer.neuron
-    if neuron is None:
+    if layer.neuron is None:
         return np.float32(0.0)
-    return np.float32((neuron.rounding - neuron.initial_potential) * float(layer.threshold) / time_steps)
+    return np.float32(layer.neuron.rounding_current(layer.threshold, time_steps))
 
 
 def max_pool(b: Builder, layer: Any, ports: list, out_shape: tuple) -> Port:

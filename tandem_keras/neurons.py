@@ -57,12 +57,15 @@ class Neuron:
             raise ValueError(f"{owner}: rounding ({self.rounding}) must be at least "
                              f"initial_potential ({self.initial_potential}).")
 
-    def _extra_current(self, threshold: float, time_steps: int) -> Optional[tf.Tensor]:
+    def rounding_current(self, threshold: float, time_steps: int) -> float:
         """``(rounding - initial_potential) theta / T``: the part of the offset not in ``V(0)``,
-        spread over the window as a constant current (None when there is none)."""
-        if self.rounding == self.initial_potential:
-            return None
-        return tf.constant((self.rounding - self.initial_potential) * threshold / time_steps, tf.float32)
+        spread over the window as a constant current (0 when there is none)."""
+        return (self.rounding - self.initial_potential) * float(threshold) / time_steps
+
+    def _extra_current(self, threshold: float, time_steps: int) -> Optional[tf.Tensor]:
+        """:meth:`rounding_current` as a float32 constant, None when it is 0."""
+        current = self.rounding_current(threshold, time_steps)
+        return tf.constant(current, tf.float32) if current else None
 
     # ---------------------------------------------------------------- dynamics
     def step(self, potential: tf.Tensor, current: tf.Tensor) -> tf.Tensor:

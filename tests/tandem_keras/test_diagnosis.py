@@ -4,36 +4,16 @@ import numpy as np
 import pytest
 
 import tandem_keras as tk
+from tests.tandem_keras.test_analysis import X
+from tests.tandem_keras.test_analysis import _model as _hand_model
 from tests.tandem_keras.test_neurons_reference import encode_np, front_loaded_np, neuron_np
 
-X = np.array([[2.0, 0.0, 1.0, 5.0]], "float32")  # T=3 encoder counts [2, 0, 1, 3]
-HIDDEN = np.array([[0.5, 0.0, 0.0],
-                   [0.0, 0.0, 0.0],
-                   [0.0, 1.0, 1.5],
-                   [0.0, 0.4, -0.4]], "float32")
-HIDDEN2 = np.array([[0.0, 0.5, 0.0],
-                    [0.0, 0.0, 0.5],
-                    [1.0, 0.0, 0.0]], "float32")
-# By hand (V(0) = 0, T = 3; encoder trains t0 [1,0,1,1], t1 [1,0,0,1], t2 [0,0,0,1]):
+# The hand-set network of test_analysis (V(0) = 0, T = 3; encoder trains t0 [1,0,1,1],
+# t1 [1,0,0,1], t2 [0,0,0,1]):
 # hidden:  z0 = .5,.5,0 -> 1 spike; z1 = 1.4,.4,.4 -> 2; z2 = 1.1,-.4,-.4 -> 1 (fired early)
 #          c = [1, 2, 1]; V_f = [1.0, 2.2, 0.3]: q = [1, 2, 0]; quantized ANN Q = [1, 2, 0].
 # hidden2: SNN inputs n0 @t1, n1 @t0,t2, n2 @t0: c = [1, 0, 1]; V_f = [1, .5, 1]: q = [1, 0, 1];
 #          quantized ANN from [1, 2, 0]: V_f = [0, .5, 1]: Q = [0, 0, 1].
-
-
-def _hand_model():
-    m = keras.Sequential([
-        keras.Input((4,)),
-        tk.SpikeEncoder(3, name="enc"),
-        tk.TandemDense(3, batch_norm=False, use_bias=False, name="hidden"),
-        tk.TandemDense(3, batch_norm=False, use_bias=False, name="hidden2"),
-        tk.SpikeCount(),
-        keras.layers.Dense(2, use_bias=False, name="out"),
-    ])
-    m.get_layer("hidden").set_weights([HIDDEN])
-    m.get_layer("hidden2").set_weights([HIDDEN2])
-    m.get_layer("out").set_weights([np.array([[1.0, 0.0], [2.0, 1.0], [0.0, 3.0]], "float32")])
-    return m
 
 
 def test_hand_computed_rows():
