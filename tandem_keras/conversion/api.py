@@ -102,8 +102,9 @@ def convert(model: keras.Model, *, time_steps: int, calibration_data: Any = None
       neuron: the neuron of every spiking layer (``"if"``, ``tk.neurons.IF(initial_potential=
         0.5)``, ...); ``None``: ``IF(initial_potential=0.25, rounding=0.5)`` for Keras layers
         (counts round the activation, half the offset in ``V(0)`` and half as a constant
-        current, which fires fewer early spikes than ``V(0) = theta/2``; method §10), a
-        tandem_keras layer keeps its own.
+        current, which fires fewer early spikes than ``V(0) = theta/2``; method §10) for Keras
+        layers and for the layers of an ``"ann"``-mode tandem model (whose neurons never
+        ran); a tandem_keras layer trained in a spiking mode keeps its own.
       max_pooling: ``"average"`` or ``"spiking"``.
       thresholds: ``{new layer name: theta}`` (overrides the calibration for those layers).
       return_report: also return a :class:`ConversionReport`.

@@ -120,10 +120,8 @@ class _Walk:
             self.relus.append(name)
         return float(self.thresholds.get(name, theta0)) if calibratable else theta0
 
-    def neuron_for(self, layer=None):
-        if self.neuron is not None:
-            return self.neuron
-        return getattr(layer, "neuron", None) or DEFAULT_NEURON
+    def neuron_for(self):
+        return self.neuron if self.neuron is not None else DEFAULT_NEURON
 
     # ------------------------------------------------------------------ walk
     def run(self) -> keras.Model:
@@ -374,14 +372,17 @@ class _Walk:
         """A tandem_keras layer (e.g. of a ``--mode=ann`` export): the same layer in tandem
         mode, its threshold normalized, its kernel or input weights taking the input's scale."""
         config = layer.get_config()
+        # The neurons of an "ann"-mode model never ran: they take the conversion's neuron.
+        # A layer trained in a spiking mode keeps its own unless one is given.
+        never_ran = config.get("mode") == "ann"
         if "mode" in config:
             config["mode"] = "tandem"
         name, cls = layer.name, type(layer)
         if isinstance(layer, SpikeEncoder):
             config["time_steps"] = self.time_steps
         spiking = P.is_spiking(layer)
-        if spiking and "neuron" in config and self.neuron is not None:
-            config["neuron"] = neurons.serialize(self.neuron)
+        if spiking and "neuron" in config and (self.neuron is not None or never_ran):
+            config["neuron"] = neurons.serialize(self.neuron_for())
         theta0 = float(config.get("threshold", 1.0))
         scale_out = 1.0
         if spiking:

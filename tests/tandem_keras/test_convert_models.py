@@ -81,3 +81,19 @@ def test_own_ann_export_is_a_mode_switch_plus_normalization(tmp_path, decode):
         assert len(report.thresholds) == 6 and 1.0 not in report.thresholds.values()
     else:   # the output neurons' spikes are the logits: their threshold is kept
         assert report.thresholds["output_neurons"] == 1.0
+
+
+def test_ann_mode_neurons_take_the_conversion_default_spiking_modes_keep_theirs():
+    # An "ann"-mode model's neurons never ran (the paper's IF here): with neuron=None the
+    # conversion gives it the default recipe; a model trained in a spiking mode keeps its own.
+    x = np.random.default_rng(0).random((4, 32, 32, 3), dtype=np.float32) * 255.0
+    own = tk.neurons.IF(initial_potential=0.0)
+    for mode, expected in [("ann", tk.conversion.DEFAULT_NEURON), ("tandem", own)]:
+        model = models.cifarnet(time_steps=4, mode=mode, width_divisor=16, neuron=own)
+        snn = tk.convert(model, time_steps=4, calibration_data=x)
+        neurons = [layer.neuron for layer in snn.layers if getattr(layer, "neuron", None) is not None]
+        assert len(neurons) == 6 and all(n == expected for n in neurons), (mode, neurons)
+    given = tk.neurons.IF(initial_potential=0.5)
+    snn = tk.convert(models.cifarnet(time_steps=4, mode="tandem", width_divisor=16, neuron=own),
+                     time_steps=4, calibration_data=x, neuron=given)
+    assert all(layer.neuron == given for layer in snn.layers if getattr(layer, "neuron", None) is not None)
