@@ -6,13 +6,14 @@
     python -m bench.record_model --step=record --name=NAME --to=bench/models/NAME \\
         --eval_json=/tmp/NAME_eval.json --model_dir=RUN --train_command="$(cat RUN.cmd)" \\
         --started=2026-11-29T13:43:40Z --finished=2026-11-29T14:55:00Z [--commit=SHA]
-    python -m bench.record_model --step=record ... --finetune_export=DIR   # a converted SNN
+    python -m bench.record_model --step=record ... --finetune_export=DIR   # converted / study-trained
 
 ``copy`` exports ``SOURCE/model.keras`` again, uncompiled (no optimizer state), its training
 metadata kept. ``record`` appends a ``trained_model`` record (RESULTS.md's table): ``python -m
 eval``'s figures of the committed export, its size, the run's ``config.json`` and per-epoch
 ``history.csv``, the training command, commit and wall time; for an SNN converted by
-``bench.convert_cifar10``, those of its ``conversion`` record (``--finetune_export``).
+``bench.convert_cifar10`` or trained further by ``bench.accuracy_study``, those of its
+``conversion`` or ``accuracy_study`` record (``--finetune_export``).
 """
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ flags.DEFINE_string("train_command", None, "record: the exact python -m train co
 flags.DEFINE_string("started", None, "record: UTC start of training, YYYY-MM-DDTHH:MM:SSZ.")
 flags.DEFINE_string("finished", None, "record: UTC end of training (export included).")
 flags.DEFINE_string("commit", None, "record: the commit training ran at (default: HEAD now).")
-flags.DEFINE_string("finetune_export", "", "record: the export_dir of the conversion record (a converted SNN).")
+flags.DEFINE_string("finetune_export", "", "record: the export_dir of the conversion or accuracy_study run.")
 flags.DEFINE_string("note", "", "record: a note stored with the record.")
 flags.DEFINE_string("out", "", "Records file (default bench/results/records.jsonl).")
 KEEP = ("examples", "top1_error", "top5_error", "time_steps", "synops_snn", "synops_ann", "synops_ratio",
@@ -87,22 +88,28 @@ def record(name: str, to: str, eval_json: str, model_dir: str, train_command: Op
         report = json.load(f)
     if os.path.realpath(report["saved_model"]) != os.path.realpath(to):
         harness.usage_error(f"--eval_json evaluated {report['saved_model']}, not {to}")
-    with open(os.path.join(model_dir, "config.json")) as f:
-        config = dict(json.load(f), name=name)
+    config = {"name": name}
+    if os.path.isfile(os.path.join(model_dir, "config.json")):
+        with open(os.path.join(model_dir, "config.json")) as f:
+            config = dict(json.load(f), name=name)
     figures = {key: report[key] for key in KEEP if key in report}
     figures.update(saved_model=to, saved_model_bytes=export_bytes(to))
     if os.path.isfile(os.path.join(to, "model.keras")):
         figures["keras_file_bytes"] = os.path.getsize(os.path.join(to, "model.keras"))
     stamped: dict[str, Any] = {"command": train_command, **({"note": note} if note else {})}
-    if finetune_export:  # a converted SNN: its fine-tuning is the conversion record's
-        tuned = [r for r in records.of(records.read(), "conversion")
-                 if r["figures"].get("export_dir") == finetune_export]
+    if finetune_export:  # its training is that of a conversion or accuracy_study record
+        frame = records.read(out)
+        tuned = [r for r in records.of(frame, "conversion") + records.of(frame, "accuracy_study")
+                 if finetune_export in (r["figures"].get("export_dir"), r["config"].get("export_dir"))]
         if not tuned:
-            harness.usage_error(f"no conversion record exported to {finetune_export}")
-        r = tuned[-1]
+            harness.usage_error(f"no conversion or accuracy_study record exported to {finetune_export}")
+        r, study = tuned[-1], tuned[-1]["kind"] == "accuracy_study"
         config.update(mode="tandem", time_steps=r["config"]["time_steps"], finetune=r["config"],
-                      epochs=round(r["figures"]["examples_seen"] / 45000, 2),
+                      epochs=r["config"]["epochs"] if study else round(r["figures"]["examples_seen"] / 45000, 2),
                       converted_from=os.path.basename(config.get("export_dir") or "") or None)
+        if study:  # the study trains in float32 from the export it names
+            config.update(model=r["config"]["network"], width_divisor=r["config"].get("width_divisor", 1),
+                          mixed_precision="float32", init_from=r["config"]["start_from"] or r["config"]["init_from"])
         figures.update(train_wall_seconds=r["figures"]["train_wall_s"],
                        train_cpu_seconds=r["figures"]["train_cpu_s"], conversion_record=records.cite(r))
         stamped.update(command=r["command"], commit=r["commit"], dirty=r["dirty"])

@@ -272,3 +272,25 @@ def test_a_committed_export_copy_has_an_uncompiled_keras_file_and_its_metadata(t
     assert training["dataset"] == "folder:my_images" and training["folder_files"] == 4
     assert 0 < record_model.export_bytes(copy) < sum(
         os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(copy) for f in fs)
+
+
+def test_a_model_trained_further_by_the_study_takes_its_record(tmp_path):
+    from bench import record_model
+
+    out, export, run = str(tmp_path / "records.jsonl"), tmp_path / "models" / "x", tmp_path / "run"
+    export.mkdir(parents=True)
+    run.mkdir()
+    study = records.write("accuracy_study", {"val_error": 16.0, "train_wall_s": 600.0, "train_cpu_s": 900.0},
+                          {"network": "cifarnet", "time_steps": 4, "epochs": 8, "start_from": "/runs/a/export",
+                           "export_dir": "/runs/b/export"}, path=out, command="python -m bench.accuracy_study")
+    (tmp_path / "eval.json").write_text(json.dumps({"saved_model": str(export), "top1_error": 16.0, "top5_error": 0.5,
+                                                    "split": "validation"}))
+    record = record_model.record("x", str(export), str(tmp_path / "eval.json"), str(run),
+                                 finetune_export="/runs/b/export", out=out)
+    assert record["command"] == "python -m bench.accuracy_study" and record["commit"] == study["commit"]
+    assert record["config"]["epochs"] == 8 and record["config"]["init_from"] == "/runs/a/export"
+    assert tables.trained_models([record])[0].splitlines()[2].split(" | ")[3].strip() == "from a"
+    assert record["figures"]["train_wall_seconds"] == 600.0 and record["figures"]["top1_error"] == 16.0
+    with pytest.raises(SystemExit):
+        record_model.record("x", str(export), str(tmp_path / "eval.json"), str(run),
+                            finetune_export="/nowhere", out=out)
