@@ -100,7 +100,7 @@ def convert(model: keras.Model, *, time_steps: int, calibration_data: Any = None
       time_steps: T, the encoding window of the SNN.
       calibration_data, percentile, calibration_batches, batch_size: see above.
       neuron: the neuron of every spiking layer (``"if"``, ``tk.neurons.IF(initial_potential=
-        0.5)``, ...); ``None``: ``IF(initial_potential=0.25, rounding=0.5)`` for Keras layers
+        0.5)``, ...); ``None``: ``IF(initial_potential=0.25, rounding=0.5)``
         (counts round the activation, half the offset in ``V(0)`` and half as a constant
         current, which fires fewer early spikes than ``V(0) = theta/2``; method §10) for Keras
         layers and for the layers of an ``"ann"``-mode tandem model (whose neurons never
