@@ -213,7 +213,7 @@ def tandem_layer(b: Builder, layer: Any, ports: list, out_shape: tuple) -> Port:
 def tandem_add(b: Builder, layer: Any, ports: list, out_shape: tuple) -> Port:
     """``TandemAdd``: one neuron node with an edge from each input (a ``Scale`` node
     ``<name>_scale<i>`` for a weight ``w_i != 1``)."""
-    scales = layer.scales or [1.0] * len(ports)
+    scales = layer.current_scales or [1.0] * len(ports)
     sources = []
     for i, (p, w) in enumerate(zip(ports, scales)):
         if len(p.parts) != 1:

@@ -200,7 +200,7 @@ def direction_preservation(model: keras.Model, x: Any, batch_size: int = 64,
         c = counts[layer.name + "/out"]
         sums = [counts[f"{layer.name}/in{i}"] for i in range(len(node.input_tensors))]
         if row["kind"] == "residual":  # V = sum_i w_i X_i, X_i the inputs' time-sums
-            scales = layer.scales or [1.0] * len(sums)
+            scales = layer.current_scales or [1.0] * len(sums)
             v_f = sum(np.float32(w) * x_i for w, x_i in zip(scales, sums))
         else:
             kernel, bias = layer.folded_weights(training=False)

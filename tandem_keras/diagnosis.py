@@ -144,7 +144,7 @@ def _potential(layer: Any, inputs: list) -> Optional[np.ndarray]:
         return np.asarray(inputs[0], np.float32)
     sums = [np.sum(np.asarray(t, np.float32), axis=1) for t in inputs]
     if isinstance(layer, TandemAdd):
-        scales = layer.scales or [1.0] * len(sums)
+        scales = layer.current_scales or [1.0] * len(sums)
         return sum(np.float32(w) * s for w, s in zip(scales, sums))
     if isinstance(layer, TandemLayer):
         # The layer's own linear map and folded BN: in "ann" mode without neurons its output is
@@ -271,7 +271,7 @@ def _kind(layer: Any) -> str:
 
 
 def _residual_inputs(layer: Any, node: Any, entry: dict) -> list:
-    scales = layer.scales or [1.0] * len(node.input_tensors)
+    scales = layer.current_scales or [1.0] * len(node.input_tensors)
     count = len(node.input_tensors)
     sums = [np.concatenate([b[i] for b in entry["sums"]]) for i in range(count)]
     q_sums = [np.concatenate([b[i] for b in entry["q_sums"]]) for i in range(count)]

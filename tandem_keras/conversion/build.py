@@ -392,12 +392,14 @@ class _Walk:
             scale_out = theta / theta0
         if isinstance(layer, TandemAdd):
             config["scales"] = [w * _one(v.scale, P.label(layer), "adds")
-                                for w, v in zip(layer.scales or [1.0] * len(ins), ins)]
+                                for w, v in zip(layer.current_scales or [1.0] * len(ins), ins)]
         new = cls.from_config(config)
         x = new([v.tensor for v in ins] if len(ins) > 1 else ins[0].tensor)
         weights = layer.get_weights()
         if weights:
             new.set_weights(weights)
+        if isinstance(new, TandemAdd) and new.scale_weights is not None:
+            new.scale_weights.assign(config["scales"])
         scale_in = ins[0].scale
         weighted = P.is_weighted(new)
         if weighted and (np.ndim(scale_in) or scale_in != 1.0):

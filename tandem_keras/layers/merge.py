@@ -33,6 +33,11 @@ class TandemAdd(ModeMixin, keras.layers.Layer):
         V = sum_i w_i X_i,   a = clip(V / theta + v0, 0, T)   (the surrogate)
         grad_V = (sum_t grad_s(t) / T) a'(V),   grad_x_i(t) = w_i grad_V
 
+    ``trainable_scales=True`` makes the ``w_i`` a trained weight (``scales``, initialized from
+    ``scales``): the balance of the shortcut against the branch, which a branch's BN can
+    rescale but an identity shortcut cannot, learned by the same gradient,
+    ``grad_w_i = sum(grad_V X_i)`` (method §3, residual neuron).
+
     Other modes: ``"ann"`` (``relu(V / theta)`` on time axes of length 1), ``"quantized"``
     (``clip(floor(V / theta + v0), 0, T)`` front-loaded, straight-through gradient),
     ``"bptt"`` (the recurrence differentiated through time). The sum is formed in float32
@@ -49,7 +54,7 @@ class TandemAdd(ModeMixin, keras.layers.Layer):
 
     def __init__(self, neuron: Any = "if", threshold: float = 1.0,
                  scales: Optional[Sequence[float]] = None, surrogate: Any = "bounded_relu",
-                 mode: str = "tandem", **kwargs: Any) -> None:
+                 mode: str = "tandem", trainable_scales: bool = False, **kwargs: Any) -> None:
         # Inputs are cast in call() (the sum in float32), after their ANN values are read.
         kwargs["autocast"] = False
         super().__init__(**kwargs)
@@ -68,6 +73,8 @@ class TandemAdd(ModeMixin, keras.layers.Layer):
                                  f"input, got {scales!r}.")
             scales = [float(w) for w in scales]
         self.scales = scales
+        self.trainable_scales = bool(trainable_scales)
+        self.scale_weights = None
         self.mode = mode
         self._time_steps: Optional[int] = None
 
@@ -92,6 +99,11 @@ class TandemAdd(ModeMixin, keras.layers.Layer):
             raise ValueError(f"{label}: the time axis (axis 1) must have a static length, got "
                              f"shape {shapes[0]}.")
         self._time_steps = shapes[0][1]
+        if self.trainable_scales:
+            initial = self.scales or [1.0] * len(shapes)
+            self.scale_weights = self.add_weight(
+                name="scales", shape=(len(shapes),), autocast=False,
+                initializer=keras.initializers.Constant(initial))
         self.input_spec = [keras.InputSpec(ndim=len(s), axes={-1: s[-1]}) for s in shapes]
 
     def __call__(self, *args: Any, **kwargs: Any):
@@ -110,12 +122,22 @@ class TandemAdd(ModeMixin, keras.layers.Layer):
         return keras.KerasTensor(self.compute_output_shape([tuple(x.shape) for x in inputs]),
                                  dtype=self.compute_dtype)
 
+    @property
+    def current_scales(self) -> Optional[list]:
+        """The ``w_i`` as floats: the trained ``scales`` weight, else ``scales`` (None: all 1)."""
+        if self.scale_weights is not None:
+            return [float(w) for w in keras.ops.convert_to_numpy(self.scale_weights)]
+        return self.scales
+
     def _weighted(self, trains: list) -> tf.Tensor:
         """``sum_i w_i x_i`` (the multiplications by 1 left out)."""
         total = None
         for i, x in enumerate(trains):
-            w = 1.0 if self.scales is None else self.scales[i]
-            term = x if w == 1.0 else x * w
+            if self.scale_weights is not None:
+                term = x * tf.cast(self.scale_weights[i], x.dtype)
+            else:
+                w = 1.0 if self.scales is None else self.scales[i]
+                term = x if w == 1.0 else x * w
             total = term if total is None else total + term
         return total
 
@@ -153,6 +175,8 @@ class TandemAdd(ModeMixin, keras.layers.Layer):
         config.update(neuron=neurons.serialize(self.neuron), threshold=self.threshold,
                       scales=self.scales, surrogate=surrogates.serialize(self.surrogate),
                       mode=self.mode)
+        if self.trainable_scales:
+            config["trainable_scales"] = True
         return config
 
 

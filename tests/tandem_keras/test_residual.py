@@ -201,6 +201,75 @@ def test_residual_block_gradient_is_the_coupled_ann(surrogate):
     assert_close(np.asarray(got[-1]), np.broadcast_to(np.asarray(ref[-1])[:, None], x.shape), "input")
 
 
+@pytest.mark.parametrize("mode", ["tandem", "bptt"])
+def test_trainable_scales_forward_and_gradient(mode):
+    """trainable_scales: the forward is the NumPy neuron on sum_i w_i x_i with the weight's
+    values; the gradient of the scales is the coupled ANN's, grad_w_i = sum(grad_V X_i) with
+    a = clip(V / theta + v0, 0, T) (tandem), and finite, non-zero through time (bptt)."""
+    rng = np.random.default_rng(12)
+    theta, v0, t_steps = 0.75, 0.25, 4
+    z = (rng.integers(-4, 8, (6, t_steps, 4, 4, 3)) / 8.0).astype(np.float32)
+    s = spikes((6, t_steps, 4, 4, 3), seed=12)
+    add = tk.TandemAdd(threshold=theta, neuron=neurons.IF(v0), scales=[1.0, 0.5],
+                       trainable_scales=True, mode=mode)
+    add([z, s])
+    assert [w.name for w in add.trainable_weights] == ["scales"]
+    np.testing.assert_array_equal(add.current_scales, [1.0, 0.5])
+    add.scale_weights.assign([0.75, 1.25])
+    out = np.asarray(add([z, s]))
+    expected, _ = tandem_add_np([z.astype(np.float64), s], theta, [0.75, 1.25], 1.0, v0)
+    np.testing.assert_array_equal(out, expected)
+    z = rng.normal(0.1, 0.4, z.shape).astype(np.float32)    # off the clip's corners
+    r = rng.normal(size=z.shape).astype(np.float32)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(add([z, s], training=True) * r)
+    got = np.asarray(tape.gradient(loss, add.scale_weights))
+    if mode == "bptt":
+        assert np.isfinite(got).all() and np.abs(got).min() > 0
+        return
+    w = tf.Variable([0.75, 1.25], dtype=tf.float64)
+    sums = [tf.constant(x.sum(axis=1).astype(np.float64)) for x in (z, s)]
+    with tf.GradientTape() as tape:
+        potential = w[0] * sums[0] + w[1] * sums[1]
+        a = tf.clip_by_value(potential / theta + v0, 0.0, float(t_steps))
+        ref_loss = tf.reduce_sum(a * r.mean(axis=1))
+    corners = np.asarray(potential) / theta + v0
+    assert np.abs(corners).min() > 1e-4 and np.abs(corners - t_steps).min() > 1e-4
+    assert_close(got, np.asarray(tape.gradient(ref_loss, w)), "scales")
+
+
+def test_trainable_scales_round_trip_convert_and_nir(tmp_path):
+    """The trained scales travel: .keras, export, with_mode, tk.convert (times the input's
+    scale) and NIR's Scale node read the weight, not the initial config."""
+    images = keras.Input((6, 6, 2))
+    s = tk.SpikeEncoder(3)(keras.layers.Conv2D(4, 3, padding="same")(images))
+    h = tk.TandemConv2D(4, 3, padding="same", neuron=None)(s)
+    y = tk.TandemAdd(scales=[1.0, 0.5], trainable_scales=True, name="add")([h, s])
+    model = keras.Model(images, keras.layers.Dense(3)(tk.SpikeCount()(tk.GlobalAveragePooling2D()(y))))
+    model.get_layer("add").scale_weights.assign([0.8, 1.4])
+    x = np.random.default_rng(13).uniform(0, 2, (3, 6, 6, 2)).astype(np.float32)
+    expected = model.predict(x, verbose=0)
+    assert model.get_layer("add").get_config()["trainable_scales"] is True
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    assert loaded.get_layer("add").current_scales == pytest.approx([0.8, 1.4])
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), expected)
+    model.export(str(tmp_path / "export"), verbose=False)
+    exported = tf.saved_model.load(str(tmp_path / "export"))
+    np.testing.assert_allclose(exported.serve(x), expected, rtol=1e-6)
+    for mode in tk.MODES:
+        assert tk.with_mode(model, mode).get_layer("add").current_scales == pytest.approx([0.8, 1.4])
+    calibration = np.random.default_rng(14).uniform(0, 2, (16, 6, 6, 2)).astype(np.float32)
+    converted = tk.convert(model, time_steps=3, calibration_data=calibration)
+    add, enc = converted.get_layer("add"), converted.get_layer(model.layers[2].name)
+    assert add.scale_weights is not None
+    assert add.current_scales == pytest.approx([0.8, 1.4 * enc.threshold], rel=1e-6)
+    graph = tk.export_nir(model, tmp_path / "m.nir")
+    node = graph.nodes["add_scale1"]
+    np.testing.assert_allclose(np.unique(node.scale), [1.4], rtol=1e-6)
+    assert "add_scale0" in graph.nodes
+
+
 # ----------------------------------------------------------------------------- round trips
 def assert_trains(model, x):
     """Every trainable weight gets a finite gradient, not all zero."""
@@ -263,6 +332,9 @@ class LayerTest(testing.TestCase):
         self.run_layer_test(tk.TandemAdd, init_kwargs={"scales": [1.0, 0.5]}, input_data=[x, x[:, ::-1]],
                             expected_output_shape=(2, 3, 6, 6, 4), expected_num_trainable_weights=0,
                             run_training_check=False)
+        self.run_layer_test(tk.TandemAdd, init_kwargs={"scales": [1.0, 0.5], "trainable_scales": True},
+                            input_data=[x, x[:, ::-1]], expected_output_shape=(2, 3, 6, 6, 4),
+                            expected_num_trainable_weights=1, run_training_check=False)
         self.run_layer_test(tk.TandemConv2D, init_kwargs={"filters": 3, "kernel_size": 3, "neuron": None},
                             input_data=x, expected_output_shape=(2, 3, 6, 6, 3),
                             expected_output_dtype="float32", expected_num_trainable_weights=4,
