@@ -43,6 +43,7 @@ flags.DEFINE_float("rounding", None, "The neurons' rounding (tk.neurons.IF(round
                    "--initial_potential).")
 flags.DEFINE_string("start_from", "", "A trained tandem model (.keras or export directory) to train further "
                     "in --mode, as it is.")
+flags.DEFINE_bool("trainable_scales", False, "TandemAdd input weights trained (tk.convert(trainable_scales=True)).")
 flags.DEFINE_float("percentile", 99.9, "Conversion: the calibration percentile.")
 flags.DEFINE_string("distill", "", "A trained model (.keras or export directory) to distill from.")
 flags.DEFINE_float("alpha", 0.5, "Distillation: the weight of the teacher's term.")
@@ -64,11 +65,15 @@ def _model(source, calibration) -> keras.Model:
 
     neuron = tk.neurons.IF(initial_potential=FLAGS.initial_potential, rounding=FLAGS.rounding)
     if FLAGS.start_from:
-        return tk.with_mode(harness.trained_model(FLAGS.start_from, "start_from"), FLAGS.mode)
+        model = harness.trained_model(FLAGS.start_from, "start_from")
+        if FLAGS.trainable_scales:
+            model = tk.convert(model, time_steps=FLAGS.time_steps, trainable_scales=True)
+        return tk.with_mode(model, FLAGS.mode)
     if FLAGS.init_from:
         ann = harness.trained_model(FLAGS.init_from, "init_from")
         snn = tk.convert(ann, time_steps=FLAGS.time_steps, calibration_data=calibration,
-                         percentile=FLAGS.percentile, neuron=neuron)
+                         percentile=FLAGS.percentile, neuron=neuron,
+                         trainable_scales=FLAGS.trainable_scales)
         return snn if FLAGS.mode == "tandem" else tk.with_mode(snn, FLAGS.mode)
     return models.BUILDERS[FLAGS.network](
         input_shape=source.image_shape, num_classes=source.num_classes,

@@ -264,8 +264,9 @@ def _ann_name(path: str) -> str:  # RUN/model.keras and RUN/export by RUN's name
 
 
 def _study_training(c: dict) -> str:
+    scales = ", TandemAdd scales trained" if c.get("trainable_scales") else ""
     if c.get("start_from"):
-        return f"{c['mode']}, from {os.path.basename(os.path.normpath(c['start_from']))}"
+        return f"{c['mode']}, from {os.path.basename(os.path.normpath(c['start_from']))}{scales}"
     start = "scratch"
     if c.get("init_from"):
         start = f"converted from {_ann_name(c['init_from'])}, p{c['percentile']:g}"
@@ -275,7 +276,7 @@ def _study_training(c: dict) -> str:
     parts = [c["mode"], v0, start]
     if c.get("distill"):
         parts.append(f"distilled (α={c['alpha']:g}, τ={c['temperature']:g})")
-    return ", ".join(parts)
+    return ", ".join(parts) + scales
 
 
 def _study_cells(r: dict) -> list:

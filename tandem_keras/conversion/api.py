@@ -50,7 +50,7 @@ class ConversionReport:
 def convert(model: keras.Model, *, time_steps: int, calibration_data: Any = None,
             percentile: float = 99.9, calibration_batches: int = 8, batch_size: int = 64,
             neuron: Any = None, max_pooling: str = "average", thresholds: Optional[dict] = None,
-            return_report: bool = False):
+            trainable_scales: bool = False, return_report: bool = False):
     """Converts a trained Keras ANN into a tandem SNN with the same weights.
 
     ``model`` is a Sequential or functional model of ``Conv2D``, ``Dense``,
@@ -107,6 +107,9 @@ def convert(model: keras.Model, *, time_steps: int, calibration_data: Any = None
         ran); a tandem_keras layer trained in a spiking mode keeps its own.
       max_pooling: ``"average"`` or ``"spiking"``.
       thresholds: ``{new layer name: theta}`` (overrides the calibration for those layers).
+      trainable_scales: every :class:`~tandem_keras.TandemAdd`'s input weights become a trained
+        weight (``TandemAdd(trainable_scales=True)``) for fine-tuning; also on a tandem model
+        (no calibration needed: ``tk.convert(snn, time_steps=T, trainable_scales=True)``).
       return_report: also return a :class:`ConversionReport`.
 
     Returns:
@@ -134,7 +137,8 @@ def convert(model: keras.Model, *, time_steps: int, calibration_data: Any = None
         raise ValueError(f"tk.convert expects a keras.Model, got {type(model).__name__}.")
     if neuron is not None:
         neuron = neurons.get(neuron)
-    settings = dict(time_steps=time_steps, neuron=neuron, max_pooling=max_pooling)
+    settings = dict(time_steps=time_steps, neuron=neuron, max_pooling=max_pooling,
+                    trainable_scales=bool(trainable_scales))
     found, used_percentile = {}, None
     chosen = dict(thresholds or {})
     if calibration_data is not None:

@@ -81,9 +81,10 @@ def _same(values) -> bool:
 
 
 class _Walk:
-    def __init__(self, model, time_steps: int, thresholds: dict, neuron, max_pooling: str) -> None:
+    def __init__(self, model, time_steps: int, thresholds: dict, neuron, max_pooling: str,
+                 trainable_scales: bool = False) -> None:
         self.model, self.time_steps, self.thresholds = model, time_steps, thresholds
-        self.neuron = neuron
+        self.neuron, self.trainable_scales = neuron, trainable_scales
         self.max_pooling = max_pooling
         self.nodes, self.consumers = call_nodes(model)
         self.output_ids = {id(t) for t in model.outputs}
@@ -359,7 +360,7 @@ class _Walk:
         theta = self.theta(layer.name, 1.0)
         scales = [_one(v.scale, P.label(layer), "adds") for v in ins]
         new = TandemAdd(neuron=self.neuron_for(), threshold=theta, scales=scales,
-                        name=layer.name, dtype=layer.dtype_policy.name)
+                        trainable_scales=self.trainable_scales, name=layer.name, dtype=layer.dtype_policy.name)
         x = new([v.tensor for v in ins])
         self.done.add(id(relu))
         self.rows.append(Row(f"{layer.name}+{relu.operation.name}", layer.name,
@@ -391,6 +392,7 @@ class _Walk:
             config["threshold"] = theta
             scale_out = theta / theta0
         if isinstance(layer, TandemAdd):
+            config["trainable_scales"] = layer.trainable_scales or self.trainable_scales
             config["scales"] = [w * _one(v.scale, P.label(layer), "adds")
                                 for w, v in zip(layer.current_scales or [1.0] * len(ins), ins)]
         new = cls.from_config(config)
@@ -416,13 +418,13 @@ class _Walk:
 
 
 def rebuild(model: keras.Model, *, time_steps: int, thresholds: Optional[dict] = None,
-            neuron: Any = None, max_pooling: str = "average"):
+            neuron: Any = None, max_pooling: str = "average", trainable_scales: bool = False):
     """``(tandem model, report rows, {spiking layer: (theta_0, calibratable)}, [spiking layers
     made from a Keras ReLU whose readers have weights])``; see the module."""
     try:
         model = flat(model)   # a backbone's layers inlined (keras.applications style)
     except ValueError as error:
         raise ConversionError(f"tk.convert: {error}") from None
-    walk = _Walk(model, time_steps, dict(thresholds or {}), neuron, max_pooling)
+    walk = _Walk(model, time_steps, dict(thresholds or {}), neuron, max_pooling, trainable_scales)
     new = walk.run()
     return new, walk.rows, walk.spiking, walk.relus

@@ -70,3 +70,37 @@ def test_a_saved_ann_converts_and_fine_tunes(tmp_path):
     study = records.of(records.read(out), "accuracy_study")
     assert [r["config"]["row"] for r in study] == ["ann", "converted"]
     assert study[1]["figures"]["network"] == study[0]["figures"]["network"]
+
+
+@pytest.mark.slow
+def test_trainable_scales_row_trains_the_residual_input_weights(tmp_path):
+    """--trainable_scales on a converted residual ANN and on a tandem model to train further:
+    the saved SNN's TandemAdds have trained scales, and the table says so."""
+    import keras
+
+    import tandem_keras as tk
+
+    from tests.common.test_datasets import _write_folder
+
+    out, ann, snn, more = (str(tmp_path / "records.jsonl"), tmp_path / "ann", tmp_path / "snn",
+                           tmp_path / "more")
+    _write_folder(str(tmp_path / "images"), sizes=(24, 24), shape=(32, 32, 3))
+    common = ("--network=resnet20", "--width_divisor=8", f"--dataset=folder:{tmp_path / 'images'}",
+              "--time_steps=2",
+              "--epochs=1", "--steps_per_epoch=2", "--batch_size=16", f"--out={out}")
+    _run("bench.accuracy_study", "--row=ann", "--mode=ann", f"--save_dir={ann}", *common)
+    _run("bench.accuracy_study", "--row=ts", f"--init_from={ann}", "--trainable_scales",
+         f"--save_dir={snn}", *common)
+    _run("bench.accuracy_study", "--row=ts_more", f"--start_from={snn}", "--trainable_scales",
+         f"--save_dir={more}", *common)
+    for path in (snn, more):
+        adds = [layer for layer in keras.models.load_model(path / "model.keras").layers
+                if isinstance(layer, tk.TandemAdd)]
+        assert len(adds) == 9 and all(layer.trainable_scales for layer in adds)
+    first = [layer.current_scales for layer in keras.models.load_model(snn / "model.keras").layers
+             if isinstance(layer, tk.TandemAdd)]
+    later = [layer.current_scales for layer in keras.models.load_model(more / "model.keras").layers
+             if isinstance(layer, tk.TandemAdd)]
+    assert first != later                       # two more steps moved them
+    body, _ = tables.study(records.read(out))
+    assert body.count("TandemAdd scales trained") == 2

@@ -264,6 +264,18 @@ def test_trainable_scales_round_trip_convert_and_nir(tmp_path):
     add, enc = converted.get_layer("add"), converted.get_layer(model.layers[2].name)
     assert add.scale_weights is not None
     assert add.current_scales == pytest.approx([0.8, 1.4 * enc.threshold], rel=1e-6)
+    again = tk.convert(model, time_steps=3)                   # a tandem model: kept as it is
+    assert again.get_layer("add").current_scales == pytest.approx([0.8, 1.4])
+    np.testing.assert_array_equal(again.predict(x, verbose=0), expected)
+    inputs = keras.Input((6, 6, 2))
+    h = keras.layers.Conv2D(2, 3, padding="same", activation="relu")(inputs)
+    y = keras.layers.ReLU()(keras.layers.Add()([keras.layers.Conv2D(2, 3, padding="same")(h), h]))
+    ann = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Flatten()(y)))
+    for trainable in (False, True):
+        snn = tk.convert(ann, time_steps=3, calibration_data=calibration, trainable_scales=trainable)
+        add = [layer for layer in snn.layers if isinstance(layer, tk.TandemAdd)][0]
+        assert (add.scale_weights is not None) == trainable
+        assert len(add.trainable_weights) == int(trainable)
     graph = tk.export_nir(model, tmp_path / "m.nir")
     node = graph.nodes["add_scale1"]
     np.testing.assert_allclose(np.unique(node.scale), [1.4], rtol=1e-6)
