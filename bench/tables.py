@@ -265,6 +265,8 @@ def _ann_name(path: str) -> str:  # RUN/model.keras and RUN/export by RUN's name
 
 def _study_training(c: dict) -> str:
     scales = ", TandemAdd scales trained" if c.get("trainable_scales") else ""
+    if c.get("distill"):
+        scales = f", distilled (α={c['alpha']:g}, τ={c['temperature']:g})" + scales
     if c.get("start_from"):
         return f"{c['mode']}, from {os.path.basename(os.path.normpath(c['start_from']))}{scales}"
     start = "scratch"
@@ -273,10 +275,7 @@ def _study_training(c: dict) -> str:
     v0 = f"V(0)={c['initial_potential']:g}θ"
     if c.get("rounding") is not None and c["rounding"] != c["initial_potential"]:
         v0 += f", rounding {c['rounding']:g}"
-    parts = [c["mode"], v0, start]
-    if c.get("distill"):
-        parts.append(f"distilled (α={c['alpha']:g}, τ={c['temperature']:g})")
-    return ", ".join(parts) + scales
+    return ", ".join([c["mode"], v0, start]) + scales
 
 
 def _study_cells(r: dict) -> list:
