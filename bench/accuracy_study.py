@@ -43,6 +43,8 @@ flags.DEFINE_float("rounding", None, "The neurons' rounding (tk.neurons.IF(round
                    "--initial_potential).")
 flags.DEFINE_string("start_from", "", "A trained tandem model (.keras or export directory) to train further "
                     "in --mode, as it is.")
+flags.DEFINE_bool("negative_spikes", False, "Neurons with negative spikes (tk.neurons.IF(negative_spikes=True); "
+                  "tk.convert(negative_spikes=True) for --init_from and --start_from).")
 flags.DEFINE_bool("trainable_scales", False, "TandemAdd input weights trained (tk.convert(trainable_scales=True)).")
 flags.DEFINE_float("percentile", 99.9, "Conversion: the calibration percentile.")
 flags.DEFINE_string("distill", "", "A trained model (.keras or export directory) to distill from.")
@@ -63,11 +65,13 @@ flags.DEFINE_string("out", "", "Records file (default bench/results/records.json
 def _model(source, calibration) -> keras.Model:
     import models
 
-    neuron = tk.neurons.IF(initial_potential=FLAGS.initial_potential, rounding=FLAGS.rounding)
+    neuron = tk.neurons.IF(initial_potential=FLAGS.initial_potential, rounding=FLAGS.rounding,
+                           negative_spikes=FLAGS.negative_spikes)
     if FLAGS.start_from:
         model = harness.trained_model(FLAGS.start_from, "start_from")
-        if FLAGS.trainable_scales:
-            model = tk.convert(model, time_steps=FLAGS.time_steps, trainable_scales=True)
+        if FLAGS.trainable_scales or FLAGS.negative_spikes:
+            model = tk.convert(model, time_steps=FLAGS.time_steps, trainable_scales=FLAGS.trainable_scales,
+                               negative_spikes=FLAGS.negative_spikes or None)
         return tk.with_mode(model, FLAGS.mode)
     if FLAGS.init_from:
         ann = harness.trained_model(FLAGS.init_from, "init_from")

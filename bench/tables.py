@@ -265,6 +265,8 @@ def _ann_name(path: str) -> str:  # RUN/model.keras and RUN/export by RUN's name
 
 def _study_training(c: dict) -> str:
     scales = ", TandemAdd scales trained" if c.get("trainable_scales") else ""
+    if c.get("negative_spikes"):
+        scales = ", negative spikes" + scales
     if c.get("distill"):
         scales = f", distilled (α={c['alpha']:g}, τ={c['temperature']:g})" + scales
     if c.get("start_from"):

@@ -96,8 +96,8 @@ def representation_error(model: keras.Model, x: Any, batch_size: int = 64) -> li
     from tandem_keras.modes import with_mode
 
     x = np.asarray(x)
-    snn = _predict(synops.activity_model(with_mode(model, "tandem")), x, batch_size)
-    ann = _predict(synops.activity_model(with_mode(model, "quantized")), x, batch_size)
+    snn = _predict(synops.activity_model(with_mode(model, "tandem"), net=True), x, batch_size)
+    ann = _predict(synops.activity_model(with_mode(model, "quantized"), net=True), x, batch_size)
     rows = []
     for name in snn:
         if name == "logits":

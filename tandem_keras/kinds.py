@@ -76,12 +76,14 @@ class Carry:
     for unknown); for ``"analog"`` values made from trains, the layer that made them
     (``via``) and why they are not spikes, with what to use instead (``reason``);
     ``unit``: the values stay in ``[0, 1]`` (averages of spikes), which a layer with
-    ``analog_input=True`` takes."""
+    ``analog_input=True`` takes; ``signed``: spikes of -1 among them (neurons with
+    ``negative_spikes=True``), which a weighted layer integrates but max pooling does not."""
 
     what: Optional[str]
     via: Any = None
     reason: str = ""
     unit: bool = False
+    signed: bool = False
 
 
 UNKNOWN = Carry(None)
@@ -284,7 +286,7 @@ def join(inputs: Sequence[Carry]) -> Carry:
     if any(w is None for w in whats):
         return UNKNOWN
     if all(w == "spikes" for w in whats):
-        return Carry("spikes")
+        return Carry("spikes", signed=any(c.signed for c in inputs))
     if all(w in TRAINS for w in whats):
         return Carry("current")
     if all(w == "counts" for w in whats):
@@ -416,7 +418,14 @@ def _batch_norm_carries(layer, inputs):
                                        "(batch_norm=True, its fused BN)")
 
 
+def spikes_of(neuron: Any) -> Carry:
+    """What a layer of spiking ``neuron`` outputs: spikes, signed if it has negative spikes."""
+    return Carry("spikes", signed=bool(getattr(neuron, "negative_spikes", False)))
+
+
 def _relu_carries(layer, inputs):
+    if any(c.signed for c in inputs):
+        return Carry("analog", layer, "a ReLU of signed spikes drops the negative spikes")
     if all(c.what == "spikes" for c in inputs) and _relu_rule(unwrap(layer)) == "relu":
         return Carry("spikes")   # relu of 0/1 is 0/1
     return _from_trains(layer, inputs, "an activation of spike trains is not a spike train")

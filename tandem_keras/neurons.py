@@ -23,6 +23,11 @@ current ``(r - v0) theta / T`` at every step, so ``IF(initial_potential=0.25, ro
 rounds like ``IF(initial_potential=0.5)`` but fires its first spikes later (method §10).
 For LIF both are the IF rate, an approximation (method §3).
 
+With ``negative_spikes=True`` (either neuron) a neuron whose net count is positive emits
+``s(t) = -1`` when ``V(t) < 0`` (the reset adds theta back): it takes back spikes an early
+surplus fired, and its net count is the quantized count whenever ``V(T)`` ends in
+``[0, theta)`` (method §3.6). The coupled ANN is unchanged; SynOps count every spike.
+
 (A little over the project's ~300 lines: the neuron objects and the tensor functions that
 run them over the time axis are one subject, read together.)
 
@@ -49,8 +54,12 @@ import tensorflow as tf
 class Neuron:
     """A spiking neuron: its exact forward dynamics and its coupled ANN (see the module)."""
 
-    def __init__(self, initial_potential: float = 0.0, rounding: Optional[float] = None) -> None:
+    def __init__(self, initial_potential: float = 0.0, rounding: Optional[float] = None,
+                 negative_spikes: bool = False) -> None:
         owner = type(self).__name__
+        if not isinstance(negative_spikes, bool):
+            raise ValueError(f"{owner}: negative_spikes must be True or False, got {negative_spikes!r}.")
+        self.negative_spikes = negative_spikes
         self.initial_potential = _fraction(initial_potential, owner)
         self.rounding = self.initial_potential if rounding is None else _fraction(rounding, owner, "rounding")
         if self.rounding < self.initial_potential:
@@ -84,6 +93,8 @@ class Neuron:
         Unrolled over the static time axis (XLA and grappler fuse it); spikes stay booleans
         until the end and the reset ``V - theta s`` is ``where(s, V - theta, V)`` (same values).
         """
+        if self.negative_spikes:
+            return self._fire_signed(current_at, time_steps, threshold, out_dtype)
         theta = tf.constant(threshold, tf.float32)
         extra = self._extra_current(threshold, time_steps)
         potential = None
@@ -99,6 +110,30 @@ class Neuron:
                 spikes.append(spike)
             return _bool_to_spikes(tf.stack(spikes, axis=1), out_dtype)
 
+    def _fire_signed(self, current_at, time_steps, threshold, out_dtype):
+        """:meth:`fire` with negative spikes: ``s(t) = -1`` when ``V(t) < 0`` and the net
+        count so far is positive (the reset adds ``theta`` back)."""
+        theta = tf.constant(threshold, tf.float32)
+        extra = self._extra_current(threshold, time_steps)
+        potential = None
+        if self.initial_potential:
+            potential = tf.constant(self.initial_potential * threshold, tf.float32)
+        spikes, count = [], None
+        with tf.name_scope(f"{type(self).__name__.lower()}_signed_neurons"):
+            for t in range(time_steps):
+                z = current_at(t) if extra is None else current_at(t) + extra
+                potential = self.start(z) if potential is None else self.step(potential, z)
+                fired = potential >= theta
+                if count is None:   # no spike yet: nothing to take back
+                    spike = tf.where(fired, 1.0, 0.0)
+                else:
+                    spike = tf.where(fired, 1.0, tf.where(
+                        tf.logical_and(potential < 0.0, count > 0.0), -1.0, 0.0))
+                potential = potential - theta * spike
+                count = spike if count is None else count + spike
+                spikes.append(spike)
+            return tf.cast(tf.stack(spikes, axis=1), out_dtype)
+
     def fire_bptt(self, current: tf.Tensor, threshold: float) -> tf.Tensor:
         """:meth:`fire` differentiable through time (boxcar surrogate, width theta); the
         BPTT baseline keeps every step's potential for the backward pass."""
@@ -108,10 +143,14 @@ class Neuron:
         if extra is not None:
             z = z + extra
         potential = tf.fill(tf.shape(z[:, 0]), self.initial_potential * threshold)
-        spikes = []
+        spikes, count = [], tf.zeros_like(potential)
         for t in range(time_steps):
             potential = self.step(potential, z[:, t])
             spike = heaviside_with_surrogate(potential - threshold, float(threshold))
+            if self.negative_spikes:
+                spike = spike - negative_spike_with_surrogate(
+                    potential, tf.stop_gradient(count) > 0.0, float(threshold))
+                count = count + spike
             potential = potential - threshold * spike
             spikes.append(spike)
         return tf.cast(tf.stack(spikes, axis=1), current.dtype)
@@ -131,6 +170,10 @@ class Neuron:
         :func:`tandem_keras.export_nir`. Raises ``NotImplementedError`` if NIR has none."""
         raise NotImplementedError(f"NIR has no node for the neuron {self!r}")
 
+    def _check_nir(self) -> None:
+        if self.negative_spikes:
+            raise NotImplementedError(f"NIR has no neuron with negative spikes ({self!r})")
+
     def _nir_metadata(self, threshold: float) -> dict:
         """``reset = "subtract"`` (NIR 1.0 resets *to* ``v_reset``) and ``v_initial`` (NIR
         1.0's neurons have no initial state: a simulator must start the potential there)."""
@@ -144,6 +187,8 @@ class Neuron:
         config: dict = {"initial_potential": self.initial_potential}
         if self.rounding != self.initial_potential:
             config["rounding"] = self.rounding
+        if self.negative_spikes:
+            config["negative_spikes"] = True
         return config
 
     @classmethod
@@ -161,7 +206,18 @@ class Neuron:
 class IF(Neuron):
     """Integrate-and-fire, reset by subtraction (the paper's, Eq. 2-3; alias ``"if"``).
 
-    ``V(t) = V(t-1) + z(t) - theta s(t-1)``, ``V(0) = initial_potential * theta``.
+    ``V(t) = V(t-1) + z(t) - theta s(t-1)``, ``V(0) = initial_potential * theta``;
+    ``s(t) = [V(t) >= theta]``, and with ``negative_spikes=True`` also ``s(t) = -1`` when
+    ``V(t) < 0`` and ``sum_{u<t} s(u) > 0`` (method §3.6). Gradient (tandem rule): the
+    coupled ANN's, ``a = clip(V_f / theta + rounding, 0, T)``, whatever the spikes.
+
+    Example:
+      >>> import tensorflow as tf
+      >>> z = tf.constant([[[1.2], [-0.5], [0.0]]])     # an early surplus, then inhibition
+      >>> IF().fire(lambda t: z[:, t], 3, 1.0, tf.float32)[0, :, 0].numpy().tolist()
+      [1.0, 0.0, 0.0]
+      >>> IF(negative_spikes=True).fire(lambda t: z[:, t], 3, 1.0, tf.float32)[0, :, 0].numpy().tolist()
+      [1.0, -1.0, 0.0]
     """
 
     def step(self, potential, current):
@@ -172,6 +228,7 @@ class IF(Neuron):
 
     def nir_node(self, nir, threshold, shape):
         """``IF(r=1, v_threshold=theta, v_reset=0)``."""
+        self._check_nir()
         full = lambda value: np.full(shape, value, np.float32)  # noqa: E731
         return nir.IF(r=full(1.0), v_threshold=full(threshold), v_reset=full(0.0),
                       metadata=self._nir_metadata(threshold))
@@ -195,8 +252,8 @@ class LIF(Neuron):
     """
 
     def __init__(self, beta: float = 0.9, initial_potential: float = 0.0,
-                 rounding: Optional[float] = None) -> None:
-        super().__init__(initial_potential, rounding)
+                 rounding: Optional[float] = None, negative_spikes: bool = False) -> None:
+        super().__init__(initial_potential, rounding, negative_spikes)
         if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not 0.0 < beta <= 1.0:
             raise ValueError(f"LIF: beta (the leak per step) must be a number in (0, 1], got {beta!r}.")
         self.beta = float(beta)
@@ -211,6 +268,7 @@ class LIF(Neuron):
         """``LIF(tau, r=tau, v_leak=0, v_threshold=theta)``, ``tau = 1/(1-beta)`` time steps
         (NIR's ``tau dv/dt = v_leak - v + r I`` under forward Euler, one step per time
         step, is ``v(t) = beta v(t-1) + I(t)``); ``beta = 1`` is the IF node."""
+        self._check_nir()
         if self.beta == 1.0:
             return IF.nir_node(self, nir, threshold, shape)
         tau = 1.0 / (1.0 - self.beta)
@@ -372,6 +430,22 @@ def bounded_quantized_relu(potential: tf.Tensor, threshold: float, time_steps: i
     ``a = min(floor(max(V, 0) / threshold), T)``.
     """
     return tf.minimum(tf.floor(tf.nn.relu(potential) / threshold), float(time_steps))
+
+
+def negative_spike_with_surrogate(potential: tf.Tensor, allowed: tf.Tensor, width: float) -> tf.Tensor:
+    """``1 if V < 0 and allowed else 0`` (a negative spike, counted positive), with the
+    boxcar surrogate of :func:`heaviside_with_surrogate` on ``-V`` (BPTT only)."""
+
+    @tf.custom_gradient
+    def _step(v):
+        gate = tf.cast(allowed, v.dtype)
+
+        def grad(upstream):
+            return -upstream * gate * tf.cast(tf.abs(v) < width / 2.0, upstream.dtype) / width
+
+        return tf.cast(v < 0.0, v.dtype) * gate, grad
+
+    return _step(potential)
 
 
 def heaviside_with_surrogate(potential_minus_threshold: tf.Tensor, width: float) -> tf.Tensor:

@@ -4,7 +4,8 @@ The ANN (a ``.keras`` file, or the export directory of a ``--mode=ann`` run and 
 ``model.keras``) is converted by :func:`tandem_keras.convert` at ``--time_steps``, with its
 weights (method §10): thresholds calibrated at the 99.9th percentile of each layer's ANN
 activation over :data:`CALIBRATION_BATCHES` training batches of 64 (no augmentation), and
-every neuron :data:`tandem_keras.conversion.DEFAULT_NEURON` (counts that round, method §10),
+every neuron :data:`tandem_keras.conversion.DEFAULT_NEURON` (counts that round, method §10, and
+negative spikes, method §3.6),
 also for an ANN of tandem_keras layers whose own neuron floors. The model is then trained in
 ``--mode`` like any other. On
 resume the ANN is converted again and the backup's weights replace the converted ones.

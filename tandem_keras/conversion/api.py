@@ -50,7 +50,8 @@ class ConversionReport:
 def convert(model: keras.Model, *, time_steps: int, calibration_data: Any = None,
             percentile: float = 99.9, calibration_batches: int = 8, batch_size: int = 64,
             neuron: Any = None, max_pooling: str = "average", thresholds: Optional[dict] = None,
-            trainable_scales: bool = False, return_report: bool = False):
+            trainable_scales: bool = False, negative_spikes: Optional[bool] = None,
+            return_report: bool = False):
     """Converts a trained Keras ANN into a tandem SNN with the same weights.
 
     ``model`` is a Sequential or functional model of ``Conv2D``, ``Dense``,
@@ -100,16 +101,23 @@ def convert(model: keras.Model, *, time_steps: int, calibration_data: Any = None
       time_steps: T, the encoding window of the SNN.
       calibration_data, percentile, calibration_batches, batch_size: see above.
       neuron: the neuron of every spiking layer (``"if"``, ``tk.neurons.IF(initial_potential=
-        0.5)``, ...); ``None``: ``IF(initial_potential=0.25, rounding=0.5)``
-        (counts round the activation, half the offset in ``V(0)`` and half as a constant
-        current, which fires fewer early spikes than ``V(0) = theta/2``; method §10) for Keras
-        layers and for the layers of an ``"ann"``-mode tandem model (whose neurons never
-        ran); a tandem_keras layer trained in a spiking mode keeps its own.
+        0.5)``, ...); ``None``: ``IF(initial_potential=0.25, rounding=0.5,
+        negative_spikes=True)`` (counts round the activation, half the offset in ``V(0)`` and
+        half as a constant current, which fires fewer early spikes than ``V(0) = theta/2``,
+        method §10; spikes an early surplus fired are taken back, method §3.6; without
+        negative spikes under ``max_pooling="spiking"``) for Keras layers and for the layers
+        of an ``"ann"``-mode tandem model (whose neurons never ran); a tandem_keras layer
+        trained in a spiking mode keeps its own.
       max_pooling: ``"average"`` or ``"spiking"``.
       thresholds: ``{new layer name: theta}`` (overrides the calibration for those layers).
       trainable_scales: every :class:`~tandem_keras.TandemAdd`'s input weights become a trained
         weight (``TandemAdd(trainable_scales=True)``) for fine-tuning; also on a tandem model
         (no calibration needed: ``tk.convert(snn, time_steps=T, trainable_scales=True)``).
+      negative_spikes: ``True``: every spiking layer's neuron takes back the spikes an early
+        surplus fired (``negative_spikes=True``, method §3.6), its count then the quantized
+        ANN's; ``False``: none does; ``None`` keeps each neuron's own. Also on a tandem model
+        (``tk.convert(snn, time_steps=T, negative_spikes=True)``). SynOps count every spike,
+        +1 or -1; NIR has no such neuron (``tk.export_nir`` refuses it).
       return_report: also return a :class:`ConversionReport`.
 
     Returns:
@@ -137,8 +145,10 @@ def convert(model: keras.Model, *, time_steps: int, calibration_data: Any = None
         raise ValueError(f"tk.convert expects a keras.Model, got {type(model).__name__}.")
     if neuron is not None:
         neuron = neurons.get(neuron)
+    if negative_spikes is not None and not isinstance(negative_spikes, bool):
+        raise ValueError(f"tk.convert: negative_spikes must be True, False or None, got {negative_spikes!r}.")
     settings = dict(time_steps=time_steps, neuron=neuron, max_pooling=max_pooling,
-                    trainable_scales=bool(trainable_scales))
+                    trainable_scales=bool(trainable_scales), negative_spikes=negative_spikes)
     found, used_percentile = {}, None
     chosen = dict(thresholds or {})
     if calibration_data is not None:

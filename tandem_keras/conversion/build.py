@@ -31,9 +31,10 @@ from tandem_keras.layers import (AveragePooling2D, GlobalAveragePooling2D, MaxPo
 TRAINS = ("spikes", "current")
 MAX_POOLING = ("average", "spiking")
 MERGES = ("add", "concatenate")
-#: The neuron of a spiking layer made from a Keras layer: IF with the half-step initial
-#: potential, so that its count rounds the ANN's activation instead of flooring it.
-DEFAULT_NEURON = neurons.IF(initial_potential=0.25, rounding=0.5)
+#: The neuron of a spiking layer made from a Keras layer: IF whose count rounds the ANN's
+#: activation instead of flooring it (method §10) and takes back the spikes an early surplus
+#: fired (negative spikes, method §3.6).
+DEFAULT_NEURON = neurons.IF(initial_potential=0.25, rounding=0.5, negative_spikes=True)
 
 
 @dataclasses.dataclass
@@ -82,9 +83,10 @@ def _same(values) -> bool:
 
 class _Walk:
     def __init__(self, model, time_steps: int, thresholds: dict, neuron, max_pooling: str,
-                 trainable_scales: bool = False) -> None:
+                 trainable_scales: bool = False, negative_spikes: Optional[bool] = None) -> None:
         self.model, self.time_steps, self.thresholds = model, time_steps, thresholds
         self.neuron, self.trainable_scales = neuron, trainable_scales
+        self.negative_spikes = negative_spikes
         self.max_pooling = max_pooling
         self.nodes, self.consumers = call_nodes(model)
         self.output_ids = {id(t) for t in model.outputs}
@@ -121,8 +123,15 @@ class _Walk:
             self.relus.append(name)
         return float(self.thresholds.get(name, theta0)) if calibratable else theta0
 
-    def neuron_for(self):
-        return self.neuron if self.neuron is not None else DEFAULT_NEURON
+    def neuron_for(self, neuron: Any = None):
+        """The conversion's neuron (or ``neuron``), with ``negative_spikes`` when it is set."""
+        if neuron is None:
+            neuron = self.neuron if self.neuron is not None else DEFAULT_NEURON
+            if self.neuron is None and self.max_pooling == "spiking" and self.negative_spikes is None:
+                neuron = neurons.IF(DEFAULT_NEURON.initial_potential, DEFAULT_NEURON.rounding)
+        if self.negative_spikes is None or neuron.negative_spikes == self.negative_spikes:
+            return neuron
+        return type(neuron).from_config({**neuron.get_config(), "negative_spikes": self.negative_spikes})
 
     # ------------------------------------------------------------------ walk
     def run(self) -> keras.Model:
@@ -384,6 +393,8 @@ class _Walk:
         spiking = P.is_spiking(layer)
         if spiking and "neuron" in config and (self.neuron is not None or never_ran):
             config["neuron"] = neurons.serialize(self.neuron_for())
+        elif spiking and config.get("neuron") is not None and self.negative_spikes is not None:
+            config["neuron"] = neurons.serialize(self.neuron_for(neurons.get(config["neuron"])))
         theta0 = float(config.get("threshold", 1.0))
         scale_out = 1.0
         if spiking:
@@ -418,13 +429,15 @@ class _Walk:
 
 
 def rebuild(model: keras.Model, *, time_steps: int, thresholds: Optional[dict] = None,
-            neuron: Any = None, max_pooling: str = "average", trainable_scales: bool = False):
+            neuron: Any = None, max_pooling: str = "average", trainable_scales: bool = False,
+            negative_spikes: Optional[bool] = None):
     """``(tandem model, report rows, {spiking layer: (theta_0, calibratable)}, [spiking layers
     made from a Keras ReLU whose readers have weights])``; see the module."""
     try:
         model = flat(model)   # a backbone's layers inlined (keras.applications style)
     except ValueError as error:
         raise ConversionError(f"tk.convert: {error}") from None
-    walk = _Walk(model, time_steps, dict(thresholds or {}), neuron, max_pooling, trainable_scales)
+    walk = _Walk(model, time_steps, dict(thresholds or {}), neuron, max_pooling, trainable_scales,
+                 negative_spikes)
     new = walk.run()
     return new, walk.rows, walk.spiking, walk.relus

@@ -109,7 +109,7 @@ class SpikeEncoder(ModeMixin, keras.layers.Layer):
 
 def _carries(layer, inputs) -> kinds.Carry:
     if layer.encoding == "spike":
-        return kinds.Carry("spikes")
+        return kinds.spikes_of(layer.neuron)
     return kinds.Carry("analog", layer, "encoding='current' sends an analog current, not spikes; "
                                         "set analog_input=True on the layer it feeds", unit=True)
 

@@ -151,6 +151,10 @@ class MaxPooling2D(SpikeTrainPooling, keras.layers.MaxPooling2D):
         inputs = args[0] if args else kwargs.get("inputs")
         if self.mode != "ann" and keras.backend.is_keras_tensor(inputs):
             proven = kinds.check_input(inputs, layer_label(self), accept=("spikes",)) is not None
+            if kinds.carried_by(inputs).signed:
+                raise ValueError(f"{layer_label(self)} takes spikes of 0/1 and is fed signed spikes "
+                                 "(neurons with negative_spikes=True), whose OR is not their "
+                                 "maximum; use tk.AveragePooling2D.")
             self._input_proven = proven and self._input_proven is not False
         return super().__call__(*args, **kwargs)
 

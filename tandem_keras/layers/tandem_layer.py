@@ -328,5 +328,6 @@ class TandemLayer(FoldedBatchNorm, ModeMixin, keras.layers.Layer):
 
 kinds.register_layer(
     TandemLayer, role=lambda layer: "spiking_weighted" if layer.neuron is not None else "weighted",
-    carries=lambda layer, inputs: kinds.Carry("spikes" if layer.neuron is not None else "current"),
+    carries=lambda layer, inputs: (kinds.spikes_of(layer.neuron) if layer.neuron is not None
+                                   else kinds.Carry("current")),
     neurons=lambda layer: layer.neuron is not None, nir=_nir_nodes.tandem_layer, convert="keep")

@@ -256,11 +256,13 @@ def spiking_nodes(model: Any) -> list:
     return [node for node in graph.nodes if graph.is_source(node)]
 
 
-def activity_model(model: Any, spike_trains: bool = False) -> Any:
+def activity_model(model: Any, spike_trains: bool = False, net: bool = False) -> Any:
     """A functional model ``x -> {"logits": model(x), <layer name>: counts, ...}``.
 
-    Counts are ``c = sum_t s(t)`` of every spiking layer, ``[batch, ...]``; with
-    ``spike_trains=True`` the trains ``[batch, T, ...]`` themselves. Same weights.
+    Counts are the spikes each neuron of a spiking layer emits, ``c = sum_t |s(t)|``
+    (``sum_t s(t)`` for 0/1 spikes; a negative spike is a synaptic event too), ``[batch,
+    ...]``; with ``net=True`` the net counts ``sum_t s(t)``; with ``spike_trains=True`` the
+    trains ``[batch, T, ...]`` themselves. Same weights.
 
     Example:
         >>> act = activity_model(m)                                 # doctest: +SKIP
@@ -273,6 +275,12 @@ def activity_model(model: Any, spike_trains: bool = False) -> Any:
     outputs = {"logits": model.outputs[0]}
     for node in spiking_nodes(model):
         train = node.outputs[0]
-        outputs[node.operation.name] = train if spike_trains else keras.ops.sum(train, axis=1)
+        if spike_trains:
+            outputs[node.operation.name] = train
+        else:
+            signed = getattr(node.operation, "neuron", None) is not None and getattr(
+                node.operation.neuron, "negative_spikes", False)
+            events = keras.ops.abs(train) if signed and not net else train
+            outputs[node.operation.name] = keras.ops.sum(events, axis=1)
     inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
     return keras.Model(inputs, outputs, name=f"{model.name}_activity")

@@ -74,8 +74,9 @@ def test_a_saved_ann_converts_and_fine_tunes(tmp_path):
 
 @pytest.mark.slow
 def test_trainable_scales_row_trains_the_residual_input_weights(tmp_path):
-    """--trainable_scales on a converted residual ANN and on a tandem model to train further:
-    the saved SNN's TandemAdds have trained scales, and the table says so."""
+    """--trainable_scales on a converted residual ANN and on a tandem model to train further
+    (there with --negative_spikes): the saved SNN's TandemAdds have trained scales, the
+    further trained one negative spikes in every spiking layer, and the table says so."""
     import keras
 
     import tandem_keras as tk
@@ -92,7 +93,7 @@ def test_trainable_scales_row_trains_the_residual_input_weights(tmp_path):
     _run("bench.accuracy_study", "--row=ts", f"--init_from={ann}", "--trainable_scales",
          f"--save_dir={snn}", *common)
     _run("bench.accuracy_study", "--row=ts_more", f"--start_from={snn}", "--trainable_scales",
-         f"--save_dir={more}", *common)
+         "--negative_spikes", f"--save_dir={more}", *common)
     for path in (snn, more):
         adds = [layer for layer in keras.models.load_model(path / "model.keras").layers
                 if isinstance(layer, tk.TandemAdd)]
@@ -103,4 +104,7 @@ def test_trainable_scales_row_trains_the_residual_input_weights(tmp_path):
              if isinstance(layer, tk.TandemAdd)]
     assert first != later                       # two more steps moved them
     body, _ = tables.study(records.read(out))
-    assert body.count("TandemAdd scales trained") == 2
+    assert body.count("TandemAdd scales trained") == 2 and body.count("negative spikes") == 1
+    signed = [getattr(layer, "neuron", None) for layer in keras.models.load_model(more / "model.keras").layers
+              if isinstance(layer, (tk.TandemAdd, tk.TandemConv2D))]
+    assert all(n.negative_spikes for n in signed if n is not None) and sum(n is not None for n in signed) >= 18

@@ -191,7 +191,8 @@ def test_defaults_half_step_neuron_and_one_warning_line_without_calibration():
     assert len(lines) == 1 and "\n" not in lines[0] and "5 spiking layers" in lines[0]
     spiking = [layer for layer in snn.layers if getattr(layer, "neuron", None) is not None]
     assert len(spiking) == 5
-    assert all(layer.neuron == tk.neurons.IF(initial_potential=0.25, rounding=0.5) for layer in spiking)
+    assert all(layer.neuron == tk.neurons.IF(initial_potential=0.25, rounding=0.5, negative_spikes=True)
+               for layer in spiking)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         tk.convert(ann, time_steps=3, calibration_data=images((8, 8, 3)))
@@ -249,6 +250,11 @@ def test_max_pooling_is_replaced_with_a_warning_or_kept_as_spiking_max_pooling()
         spiking = tk.convert(ann, time_steps=4, max_pooling="spiking", calibration_data=x)
     assert isinstance(spiking.get_layer("max_pooling2d"), tk.MaxPooling2D)
     assert_ann_mode_equals(ann, spiking, x)   # max commutes with the positive scale
+    # spiking max pooling is an OR of 0/1 spikes: the default neuron without negative spikes,
+    # and negative spikes asked for are refused naming the pooling layer
+    assert not any(getattr(layer, "neuron", None) and layer.neuron.negative_spikes for layer in spiking.layers)
+    with pytest.raises(ValueError, match="max_pooling2d.*signed spikes"):
+        tk.convert(ann, time_steps=4, max_pooling="spiking", calibration_data=x, negative_spikes=True)
 
 
 def test_converted_model_round_trips_through_keras_file(tmp_path):
