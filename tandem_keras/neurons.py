@@ -143,7 +143,8 @@ class Neuron:
         if extra is not None:
             z = z + extra
         potential = tf.fill(tf.shape(z[:, 0]), self.initial_potential * threshold)
-        spikes, count = [], tf.zeros_like(potential)
+        spikes = []
+        count = tf.zeros_like(potential) if self.negative_spikes else None
         for t in range(time_steps):
             potential = self.step(potential, z[:, t])
             spike = heaviside_with_surrogate(potential - threshold, float(threshold))
