@@ -101,13 +101,13 @@ def convert(model: keras.Model, *, time_steps: int, calibration_data: Any = None
       time_steps: T, the encoding window of the SNN.
       calibration_data, percentile, calibration_batches, batch_size: see above.
       neuron: the neuron of every spiking layer (``"if"``, ``tk.neurons.IF(initial_potential=
-        0.5)``, ...); ``None``: ``IF(initial_potential=0.25, rounding=0.5,
-        negative_spikes=True)`` (counts round the activation, half the offset in ``V(0)`` and
-        half as a constant current, which fires fewer early spikes than ``V(0) = theta/2``,
-        method §10; spikes an early surplus fired are taken back, method §3.6; without
-        negative spikes under ``max_pooling="spiking"``) for Keras layers and for the layers
-        of an ``"ann"``-mode tandem model (whose neurons never ran); a tandem_keras layer
-        trained in a spiking mode keeps its own.
+        0.5)``, ...); ``None``: ``IF(initial_potential=0.5, negative_spikes=True)`` (counts
+        round the activation, method §10; spikes an early surplus fired are taken back, method
+        §3.6), or, without negative spikes (``negative_spikes=False``, ``max_pooling=
+        "spiking"``), ``IF(initial_potential=0.25, rounding=0.5)`` (half the offset as a
+        constant current: fewer early spikes), for Keras layers and for the layers of an
+        ``"ann"``-mode tandem model (whose neurons never ran); a tandem_keras layer trained in
+        a spiking mode keeps its own.
       max_pooling: ``"average"`` or ``"spiking"``.
       thresholds: ``{new layer name: theta}`` (overrides the calibration for those layers).
       trainable_scales: every :class:`~tandem_keras.TandemAdd`'s input weights become a trained

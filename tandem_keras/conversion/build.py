@@ -32,9 +32,12 @@ TRAINS = ("spikes", "current")
 MAX_POOLING = ("average", "spiking")
 MERGES = ("add", "concatenate")
 #: The neuron of a spiking layer made from a Keras layer: IF whose count rounds the ANN's
-#: activation instead of flooring it (method §10) and takes back the spikes an early surplus
-#: fired (negative spikes, method §3.6).
-DEFAULT_NEURON = neurons.IF(initial_potential=0.25, rounding=0.5, negative_spikes=True)
+#: activation instead of flooring it, with the whole half step in ``V(0)`` (method §10), and
+#: takes back the spikes an early surplus fired (negative spikes, method §3.6).
+DEFAULT_NEURON = neurons.IF(initial_potential=0.5, negative_spikes=True)
+#: The default without negative spikes (``negative_spikes=False``, ``max_pooling="spiking"``):
+#: half the offset in ``V(0)``, half as a constant current, fewer early spikes (method §10).
+DEFAULT_BINARY_NEURON = neurons.IF(initial_potential=0.25, rounding=0.5)
 
 
 @dataclasses.dataclass
@@ -125,10 +128,12 @@ class _Walk:
 
     def neuron_for(self, neuron: Any = None):
         """The conversion's neuron (or ``neuron``), with ``negative_spikes`` when it is set."""
+        if neuron is None and self.neuron is None:
+            binary = self.negative_spikes is False or (
+                self.negative_spikes is None and self.max_pooling == "spiking")
+            return DEFAULT_BINARY_NEURON if binary else DEFAULT_NEURON
         if neuron is None:
-            neuron = self.neuron if self.neuron is not None else DEFAULT_NEURON
-            if self.neuron is None and self.max_pooling == "spiking" and self.negative_spikes is None:
-                neuron = neurons.IF(DEFAULT_NEURON.initial_potential, DEFAULT_NEURON.rounding)
+            neuron = self.neuron
         if self.negative_spikes is None or neuron.negative_spikes == self.negative_spikes:
             return neuron
         return type(neuron).from_config({**neuron.get_config(), "negative_spikes": self.negative_spikes})

@@ -191,8 +191,12 @@ def test_defaults_half_step_neuron_and_one_warning_line_without_calibration():
     assert len(lines) == 1 and "\n" not in lines[0] and "5 spiking layers" in lines[0]
     spiking = [layer for layer in snn.layers if getattr(layer, "neuron", None) is not None]
     assert len(spiking) == 5
-    assert all(layer.neuron == tk.neurons.IF(initial_potential=0.25, rounding=0.5, negative_spikes=True)
-               for layer in spiking)
+    assert all(layer.neuron == tk.neurons.IF(initial_potential=0.5, negative_spikes=True) for layer in spiking)
+    binary = tk.convert(ann, time_steps=3, thresholds={layer.name: 1.0 for layer in spiking},
+                        negative_spikes=False)
+    binary_neurons = [layer.neuron for layer in binary.layers if getattr(layer, "neuron", None) is not None]
+    assert len(binary_neurons) == 5
+    assert all(n == tk.neurons.IF(initial_potential=0.25, rounding=0.5) for n in binary_neurons)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         tk.convert(ann, time_steps=3, calibration_data=images((8, 8, 3)))

@@ -165,7 +165,7 @@ def test_max_pooling_relu_and_nir_refused():
 
 
 def test_convert_a_residual_ann_and_round_trip(tmp_path):
-    """A trained residual ANN converted with negative spikes (tk.convert's default): exactly
+    """A trained residual ANN converted with negative spikes (as tk.convert's default): exactly
     the with_mode('ann') ANN's outputs, a working SNN, and the .keras round trip keeps the
     neurons."""
     rng = np.random.default_rng(6)
@@ -184,7 +184,8 @@ def test_convert_a_residual_ann_and_round_trip(tmp_path):
     np.testing.assert_allclose(np.asarray(tk.with_mode(snn, "ann")(x)), np.asarray(ann(x)), atol=1e-4)
     agree = np.mean(np.asarray(snn(x)).argmax(-1) == np.asarray(ann(x)).argmax(-1))
     assert agree > 0.8
-    assert tk.convert(ann, time_steps=8, calibration_data=x).get_layer(adds[0].name).neuron == signed
+    assert tk.convert(ann, time_steps=8, calibration_data=x).get_layer(adds[0].name).neuron == \
+        neurons.IF(0.5, negative_spikes=True)
     # The same SNN from a plain conversion, switched afterwards (also a trained SNN's path).
     plain = tk.convert(ann, time_steps=8, calibration_data=x, negative_spikes=False)
     switched = tk.convert(plain, time_steps=8, negative_spikes=True)
