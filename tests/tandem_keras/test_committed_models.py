@@ -25,7 +25,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 MODELS = os.path.join(ROOT, "bench", "models")
 REFERENCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "committed_models.npz")
 NAMES = ["medium_tandem_T4", "medium_quantized_T4", "vgg11_w2_fp32_ann",
-         "vgg11_w2_T4_converted", "cifarnet_w4_T4_finetuned", "resnet20_T4_finetuned"]
+         "vgg11_w2_T4_converted", "cifarnet_w4_T4_finetuned", "resnet20_T4_finetuned",
+         "resnet20_T4_negative_spikes"]
 
 
 def _images() -> np.ndarray:
