@@ -93,46 +93,26 @@ class Neuron:
         Unrolled over the static time axis (XLA and grappler fuse it); spikes stay booleans
         until the end and the reset ``V - theta s`` is ``where(s, V - theta, V)`` (same values).
         """
-        if self.negative_spikes:
-            return self._fire_signed(current_at, time_steps, threshold, out_dtype)
-        theta = tf.constant(threshold, tf.float32)
-        extra = self._extra_current(threshold, time_steps)
-        potential = None
-        if self.initial_potential:
-            potential = tf.constant(self.initial_potential * threshold, tf.float32)
-        spikes = []
-        with tf.name_scope(f"{type(self).__name__.lower()}_neurons"):
-            for t in range(time_steps):
-                z = current_at(t) if extra is None else current_at(t) + extra
-                potential = self.start(z) if potential is None else self.step(potential, z)
-                spike = potential >= theta
-                potential = tf.where(spike, potential - theta, potential)
-                spikes.append(spike)
-            return _bool_to_spikes(tf.stack(spikes, axis=1), out_dtype)
-
-    def _fire_signed(self, current_at, time_steps, threshold, out_dtype):
-        """:meth:`fire` with negative spikes: ``s(t) = -1`` when ``V(t) < 0`` and the net
-        count so far is positive (the reset adds ``theta`` back)."""
         theta = tf.constant(threshold, tf.float32)
         extra = self._extra_current(threshold, time_steps)
         potential = None
         if self.initial_potential:
             potential = tf.constant(self.initial_potential * threshold, tf.float32)
         spikes, count = [], None
-        with tf.name_scope(f"{type(self).__name__.lower()}_signed_neurons"):
+        with tf.name_scope(f"{type(self).__name__.lower()}_neurons"):
             for t in range(time_steps):
                 z = current_at(t) if extra is None else current_at(t) + extra
                 potential = self.start(z) if potential is None else self.step(potential, z)
-                fired = potential >= theta
-                if count is None:   # no spike yet: nothing to take back
-                    spike = tf.where(fired, 1.0, 0.0)
+                if self.negative_spikes:
+                    spike, count = _signed_spike(potential, theta, count)
+                    potential = potential - theta * spike
                 else:
-                    spike = tf.where(fired, 1.0, tf.where(
-                        tf.logical_and(potential < 0.0, count > 0.0), -1.0, 0.0))
-                potential = potential - theta * spike
-                count = spike if count is None else count + spike
+                    spike = potential >= theta
+                    potential = tf.where(spike, potential - theta, potential)
                 spikes.append(spike)
-            return tf.cast(tf.stack(spikes, axis=1), out_dtype)
+            if self.negative_spikes:
+                return tf.cast(tf.stack(spikes, axis=1), out_dtype)
+            return _bool_to_spikes(tf.stack(spikes, axis=1), out_dtype)
 
     def fire_bptt(self, current: tf.Tensor, threshold: float) -> tf.Tensor:
         """:meth:`fire` differentiable through time (boxcar surrogate, width theta); the
@@ -431,6 +411,17 @@ def bounded_quantized_relu(potential: tf.Tensor, threshold: float, time_steps: i
     ``a = min(floor(max(V, 0) / threshold), T)``.
     """
     return tf.minimum(tf.floor(tf.nn.relu(potential) / threshold), float(time_steps))
+
+
+def _signed_spike(potential: tf.Tensor, theta: tf.Tensor, count: Optional[tf.Tensor]):
+    """``(s(t), net count after t)`` of a neuron with negative spikes (method §3.6): 1 if
+    ``V >= theta``, -1 if ``V < 0`` and the net count so far is positive (None: no spike yet)."""
+    fired = potential >= theta
+    if count is None:
+        spike = tf.where(fired, 1.0, 0.0)
+        return spike, spike
+    spike = tf.where(fired, 1.0, tf.where(tf.logical_and(potential < 0.0, count > 0.0), -1.0, 0.0))
+    return spike, count + spike
 
 
 def negative_spike_with_surrogate(potential: tf.Tensor, allowed: tf.Tensor, width: float) -> tf.Tensor:

@@ -181,4 +181,5 @@ class TandemAdd(ModeMixin, keras.layers.Layer):
 
 
 kinds.register_layer(TandemAdd, "spiking_weighted", layer_specs.identity_spec, spike_inputs_only=True,
-                     carries=lambda layer, inputs: kinds.spikes_of(layer.neuron), neurons=True, nir=_nir_nodes.tandem_add, convert="keep")
+                     carries=lambda layer, inputs: kinds.spikes_of(layer.neuron), neurons=True,
+                     nir=_nir_nodes.tandem_add, convert="keep")
