@@ -54,6 +54,8 @@ flags.DEFINE_integer("epochs", 15, "Epochs (ignored with --wall_minutes).")
 flags.DEFINE_float("wall_minutes", 0.0, "Train for about this long: epochs from the first steps' time.")
 flags.DEFINE_integer("steps_per_epoch", 0, "Steps per epoch (0: the whole training split).")
 flags.DEFINE_float("learning_rate", 1e-3, "Initial Adam learning rate (cosine decay).")
+flags.DEFINE_float("ema_momentum", 0.0, "Train with an exponential moving average of the weights "
+                   "(Adam(use_ema=True)); every epoch and the end evaluate the average (0: none).")
 flags.DEFINE_integer("batch_size", 64, "Batch size.")
 flags.DEFINE_string("dataset", "folder:/tmp/cifar/cifar10_jpeg/train", "As python -m train.")
 flags.DEFINE_integer("seed", 0, "Initialization, shuffling and augmentation seed.")
@@ -90,13 +92,27 @@ class _PerEpoch(keras.callbacks.Callback):
         super().__init__()
         self.student, self.val, self.rows = model, val, []
 
+    def _val_error(self) -> float:
+        """The validation error of the weights ``fit`` would end with: with a moving average,
+        the average (swapped in for the evaluation, the trained weights back after)."""
+        if not self.model.optimizer.use_ema:
+            return harness.val_error(self.student, self.val)
+        weights = self.model.trainable_weights
+        trained = [w.numpy() for w in weights]
+        self.model.optimizer.finalize_variable_values(weights)
+        try:
+            return harness.val_error(self.student, self.val)
+        finally:
+            for w, value in zip(weights, trained):
+                w.assign(value)
+
     def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
         self.wall, self.cpu = time.time(), time.process_time()
 
     def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
         row = {"epoch": epoch + 1, "train_wall_s": time.time() - self.wall,
                "train_cpu_s": time.process_time() - self.cpu, "loss": float(logs["loss"]),
-               "val_error": harness.val_error(self.student, self.val)}
+               "val_error": self._val_error()}
         if FLAGS.mode == "quantized":   # its SNN, constrain-then-train
             row["snn_error"] = harness.val_error(tk.with_mode(self.student, "tandem"), self.val)
         self.rows.append(row)
@@ -144,7 +160,7 @@ def main(argv) -> None:
         epochs, seconds_per_step = _epochs_for(trainee, warm, steps)
         model.set_weights(_model(source, calibration).get_weights())   # untrained again
     train = harness.cosine_training(trainee, source, FLAGS.learning_rate, epochs, steps,
-                                    FLAGS.batch_size, FLAGS.seed)
+                                    FLAGS.batch_size, FLAGS.seed, FLAGS.ema_momentum)
     start = harness.val_error(model, val)
     per_epoch = _PerEpoch(model, val)
     wall, cpu = time.time(), time.process_time()

@@ -114,13 +114,13 @@ def val_error(model: keras.Model, batches) -> float:
 
 
 def cosine_training(model: keras.Model, source, learning_rate: float, epochs: int, steps: int,
-                    batch_size: int, seed: int):
+                    batch_size: int, seed: int, ema_momentum: float = 0.0):
     """Compiles ``model`` as the recipe does (Adam, cosine decay over ``epochs`` x ``steps``, no
-    weight decay); returns enough training batches (CIFAR crop and flip) for those steps."""
+    weight decay, the weights' moving average with ``ema_momentum`` > 0); returns enough training batches (CIFAR crop and flip) for those steps."""
     from common import pipeline
 
     config = TrainConfig(learning_rate=learning_rate, lr_schedule="cosine", epochs=epochs,
-                         weight_decay=0.0, jit_compile=False)
+                         weight_decay=0.0, ema_momentum=ema_momentum, jit_compile=False)
     recipe.compile_model(model, config, source.num_classes, steps)
     return pipeline.train_batches(source, batch_size=batch_size, seed=seed, start_epoch=0,
                                   epochs=-(-epochs * steps // (source.num_train // batch_size)),

@@ -65,6 +65,7 @@ class TrainConfig:
     lr_step_epochs: int = 50
     lr_step_factor: float = 0.1
     weight_decay: float = 0.0
+    ema_momentum: float = _fixed(0.0)  # 0: none; the optimizer keeps a moving average of the weights
     # Where and how it runs
     data_dir: Optional[str] = None
     strategy: str = "auto"

@@ -73,12 +73,16 @@ def build_model(config: TrainConfig, input_shape: Sequence[int], num_classes: in
 def compile_model(model: keras.Model, config: TrainConfig, num_classes: int,
                   steps_per_epoch: int) -> keras.Model:
     """Compiles ``model`` with the recipe: Adam (:func:`learning_rate`, decoupled weight decay
-    ``config.weight_decay`` or none), sparse cross-entropy on logits, top-1 and top-k
+    ``config.weight_decay`` or none; with ``config.ema_momentum`` > 0 an exponential moving
+    average of the weights, ``w_avg <- m w_avg + (1 - m) w`` after every update, which ``fit``
+    writes into the model when it ends), sparse cross-entropy on logits, top-1 and top-k
     (k = min(5, classes)) with ``tk.metrics``' tie rule (the same as ``python -m eval``)."""
     top_k = min(5, num_classes)
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate(config, steps_per_epoch),
-                                        weight_decay=config.weight_decay or None),
+                                        weight_decay=config.weight_decay or None,
+                                        use_ema=config.ema_momentum > 0,
+                                        ema_momentum=config.ema_momentum or 0.99),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=[SparseTopKAccuracy(k=1, name="top1"),
                  SparseTopKAccuracy(k=top_k, name=f"top{top_k}")],
