@@ -9,7 +9,9 @@
 ``zero_shot``: the validation error of the ANN, then of the converted SNN (T = ``--time_steps``)
 without calibration and calibrated at each ``--percentiles`` (``theta_l = P_p(a_l) / T`` from
 ``--calibration_batches`` training batches), with ``V(0) = 0`` and ``--initial_potential``
-times theta. ``finetune``: the converted, calibrated SNN trained with the tandem rule (Adam,
+times theta, and ``tk.convert`` with its defaults (calibrated; its quantized ANN too);
+``--negative_spikes`` gives the neurons negative spikes (``tk.neurons.IF(negative_spikes=True)``).
+``finetune``: the converted, calibrated SNN trained with the tandem rule (Adam,
 cosine from ``--learning_rate``, the recipe's augmentation), every layer at once
 (``--schedule=all``; ``--quantized_epochs=K``: the first K epochs in quantized mode) or one at a
 time (``progressive``: ``tk.conversion.ProgressiveTandem``); ``--steps_per_epoch`` shortens an
@@ -36,6 +38,7 @@ flags.DEFINE_integer("time_steps", 4, "T of the SNN.")
 flags.DEFINE_list("percentiles", ["99", "99.9", "99.99"], "zero_shot: calibration percentiles.")
 flags.DEFINE_float("percentile", 99.9, "finetune: the calibration percentile.")
 flags.DEFINE_float("initial_potential", 0.5, "V(0) as a fraction of theta (0: the paper's IF).")
+flags.DEFINE_bool("negative_spikes", False, "Neurons with negative spikes (tk.neurons.IF(negative_spikes=True)).")
 flags.DEFINE_integer("calibration_batches", 8, "Training batches (no augmentation) to calibrate on.")
 flags.DEFINE_integer("batch_size", 64, "Batch size.")
 flags.DEFINE_enum("schedule", "all", ["all", "progressive"], "finetune: layers switched at once or one at a time.")
@@ -55,16 +58,23 @@ flags.DEFINE_string("out", "", "Records file (default bench/results/records.json
 def convert(ann, calibration, percentile, v0):
     return tk.convert(ann, time_steps=FLAGS.time_steps, calibration_data=calibration,
                       percentile=percentile, calibration_batches=FLAGS.calibration_batches,
-                      neuron=tk.neurons.IF(initial_potential=v0))
+                      neuron=tk.neurons.IF(initial_potential=v0, negative_spikes=FLAGS.negative_spikes))
 
 
 def zero_shot(ann, val, calibration) -> dict:
     rows = [{"method": "ann", "val_error": harness.val_error(ann, val)}]
+    default = tk.convert(ann, time_steps=FLAGS.time_steps, calibration_data=calibration,
+                         calibration_batches=FLAGS.calibration_batches)
+    rows.append({"method": "default", "val_error": harness.val_error(default, val),
+                 "quantized_error": harness.val_error(tk.with_mode(default, "quantized"), val)})
+    print(f"tk.convert's defaults: {rows[-1]['val_error']:.2f}% (its quantized ANN "
+          f"{rows[-1]['quantized_error']:.2f}%)", flush=True)
+    spikes = {"negative_spikes": FLAGS.negative_spikes}
     for v0 in sorted({0.0, FLAGS.initial_potential}):
-        rows.append({"method": "converted", "percentile": None, "initial_potential": v0,
+        rows.append({"method": "converted", "percentile": None, "initial_potential": v0, **spikes,
                      "val_error": harness.val_error(convert(ann, None, 99.9, v0), val)})
         for p in map(float, FLAGS.percentiles):
-            rows.append({"method": "calibrated", "percentile": p, "initial_potential": v0,
+            rows.append({"method": "calibrated", "percentile": p, "initial_potential": v0, **spikes,
                          "val_error": harness.val_error(convert(ann, calibration, p, v0), val)})
         last = rows[-1]
         print(f"V(0)={v0:g} theta: calibrated p{last['percentile']:g} {last['val_error']:.2f}%", flush=True)

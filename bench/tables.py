@@ -131,8 +131,11 @@ def trained_models(frame) -> "tuple[str, list[dict]]":
 def _label(row: dict) -> str:
     if row["method"] == "ann":
         return "ANN"
+    if row["method"] == "default":
+        return "tk.convert's defaults"
     v0 = row.get("initial_potential") or 0.0
     start = f", V(0)={v0:g}θ" if v0 else ""
+    start += ", negative spikes" if row.get("negative_spikes") else ""
     if row["method"] == "converted":
         return f"converted, θ=1{start}"
     return f"calibrated p{row['percentile']:g}{start}"
@@ -178,14 +181,20 @@ def conversion_record_table(r: dict) -> str:
     """
     c, f = r["config"], r["figures"]
     if c["step"] == "zero_shot":
-        return markdown([[c["name"], c["time_steps"], _label(row), f"{row['val_error']:.2f}%"]
+        return markdown([[c["name"], c["time_steps"], _label(row), _zero_shot_cell(row)]
                          for row in f["rows"]], ["network", "T", "method", "validation error"])
     return markdown([[c["name"], c["time_steps"], *_finetune_cells(r)]], ["network", "T", *FINETUNE_COLUMNS])
 
 
+def _zero_shot_cell(row: dict) -> str:
+    quantized = row.get("quantized_error")
+    return f"{row['val_error']:.2f}%" + (f" (its quantized ANN {quantized:.2f}%)" if quantized is not None else "")
+
+
 def _key(r: dict) -> tuple:
     c = r["config"]
-    return c["name"], c["time_steps"], c["step"], _schedule(c) if c["step"] == "finetune" else None
+    return (c["name"], c["time_steps"], c["step"], _schedule(c) if c["step"] == "finetune" else None,
+            bool(c.get("negative_spikes")))
 
 
 def conversion_finetune(frame) -> "tuple[str, list[dict]]":
@@ -198,25 +207,30 @@ def conversion_finetune(frame) -> "tuple[str, list[dict]]":
 
 
 def conversion_zero_shot(frame) -> "tuple[str, list[dict]]":
-    """Every zero-shot measurement: a row per network, T and V(0), a column per calibration."""
+    """Every zero-shot measurement: a row per network, T, V(0) and spike kind, a column per
+    calibration, and ``tk.convert`` with its defaults (calibrated; its quantized ANN)."""
     used = [r for r in latest_each(of(frame, "conversion"), _key).values() if r["config"]["step"] == "zero_shot"]
     rows = []
     for r in used:
         c, f = r["config"], r["figures"]
-        for v0 in sorted({row.get("initial_potential") or 0.0 for row in f["rows"] if row["method"] != "ann"}):
-            row = {"network": c["name"], "T": c["time_steps"], "V(0)": f"{v0:g}θ",
+        spikes = "-1/0/1" if c.get("negative_spikes") else "0/1"
+        default = next((x for x in f["rows"] if x["method"] == "default"), None)
+        for v0 in sorted({row.get("initial_potential") or 0.0 for row in f["rows"]
+                          if row["method"] in ("converted", "calibrated")}):
+            row = {"network": c["name"], "T": c["time_steps"], "spikes": spikes, "V(0)": f"{v0:g}θ",
                    "ANN": f"{f['ann_error']:.2f}%"}
             for x in f["rows"]:
-                if x["method"] != "ann" and (x.get("initial_potential") or 0.0) == v0:
+                if x["method"] in ("converted", "calibrated") and (x.get("initial_potential") or 0.0) == v0:
                     column = "θ = 1" if x["method"] == "converted" else f"p{x['percentile']:g}"
                     row[column] = f"{x['val_error']:.2f}%"
+            row["tk.convert's defaults"] = _zero_shot_cell(default) if default else "-"
             rows.append(row)
     return markdown(rows), used
 
 
 def conversion(frame) -> "tuple[str, list[dict]]":
     """Per network and T: ANN, converted (no training), calibrated, fine-tuned."""
-    found = latest_each(of(frame, "conversion"), _key)
+    found = {key[:4]: r for key, r in latest_each(of(frame, "conversion"), _key).items() if not key[4]}
     rows, used = [], []
     for (name, t, step, _), r in found.items():
         if step != "zero_shot":

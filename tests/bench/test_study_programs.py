@@ -73,6 +73,39 @@ def test_a_saved_ann_converts_and_fine_tunes(tmp_path):
 
 
 @pytest.mark.slow
+def test_zero_shot_records_the_defaults_and_negative_spikes(tmp_path):
+    """--step=zero_shot --negative_spikes: tk.convert's defaults (and their quantized ANN) as
+    this process measures them again from the same calibration batches, then every
+    calibration with negative spikes; the 0/1 record of the same ANN stays in the table."""
+    import keras
+
+    import tandem_keras as tk
+    from bench import harness
+
+    out, ann = str(tmp_path / "records.jsonl"), tmp_path / "ann"
+    _run("bench.accuracy_study", "--network=digits", "--dataset=digits", "--row=ann", "--mode=ann",
+         "--time_steps=2", "--epochs=1", "--steps_per_epoch=20", "--batch_size=16",
+         f"--save_dir={ann}", f"--out={out}")
+    common = [f"--ann={ann}", "--name=digits", "--dataset=digits", "--step=zero_shot", "--time_steps=2",
+              "--percentiles=99.9", "--batch_size=16", "--calibration_batches=2", f"--out={out}"]
+    _run("bench.convert_cifar10", *common)
+    result = _run("bench.convert_cifar10", *common, "--negative_spikes")
+    plain, signed = records.of(records.read(out), "conversion")
+    assert signed["config"]["negative_spikes"] and not plain["config"]["negative_spikes"]
+    rows = signed["figures"]["rows"]
+    assert [r["method"] for r in rows] == ["ann", "default", "converted", "calibrated", "converted", "calibrated"]
+    assert all(r["negative_spikes"] for r in rows[2:])
+    model = keras.models.load_model(ann / "model.keras", compile=False)
+    _, val, calibration = harness.split_batches("digits", 0.1, 16)
+    default = tk.convert(model, time_steps=2, calibration_data=calibration, calibration_batches=2)
+    assert rows[1]["val_error"] == pytest.approx(harness.val_error(default, val))
+    assert rows[1]["quantized_error"] == pytest.approx(harness.val_error(tk.with_mode(default, "quantized"), val))
+    assert "negative spikes" in result.stdout
+    text, used = tables.conversion_zero_shot(records.read(out))
+    assert len(used) == 2 and text.count("| -1/0/1 ") == 2 and text.count("| 0/1 ") == 2
+
+
+@pytest.mark.slow
 def test_trainable_scales_row_trains_the_residual_input_weights(tmp_path):
     """--trainable_scales on a converted residual ANN and on a tandem model to train further
     (there with --negative_spikes): the saved SNN's TandemAdds have trained scales, the

@@ -49,3 +49,29 @@ def test_finetune_table_keeps_one_row_per_budget_and_the_summary_the_latest():
     assert "**11.00%**" in finetune and "**12.50%**" in finetune and "13.00%" not in finetune
     text, _ = tables.conversion(rs)
     assert "**11.00%**" in text.splitlines()[2] and "12.50%" not in text
+
+
+def test_zero_shot_defaults_and_negative_spikes_are_their_own_rows_and_keep_the_summary():
+    """A zero-shot record with --negative_spikes does not replace the 0/1 one (nor enter the
+    summary, which compares 0/1 conversions); tk.convert's defaults and their quantized ANN
+    are a column of both of its rows."""
+    signed = _zero_shot("2026-01-05T00:00:00Z", ann=10.0)
+    signed["config"]["negative_spikes"] = True
+    for row in signed["figures"]["rows"][1:]:
+        row["negative_spikes"] = True
+    signed["figures"]["rows"].insert(1, {"method": "default", "val_error": 29.5, "quantized_error": 24.25})
+    rs = [_zero_shot(), signed, _finetune("all", 12.5)]
+    zero, used = tables.conversion_zero_shot(rs)
+    assert len(used) == 2
+    lines = zero.splitlines()
+    assert "spikes" in lines[0] and "tk.convert's defaults" in lines[0]
+    signed_rows = [line for line in lines[2:] if "-1/0/1" in line]
+    assert len(signed_rows) == 2
+    assert all("29.50% (its quantized ANN 24.25%)" in line for line in signed_rows)
+    assert "21.50%" in signed_rows[1]   # V(0) = 0.5 theta, p99.9
+    text, used = tables.conversion(rs)
+    assert len(used) == 2 and "-1/0/1" not in text and "29.50%" not in text
+    one = tables.conversion_record_table(signed)
+    [default] = [line for line in one.splitlines() if "tk.convert's defaults" in line]
+    assert "29.50% (its quantized ANN 24.25%)" in default
+    assert "V(0)=0.5θ, negative spikes" in one

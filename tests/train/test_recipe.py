@@ -60,3 +60,35 @@ def test_compiled_model_follows_the_configuration():
     assert model.run_eagerly and isinstance(model.optimizer, keras.optimizers.Adam)
     metrics = model.get_compile_config()["metrics"]
     assert [m["config"]["name"] for m in metrics] == ["top1", "top3"]
+
+
+def test_ema_momentum_ends_fit_with_the_moving_average_of_the_trained_weights():
+    """``ema_momentum`` m > 0: after ``fit`` the weights are the average a NumPy loop makes of
+    the weights after every update, avg_1 = w_1, avg_k = m avg_{k-1} + (1 - m) w_k."""
+    m = 0.6
+    config = TrainConfig(learning_rate=0.05, lr_schedule="constant", epochs=1, ema_momentum=m)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    recipe.compile_model(model, config, num_classes=2, steps_per_epoch=5)
+    assert model.optimizer.use_ema and model.optimizer.ema_momentum == m
+    trained = []
+
+    class Record(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            trained.append([w.numpy().copy() for w in model.trainable_weights])
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(10, 3)).astype("float32"), rng.integers(0, 2, 10)
+    model.fit(x, y, batch_size=2, epochs=1, shuffle=False, verbose=0, callbacks=[Record()])
+    assert len(trained) == 5
+    average = trained[0]
+    for weights in trained[1:]:
+        average = [m * a + (1 - m) * w for a, w in zip(average, weights)]
+    for got, want, last in zip(model.get_weights(), average, trained[-1]):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+        assert not np.allclose(got, last)   # the average, not the last update's weights
+
+
+def test_no_ema_by_default():
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    recipe.compile_model(model, TrainConfig(), num_classes=2, steps_per_epoch=5)
+    assert not model.optimizer.use_ema
