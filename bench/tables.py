@@ -284,7 +284,10 @@ def _study_training(c: dict) -> str:
     if c.get("distill"):
         scales = f", distilled (α={c['alpha']:g}, τ={c['temperature']:g})" + scales
     if c.get("start_from"):
-        return f"{c['mode']}, from {os.path.basename(os.path.normpath(c['start_from']))}{scales}"
+        start = os.path.normpath(c["start_from"])
+        depth = {"export": 2, "model.keras": 3}.get(os.path.basename(start), 1)   # name the run
+        named = os.path.join(*start.split(os.sep)[-depth:])
+        return f"{c['mode']}, from {named}{scales}"
     start = "scratch"
     if c.get("init_from"):
         start = f"converted from {_ann_name(c['init_from'])}, p{c['percentile']:g}"
@@ -294,12 +297,18 @@ def _study_training(c: dict) -> str:
     return ", ".join([c["mode"], v0, start]) + scales
 
 
+def _rate(c: dict) -> str:
+    return f" from lr {c['learning_rate']:g}" if "learning_rate" in c else ""
+
+
 def _study_cells(r: dict) -> list:
     c, f = r["config"], r["figures"]
     curve = f["per_epoch"]
     best = min(curve, key=lambda e: e["val_error"])
     steps = f["steps"] // max(f["epochs"], 1)
-    budget = f"{f['epochs']} epochs x {steps}, {f['train_wall_s'] / 60:.1f} min"
+    ema = f", weights' EMA {c['ema_momentum']:g}" if c.get("ema_momentum") else ""
+    budget = (f"{f['epochs']} epochs x {steps}{_rate(c)}{ema}, "
+              f"{f['train_wall_s'] / 60:.1f} min")
     others = ", ".join(f"{m} {e:.2f}%" for m, e in f.get("modes", {}).items())
     return [_study_network(r), c["time_steps"], c["row"], _study_training(c), budget,
             f"**{f['val_error']:.2f}%**", f"{best['val_error']:.2f}% (ep. {best['epoch']})",
