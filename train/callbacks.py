@@ -103,3 +103,26 @@ class StopOnDivergence(keras.callbacks.Callback):
             kept = f"the backup of epoch {epochs} in {self.backup_dir} is kept, " + kept
         raise TrainingDiverged(f"training diverged: {what}; {kept} (lower --learning_rate and "
                                "rerun to resume from the backup)")
+
+
+class TrainedWeights(keras.callbacks.Callback):
+    """Keeps the trained weights of the last epoch, so that they can be put back after ``fit``
+    ended by writing the optimizer's moving average over them (``use_ema``).
+
+    Example:
+      >>> model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+      >>> model.compile(keras.optimizers.SGD(0.1, use_ema=True), "mse")
+      >>> trained = TrainedWeights()
+      >>> _ = model.fit(np.ones((4, 2)), np.ones((4, 1)), epochs=2, verbose=0, callbacks=[trained])
+      >>> averaged = model.get_weights()
+      >>> trained.restore()
+      >>> any(not np.allclose(a, b) for a, b in zip(averaged, model.get_weights()))
+      True
+    """
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        self.weights = [w.numpy() for w in self.model.trainable_weights]
+
+    def restore(self) -> None:
+        for w, value in zip(self.model.trainable_weights, self.weights):
+            w.assign(value)

@@ -117,6 +117,10 @@ _float("lr_step_factor", _default("lr_step_factor"),
 _in_range("lr_step_factor", 0.0, 1.0, open_low=True)
 _float("weight_decay", _default("weight_decay"), "Decoupled weight decay of Adam (0: none).")
 _in_range("weight_decay", 0.0)
+_float("ema_momentum", _default("ema_momentum"),
+       "Keep an exponential moving average of the weights with this momentum and export it "
+       "(0: none; e.g. 0.999 when fine-tuning an SNN).")
+_in_range("ema_momentum", 0.0, 1.0, open_high=True)
 _float("validation_split", _default("validation_split"),
        "Fraction of the training split held out for validation.")
 _in_range("validation_split", 0.0, 1.0, open_high=True)

@@ -18,7 +18,9 @@ backup and logs under ``workers/<task>/``.
 
 ``fit`` runs :data:`EPOCHS_PER_FIT` epochs at a time, so that the input pipeline (one
 shuffled order per epoch, ``common.pipeline``) is built for those epochs only: a long run
-starts at once. A NaN or infinite loss or weight stops training with
+starts at once. With ``ema_momentum`` the optimizer keeps a moving average of the weights:
+training continues from the trained weights across the ``fit`` calls, the validation figures
+of every epoch are those of the trained weights, and the export holds the average. A NaN or infinite loss or weight stops training with
 ``train.callbacks.TrainingDiverged`` before the diverged epoch is backed up or logged; nothing is
 exported.
 """
@@ -165,6 +167,7 @@ def _run(config: TrainConfig, restart: bool, strategy: tf.distribute.Strategy, i
               if source.num_validation else None)
 
     verbose = progress_verbosity() if is_chief else 0
+    trained = train_callbacks.TrainedWeights()
     callbacks = [
         # First: a NaN loss or weight stops fit before any later callback saves or logs it.
         train_callbacks.StopOnDivergence(backup_dir),
@@ -176,6 +179,7 @@ def _run(config: TrainConfig, restart: bool, strategy: tf.distribute.Strategy, i
         backup.Backup(backup_dir),
         # ... and its line says that it is.
         *([] if verbose else [train_callbacks.EpochSummary(config.epochs)]),
+        *([trained] if config.ema_momentum else []),
     ]
     logging.info("training %s on %s: %d train / %d validation examples, %d steps of %d "
                  "(%d per replica x %d replicas) per epoch, epochs %d..%d",
@@ -195,6 +199,10 @@ def _run(config: TrainConfig, restart: bool, strategy: tf.distribute.Strategy, i
                       validation_data=val_ds, callbacks=callbacks,
                       shuffle=False,  # the pipeline shuffles
                       verbose=verbose)
+            if config.ema_momentum and last < config.epochs:
+                trained.restore()   # fit ended by writing the average over the trained weights
+        if config.ema_momentum:   # also when a finished run's backup was all there was to train
+            model.optimizer.finalize_variable_values(model.trainable_weights)
 
     export_mode = config.export_mode if config.export_mode != config.mode else None
     training = {"dataset": config.dataset, "validation_split": config.validation_split,
