@@ -24,6 +24,7 @@ Each run appends one ``accuracy_study`` record; ``--save_dir`` saves the trained
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
 
@@ -92,16 +93,18 @@ class _PerEpoch(keras.callbacks.Callback):
         super().__init__()
         self.student, self.val, self.rows = model, val, []
 
-    def _val_error(self) -> float:
-        """The validation error of the weights ``fit`` would end with: with a moving average,
-        the average (swapped in for the evaluation, the trained weights back after)."""
+    @contextlib.contextmanager
+    def _weights_fit_ends_with(self):
+        """The weights ``fit`` would end with: with a moving average, the average (swapped in,
+        the trained weights back after)."""
         if not self.model.optimizer.use_ema:
-            return harness.val_error(self.student, self.val)
+            yield
+            return
         weights = self.model.trainable_weights
         trained = [w.numpy() for w in weights]
         self.model.optimizer.finalize_variable_values(weights)
         try:
-            return harness.val_error(self.student, self.val)
+            yield
         finally:
             for w, value in zip(weights, trained):
                 w.assign(value)
@@ -111,10 +114,11 @@ class _PerEpoch(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
         row = {"epoch": epoch + 1, "train_wall_s": time.time() - self.wall,
-               "train_cpu_s": time.process_time() - self.cpu, "loss": float(logs["loss"]),
-               "val_error": self._val_error()}
-        if FLAGS.mode == "quantized":   # its SNN, constrain-then-train
-            row["snn_error"] = harness.val_error(tk.with_mode(self.student, "tandem"), self.val)
+               "train_cpu_s": time.process_time() - self.cpu, "loss": float(logs["loss"])}
+        with self._weights_fit_ends_with():
+            row["val_error"] = harness.val_error(self.student, self.val)
+            if FLAGS.mode == "quantized":   # its SNN, constrain-then-train
+                row["snn_error"] = harness.val_error(tk.with_mode(self.student, "tandem"), self.val)
         self.rows.append(row)
         print(f"epoch {row['epoch']}: val {row['val_error']:.2f}%"
               + (f" (its SNN {row['snn_error']:.2f}%)" if "snn_error" in row else "")

@@ -52,6 +52,22 @@ def test_one_study_row_records_the_error_of_the_model_it_saved(tmp_path):
 
 
 @pytest.mark.slow
+def test_an_ema_row_records_the_average_it_saved_every_epoch_and_at_the_end(tmp_path):
+    """--ema_momentum: the last epoch's errors (the quantized ANN and its SNN) are those of the
+    moving average fit ends with, which is what is saved."""
+    out, save = str(tmp_path / "records.jsonl"), tmp_path / "save"
+    _run("bench.accuracy_study", "--network=digits", "--dataset=digits", "--row=q", "--mode=quantized",
+         "--time_steps=2", "--epochs=2", "--steps_per_epoch=5", "--batch_size=16",
+         "--learning_rate=0.01", "--ema_momentum=0.9", f"--save_dir={save}", f"--out={out}")
+    [record] = records.of(records.read(out), "accuracy_study")
+    f = record["figures"]
+    assert record["config"]["ema_momentum"] == 0.9
+    assert f["val_error"] == pytest.approx(_validation_error(save / "model.keras"))
+    assert f["per_epoch"][-1]["snn_error"] == pytest.approx(f["modes"]["tandem"])
+    assert "weights' EMA 0.9" in tables.study(records.read(out))[0]
+
+
+@pytest.mark.slow
 def test_a_saved_ann_converts_and_fine_tunes(tmp_path):
     out, ann, export = str(tmp_path / "records.jsonl"), tmp_path / "ann", tmp_path / "snn"
     _run("bench.accuracy_study", "--network=digits", "--dataset=digits", "--row=ann", "--mode=ann",
