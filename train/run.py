@@ -20,9 +20,9 @@ backup and logs under ``workers/<task>/``.
 shuffled order per epoch, ``common.pipeline``) is built for those epochs only: a long run
 starts at once. With ``ema_momentum`` the optimizer keeps a moving average of the weights:
 training continues from the trained weights across the ``fit`` calls, the validation figures
-of every epoch are those of the trained weights, and the export holds the average. A NaN or infinite loss or weight stops training with
-``train.callbacks.TrainingDiverged`` before the diverged epoch is backed up or logged; nothing is
-exported.
+of every epoch are those of the trained weights, and the export holds the average. A NaN or
+infinite loss or weight stops training with ``train.callbacks.TrainingDiverged`` before the
+diverged epoch is backed up or logged; nothing is exported.
 """
 from __future__ import annotations
 
