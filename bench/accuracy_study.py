@@ -24,13 +24,13 @@ Each run appends one ``accuracy_study`` record; ``--save_dir`` saves the trained
 """
 from __future__ import annotations
 
-import contextlib
 import time
 from typing import Any
 
 from bench import harness
 from bench.harness import flags, keras, tk
 from bench.tables import study_record_table
+from train.callbacks import moving_average_in
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("network", "resnet20", "A builder of models (resnet20, vgg11, cifarnet, ...).")
@@ -93,29 +93,13 @@ class _PerEpoch(keras.callbacks.Callback):
         super().__init__()
         self.student, self.val, self.rows = model, val, []
 
-    @contextlib.contextmanager
-    def _weights_fit_ends_with(self):
-        """The weights ``fit`` would end with: with a moving average, the average (swapped in,
-        the trained weights back after)."""
-        if not self.model.optimizer.use_ema:
-            yield
-            return
-        weights = self.model.trainable_weights
-        trained = [w.numpy() for w in weights]
-        self.model.optimizer.finalize_variable_values(weights)
-        try:
-            yield
-        finally:
-            for w, value in zip(weights, trained):
-                w.assign(value)
-
     def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
         self.wall, self.cpu = time.time(), time.process_time()
 
     def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
         row = {"epoch": epoch + 1, "train_wall_s": time.time() - self.wall,
                "train_cpu_s": time.process_time() - self.cpu, "loss": float(logs["loss"])}
-        with self._weights_fit_ends_with():
+        with moving_average_in(self.model):   # the weights fit ends with
             row["val_error"] = harness.val_error(self.student, self.val)
             if FLAGS.mode == "quantized":   # its SNN, constrain-then-train
                 row["snn_error"] = harness.val_error(tk.with_mode(self.student, "tandem"), self.val)

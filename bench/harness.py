@@ -116,7 +116,8 @@ def val_error(model: keras.Model, batches) -> float:
 def cosine_training(model: keras.Model, source, learning_rate: float, epochs: int, steps: int,
                     batch_size: int, seed: int, ema_momentum: float = 0.0):
     """Compiles ``model`` as the recipe does (Adam, cosine decay over ``epochs`` x ``steps``, no
-    weight decay, the weights' moving average with ``ema_momentum`` > 0); returns enough training batches (CIFAR crop and flip) for those steps."""
+    weight decay, the weights' moving average with ``ema_momentum`` > 0); returns enough
+    training batches (CIFAR crop and flip) for those steps."""
     from common import pipeline
 
     config = TrainConfig(learning_rate=learning_rate, lr_schedule="cosine", epochs=epochs,

@@ -1,6 +1,7 @@
 """Training callbacks: divergence, per-epoch random streams, epoch lines."""
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 
@@ -125,4 +126,36 @@ class TrainedWeights(keras.callbacks.Callback):
 
     def restore(self) -> None:
         for w, value in zip(self.model.trainable_weights, self.weights):
+            w.assign(value)
+
+
+@contextlib.contextmanager
+def moving_average_in(model: keras.Model):
+    """Within the block, ``model``'s trainable weights are its optimizer's moving average (what
+    ``fit`` ends with under ``use_ema``), the trained weights back after; without ``use_ema``
+    the model is left as it is.
+
+    Example:
+      >>> model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+      >>> model.compile(keras.optimizers.SGD(0.1, use_ema=True, ema_momentum=0.5), "mse")
+      >>> _ = model.train_on_batch(np.ones((4, 2)), np.ones((4, 1)))
+      >>> _ = model.train_on_batch(np.ones((4, 2)), np.ones((4, 1)))
+      >>> trained = model.get_weights()
+      >>> with moving_average_in(model):
+      ...     averaged = model.get_weights()
+      >>> any(not np.allclose(a, t) for a, t in zip(averaged, trained))
+      True
+      >>> all(np.array_equal(w, t) for w, t in zip(model.get_weights(), trained))
+      True
+    """
+    if not model.optimizer.use_ema:
+        yield
+        return
+    weights = model.trainable_weights
+    trained = [w.numpy() for w in weights]
+    model.optimizer.finalize_variable_values(weights)
+    try:
+        yield
+    finally:
+        for w, value in zip(weights, trained):
             w.assign(value)
